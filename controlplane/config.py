@@ -1,0 +1,49 @@
+"""Control-plane settings, read from flags and `KESTREL_*` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Settings of one control-plane process.
+
+    Every field can be set from the environment as ``KESTREL_<FIELD>`` (e.g.
+    ``KESTREL_DATABASE_URL``). Durations are in seconds.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="KESTREL_", extra="ignore")
+
+    database_url: str = Field(
+        "postgresql+psycopg://postgres@127.0.0.1:5432/test",
+        description="SQLAlchemy URL of the Postgres database (psycopg 3 driver).",
+    )
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL for locks and wake-ups.")
+    redis_prefix: str = Field(
+        "kestrel", description="Prefix of every Redis key and channel (several stacks may share a Redis)."
+    )
+    host: str = Field("127.0.0.1", description="Interface the gRPC server binds.")
+    port: int = Field(6570, description="gRPC port; 0 picks a free one.")
+    data_dir: Path = Field(Path(".kestrel"), description="Directory for local data (internal storage).")
+    poll_wait_seconds: float = Field(30.0, description="Longest time a PollTaskRuns call is held.")
+    lease_seconds: float = Field(30.0, description="Lease of a task-run attempt without a heartbeat.")
+    heartbeat_interval_seconds: float = Field(5.0, description="Heartbeat interval told to workers.")
+    worker_dead_after_seconds: float = Field(60.0, description="A worker silent this long is dead.")
+    reaper_interval_seconds: float = Field(1.0, description="How often expired leases are looked for.")
+    executor_interval_seconds: float = Field(0.5, description="How often the executor queue is swept.")
+    max_redeliveries: int = Field(
+        5,
+        description="Times one task run is re-dispatched after a lost attempt (lease expired or "
+        "worker shutdown) before it fails; lost attempts do not consume the task's retry policy.",
+    )
+    token_secret: str | None = Field(
+        None,
+        description="HMAC secret for task tokens. Unset: a random secret stored in Postgres, "
+        "shared by every replica on that database.",
+    )
+    namespace_prefix_globals: dict[str, object] = Field(
+        default_factory=dict, description="Kestra `globals` exposed to expressions."
+    )
