@@ -1,0 +1,102 @@
+"""Executions, task runs and attempts: what happened when a flow ran.
+
+These are plain snapshots loaded by the store and read by the executor; changes go back through
+the store so every transition is checked (``controlplane.model.state``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from controlplane.model.state import State, StateHistory, check_transition
+
+
+@dataclass
+class Attempt:
+    """One attempt of a runnable task run on a worker (1-based ``number``)."""
+
+    number: int
+    state: State
+    histories: list[StateHistory] = field(default_factory=list)
+    worker_id: str | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    reason: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class TaskRun:
+    """One run of one task in an execution (Kestra's TaskRun).
+
+    Attributes:
+        parent_id: The flowable task run this one runs under, None at the top level.
+        value: Loop value (``taskrun.value``), None outside loops.
+        branch: Which child list of the parent it belongs to (``tasks``, ``errors``,
+            ``finally``, ``then``...); ``tasks`` at the top level for main tasks.
+        seq: Creation order within the execution.
+        attempt: Current attempt number (0 before the first dispatch).
+        outputs: Task outputs (JSON-compatible), None when the task produced none.
+    """
+
+    id: str
+    execution_id: str
+    task_id: str
+    task_type: str
+    state: State
+    histories: list[StateHistory] = field(default_factory=list)
+    parent_id: str | None = None
+    value: str | None = None
+    branch: str = "tasks"
+    seq: int = 0
+    attempt: int = 0
+    lease_epoch: int = 0
+    worker_id: str | None = None
+    outputs: dict[str, Any] | None = None
+    error: str | None = None
+    attempts: list[Attempt] = field(default_factory=list)
+    redeliveries: int = 0
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+
+
+@dataclass
+class Execution:
+    """One execution of a flow revision (Kestra's Execution)."""
+
+    id: str
+    namespace: str
+    flow_id: str
+    flow_revision: int
+    state: State
+    histories: list[StateHistory] = field(default_factory=list)
+    inputs: dict[str, Any] = field(default_factory=dict)
+    outputs: dict[str, Any] | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    parent_id: str | None = None
+    original_id: str | None = None
+    trigger: dict[str, Any] | None = None
+    error: str | None = None
+    kill_requested: bool = False
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    task_runs: list[TaskRun] = field(default_factory=list)
+
+
+def change_state(obj: Execution | TaskRun | Attempt, state: State, at: datetime, what: str = "") -> None:
+    """Move an execution, task run or attempt to ``state`` at ``at``, appending to its history.
+
+    The one place state changes happen; it refuses moves Kestra's state machine does not allow.
+
+    Raises:
+        IllegalTransitionError: ``obj.state -> state`` is not a legal move.
+    """
+    if obj.state is state:
+        return
+    check_transition(obj.state, state, what)
+    obj.state = state
+    obj.histories.append(StateHistory(state, at))
