@@ -1,0 +1,417 @@
+"""The task-type catalogue: Kestra's core task types, their kind, their child task lists, the
+legacy alias table, and which types this version of Kestrel can run.
+
+Source: conformance/kestra/FEATURES.md §3 (and §4-5 for trigger and condition aliases), checked
+against the ``@Plugin(aliases = ...)`` declarations of Kestra's core plugins.
+
+Kinds:
+    RUNNABLE: runs on a worker (Log, Return, Sleep, scripts, storage/kv/http tasks...).
+    FLOWABLE: resolved by the executor, never sent to a worker: the control-flow tasks
+        (Sequential, Parallel, ForEach, If, Switch, Dag...), and the executor-side ones that
+        create executions or wait (Subflow, ForEachItem, Pause, Template). WorkingDirectory is
+        flowable too: the executor owns it, even though its children later run together on one
+        worker.
+"""
+
+from __future__ import annotations
+
+import difflib
+import enum
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+
+from controlplane.errors import Issue
+from controlplane.model.flow import Flow
+
+
+class TaskKind(enum.StrEnum):
+    """Where a task type runs."""
+
+    RUNNABLE = "RUNNABLE"
+    FLOWABLE = "FLOWABLE"
+
+
+#: Properties every task accepts (Kestra ``Task``; FEATURES.md §2).
+COMMON_TASK_PROPERTIES: frozenset[str] = frozenset(
+    {
+        "id",
+        "type",
+        "description",
+        "retry",
+        "timeout",
+        "disabled",
+        "workerGroup",
+        "logLevel",
+        "logToFile",
+        "allowFailure",
+        "allowWarning",
+        "runIf",
+    }
+)
+
+
+@dataclass(frozen=True)
+class TaskTypeInfo:
+    """What the catalogue knows about one canonical task type.
+
+    Attributes:
+        name: Canonical type name (``io.kestra.plugin.core.flow.Sequential``).
+        kind: RUNNABLE or FLOWABLE.
+        child_lists: Keys whose value is a list of tasks (``tasks``, ``errors``, ``finally``,
+            ``then``, ``else``, ``defaults``).
+        child_maps: Keys whose value maps a name to a list of tasks (Switch ``cases``).
+        required_children: Child-list keys that must hold at least one task.
+        dag_tasks: ``tasks`` holds ``{task: {...}, dependsOn: [...]}`` items (Dag).
+        runnable_children_only: Every direct child must be a runnable type (WorkingDirectory).
+        executable: Starts another flow's execution (Subflow, ForEachItem): the parser refuses
+            a literal call to the flow itself.
+        properties: Type-specific property names (besides ``COMMON_TASK_PROPERTIES`` and the
+            child keys) when the catalogue checks them, None when it does not. Kestra refuses
+            unknown properties; we check them for the types we run.
+    """
+
+    name: str
+    kind: TaskKind
+    child_lists: tuple[str, ...] = ()
+    child_maps: tuple[str, ...] = ()
+    required_children: tuple[str, ...] = ()
+    dag_tasks: bool = False
+    runnable_children_only: bool = False
+    executable: bool = False
+    properties: frozenset[str] | None = None
+
+    @property
+    def child_keys(self) -> tuple[str, ...]:
+        """Every key that holds child tasks (lists and maps)."""
+        return self.child_lists + self.child_maps
+
+    def known_properties(self) -> frozenset[str] | None:
+        """All property names a task of this type may have, or None when not checked."""
+        if self.properties is None:
+            return None
+        return COMMON_TASK_PROPERTIES | self.properties | frozenset(self.child_keys)
+
+
+_CORE = "io.kestra.plugin.core."
+_SEQ_LIKE = ("tasks", "errors", "finally")
+
+
+def _runnable(name: str, properties: Iterable[str] | None = None) -> TaskTypeInfo:
+    return TaskTypeInfo(
+        name=_CORE + name,
+        kind=TaskKind.RUNNABLE,
+        properties=frozenset(properties) if properties is not None else None,
+    )
+
+
+def _flowable(
+    name: str,
+    child_lists: tuple[str, ...] = _SEQ_LIKE,
+    required: tuple[str, ...] = ("tasks",),
+    properties: Iterable[str] | None = None,
+    **kwargs: object,
+) -> TaskTypeInfo:
+    return TaskTypeInfo(
+        name=_CORE + name,
+        kind=TaskKind.FLOWABLE,
+        child_lists=child_lists,
+        required_children=required,
+        properties=frozenset(properties) if properties is not None else None,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+_TYPES: tuple[TaskTypeInfo, ...] = (
+    # flow: executor-side
+    _flowable("flow.Sequential", properties=()),
+    _flowable("flow.Parallel"),
+    _flowable("flow.ForEach"),
+    _flowable("flow.EachSequential"),
+    _flowable("flow.EachParallel"),
+    _flowable("flow.If", child_lists=("then", "else", "errors", "finally"), required=("then",)),
+    _flowable(
+        "flow.Switch",
+        child_lists=("defaults", "errors", "finally"),
+        child_maps=("cases",),
+        required=(),
+    ),
+    _flowable("flow.Dag", dag_tasks=True),
+    _flowable("flow.AllowFailure"),
+    _flowable("flow.Pause", required=()),
+    _flowable("flow.WaitFor"),
+    _flowable("flow.WorkingDirectory", runnable_children_only=True),
+    _flowable("flow.Subflow", child_lists=(), required=(), executable=True),
+    _flowable("flow.ForEachItem", child_lists=("errors", "finally"), required=(), executable=True),
+    _flowable("flow.Template", child_lists=("errors", "finally"), required=()),
+    # flow: worker-side
+    _runnable("flow.Sleep"),
+    # log / debug / output / execution
+    _runnable("log.Log", ("message", "level")),
+    _runnable("log.Fetch"),
+    _runnable("log.PurgeLogs"),
+    _runnable("debug.Return", ("format",)),
+    _runnable("debug.Echo", ("format", "level")),
+    _runnable("output.OutputValues", ("values",)),
+    _runnable("execution.Fail", ("condition", "errorMessage")),
+    # Labels updates the execution itself; Kestra applies it in the executor. It stays RUNNABLE
+    # here (no child tasks); the issue that implements it decides where it runs.
+    _runnable("execution.Labels"),
+    _runnable("execution.Resume"),
+    _runnable("execution.Count"),
+    _runnable("execution.PurgeExecutions"),
+    # kv / state / storage
+    _runnable("kv.Set"),
+    _runnable("kv.Get"),
+    _runnable("kv.GetKeys"),
+    _runnable("kv.Delete"),
+    _runnable("state.Get"),
+    _runnable("state.Set"),
+    _runnable("state.Delete"),
+    _runnable("storage.LocalFiles"),
+    _runnable("storage.Concat"),
+    _runnable("storage.Split"),
+    _runnable("storage.Reverse"),
+    _runnable("storage.Size"),
+    _runnable("storage.Delete"),
+    _runnable("storage.FilterItems"),
+    _runnable("storage.DeduplicateItems"),
+    _runnable("storage.PurgeCurrentExecutionFiles"),
+    # http / namespace / templating / trigger
+    _runnable("http.Request"),
+    _runnable("http.Download"),
+    _runnable("namespace.UploadFiles"),
+    _runnable("namespace.DownloadFiles"),
+    _runnable("namespace.DeleteFiles"),
+    _runnable("templating.TemplatedTask"),
+    _runnable("trigger.Toggle"),
+)
+
+#: Canonical core task type name -> what the catalogue knows about it.
+CORE_TASK_TYPES: dict[str, TaskTypeInfo] = {info.name: info for info in _TYPES}
+
+#: Shell commands run as a local process by the Python worker (plugin-scripts type name).
+SHELL_COMMANDS = "io.kestra.plugin.scripts.shell.Commands"
+
+#: Non-core types the catalogue knows (their properties are not checked).
+PLUGIN_TASK_TYPES: dict[str, TaskTypeInfo] = {
+    SHELL_COMMANDS: TaskTypeInfo(name=SHELL_COMMANDS, kind=TaskKind.RUNNABLE),
+}
+
+#: The task types this version of Kestrel runs (built-in worker tasks and executor flowables).
+SUPPORTED_TASK_TYPES: frozenset[str] = frozenset(
+    {
+        _CORE + "log.Log",
+        _CORE + "debug.Return",
+        _CORE + "debug.Echo",
+        _CORE + "output.OutputValues",
+        _CORE + "execution.Fail",
+        SHELL_COMMANDS,
+        _CORE + "flow.Sequential",
+    }
+)
+
+_OLD = "io.kestra.core.tasks."
+
+#: Legacy task type name -> canonical name (Kestra still accepts the old names).
+TASK_ALIASES: dict[str, str] = {
+    _OLD + "log.Log": _CORE + "log.Log",
+    _OLD + "log.Fetch": _CORE + "log.Fetch",
+    _OLD + "debugs.Return": _CORE + "debug.Return",
+    _OLD + "debugs.Echo": _CORE + "debug.Echo",
+    # Pre-0.17 package of OutputValues; Kestra's snapshot no longer declares it, accepting it is
+    # harmless and helps flows written for older versions.
+    _OLD + "outputs.OutputValues": _CORE + "output.OutputValues",
+    _OLD + "executions.Fail": _CORE + "execution.Fail",
+    _OLD + "executions.Labels": _CORE + "execution.Labels",
+    _OLD + "executions.Counts": _CORE + "execution.Count",
+    _OLD + "flows.Sequential": _CORE + "flow.Sequential",
+    _OLD + "flows.Parallel": _CORE + "flow.Parallel",
+    _OLD + "flows.If": _CORE + "flow.If",
+    _OLD + "flows.Switch": _CORE + "flow.Switch",
+    _OLD + "flows.EachSequential": _CORE + "flow.EachSequential",
+    _OLD + "flows.EachParallel": _CORE + "flow.EachParallel",
+    _OLD + "flows.Dag": _CORE + "flow.Dag",
+    _OLD + "flows.AllowFailure": _CORE + "flow.AllowFailure",
+    _OLD + "flows.Pause": _CORE + "flow.Pause",
+    _OLD + "flows.Subflow": _CORE + "flow.Subflow",
+    _OLD + "flows.Flow": _CORE + "flow.Subflow",
+    _OLD + "flows.ForEachItem": _CORE + "flow.ForEachItem",
+    _OLD + "flows.WorkingDirectory": _CORE + "flow.WorkingDirectory",
+    _OLD + "flows.Worker": _CORE + "flow.WorkingDirectory",
+    _OLD + "flows.Template": _CORE + "flow.Template",
+    _OLD + "states.Get": _CORE + "state.Get",
+    _OLD + "states.Set": _CORE + "state.Set",
+    _OLD + "states.Delete": _CORE + "state.Delete",
+    _OLD + "storages.LocalFiles": _CORE + "storage.LocalFiles",
+    _OLD + "storages.Concat": _CORE + "storage.Concat",
+    _OLD + "storages.Split": _CORE + "storage.Split",
+    _OLD + "storages.Reverse": _CORE + "storage.Reverse",
+    _OLD + "storages.Size": _CORE + "storage.Size",
+    _OLD + "storages.Delete": _CORE + "storage.Delete",
+    _OLD + "storages.FilterItems": _CORE + "storage.FilterItems",
+    _OLD + "storages.DeduplicateItems": _CORE + "storage.DeduplicateItems",
+    _OLD + "storages.Purge": _CORE + "execution.PurgeExecutions",
+    _OLD + "storages.PurgeExecution": _CORE + "storage.PurgeCurrentExecutionFiles",
+    _CORE + "storage.Purge": _CORE + "execution.PurgeExecutions",
+    _CORE + "storage.PurgeExecution": _CORE + "storage.PurgeCurrentExecutionFiles",
+    _OLD + "templating.TemplatedTask": _CORE + "templating.TemplatedTask",
+    _OLD + "trigger.Toggle": _CORE + "trigger.Toggle",
+    "io.kestra.plugin.fs.http.Request": _CORE + "http.Request",
+    "io.kestra.plugin.fs.http.Download": _CORE + "http.Download",
+}
+
+#: Legacy trigger type name -> canonical name (FEATURES.md §5).
+TRIGGER_ALIASES: dict[str, str] = {
+    "io.kestra.core.models.triggers.types.Schedule": _CORE + "trigger.Schedule",
+    "io.kestra.core.models.triggers.types.Flow": _CORE + "trigger.Flow",
+    "io.kestra.core.models.triggers.types.Webhook": _CORE + "trigger.Webhook",
+    "io.kestra.plugin.fs.http.Trigger": _CORE + "http.Trigger",
+}
+
+_CONDITIONS = (
+    "ExecutionFlow",
+    "ExecutionStatus",
+    "ExecutionNamespace",
+    "ExecutionLabels",
+    "ExecutionOutputs",
+    "Not",
+    "Or",
+    "DateTimeBetween",
+    "TimeBetween",
+    "DayWeek",
+    "DayWeekInMonth",
+    "Weekend",
+    "PublicHoliday",
+    "HasRetryAttempt",
+)
+
+#: Legacy condition type name -> canonical name (FEATURES.md §4).
+CONDITION_ALIASES: dict[str, str] = {
+    **{f"io.kestra.core.models.conditions.types.{n}Condition": f"{_CORE}condition.{n}" for n in _CONDITIONS},
+    **{f"{_CORE}condition.{n}Condition": f"{_CORE}condition.{n}" for n in _CONDITIONS},
+    "io.kestra.core.models.conditions.types.VariableCondition": _CORE + "condition.Expression",
+    "io.kestra.core.models.conditions.types.ExpressionCondition": _CORE + "condition.Expression",
+    _CORE + "condition.ExpressionCondition": _CORE + "condition.Expression",
+    "io.kestra.core.models.conditions.types.MultipleCondition": _CORE + "condition.MultipleCondition",
+    "io.kestra.core.models.conditions.types.FlowCondition": _CORE + "condition.FlowCondition",
+    "io.kestra.core.models.conditions.types.FlowNamespaceCondition": _CORE
+    + "condition.FlowNamespaceCondition",
+}
+
+#: Every legacy name (tasks, triggers, conditions) -> canonical name.
+LEGACY_ALIASES: dict[str, str] = {**TASK_ALIASES, **TRIGGER_ALIASES, **CONDITION_ALIASES}
+
+
+def canonical_type(name: str) -> str:
+    """The canonical type name for ``name`` (legacy aliases resolved; other names unchanged).
+
+    Args:
+        name: A task, trigger or condition type as written in YAML.
+
+    Returns:
+        e.g. ``io.kestra.plugin.core.log.Log`` for ``io.kestra.core.tasks.log.Log``.
+    """
+    return LEGACY_ALIASES.get(name, name)
+
+
+def task_type_info(name: str) -> TaskTypeInfo | None:
+    """What the catalogue knows about a task type (alias accepted), or None for other types."""
+    canonical = canonical_type(name)
+    return CORE_TASK_TYPES.get(canonical) or PLUGIN_TASK_TYPES.get(canonical)
+
+
+def is_flowable(name: str) -> bool:
+    """True when ``name`` (alias accepted) is a Kestra flowable type, run by the executor."""
+    info = task_type_info(name)
+    return info is not None and info.kind is TaskKind.FLOWABLE
+
+
+def is_core_type(name: str) -> bool:
+    """True when ``name`` (alias accepted) is one of Kestra's ``io.kestra.plugin.core`` tasks."""
+    return canonical_type(name) in CORE_TASK_TYPES
+
+
+def check_task_types(flow: Flow, extra_types: Collection[str] = ()) -> list[Issue]:
+    """Check that this control plane can run every task of ``flow``.
+
+    A task type is accepted when it is in ``SUPPORTED_TASK_TYPES`` or in ``extra_types`` (custom
+    types that connected workers registered). A flowable type is never taken from
+    ``extra_types``: flowables run in the executor, a worker cannot provide one.
+
+    Args:
+        flow: A parsed flow (its ``Task.type`` values are canonical).
+        extra_types: Task types registered by workers (aliases are resolved).
+
+    Returns:
+        One issue per task whose type cannot run, with path, message and YAML line; empty when
+        every type is runnable. Messages:
+        ``task type '<t>' is a Kestra core type this version of Kestrel does not run yet`` and
+        ``unknown task type '<t>' (did you mean '<close>'?); custom task types become known once
+        a worker that registers them has connected``.
+    """
+    from controlplane.flows.walk import walk_with_paths
+
+    registered = {canonical_type(t) for t in extra_types}
+    issues: list[Issue] = []
+    for path, task in walk_with_paths(flow):
+        name = task.type
+        if name in SUPPORTED_TASK_TYPES:
+            continue
+        if is_flowable(name):
+            issues.append(_not_yet(path, task.id, name, task.line))
+            continue
+        if name in registered:
+            continue
+        if is_core_type(name):
+            issues.append(_not_yet(path, task.id, name, task.line))
+            continue
+        written = task.written_type or name
+        hint = suggest_type(written, registered)
+        did_you_mean = f" (did you mean '{hint}'?)" if hint else ""
+        issues.append(
+            Issue(
+                path=f"{path}.type",
+                message=(
+                    f"task '{task.id}': unknown task type '{written}'{did_you_mean}; custom task "
+                    "types become known once a worker that registers them has connected"
+                ),
+                line=task.line,
+            )
+        )
+    return issues
+
+
+def _not_yet(path: str, task_id: str, name: str, line: int) -> Issue:
+    return Issue(
+        path=f"{path}.type",
+        message=(
+            f"task '{task_id}': task type '{name}' is a Kestra core type this version of Kestrel "
+            "does not run yet"
+        ),
+        line=line,
+    )
+
+
+def suggest_type(name: str, extra_types: Iterable[str] = ()) -> str | None:
+    """The known task type closest to ``name``, or None when nothing is close.
+
+    A type whose simple class name matches ``name``'s (case-insensitively) wins; otherwise
+    ``difflib`` picks the closest full name.
+
+    Args:
+        name: The unknown type as written.
+        extra_types: Registered custom types, suggested too.
+
+    Returns:
+        A canonical (or registered) type name.
+    """
+    candidates = sorted(
+        SUPPORTED_TASK_TYPES | set(CORE_TASK_TYPES) | set(PLUGIN_TASK_TYPES) | set(extra_types)
+    )
+    simple = name.rsplit(".", 1)[-1].lower()
+    same_simple = [c for c in candidates if c.rsplit(".", 1)[-1].lower() == simple]
+    if same_simple:
+        supported = [c for c in same_simple if c in SUPPORTED_TASK_TYPES]
+        return (supported or same_simple)[0]
+    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.8)
+    return close[0] if close else None
