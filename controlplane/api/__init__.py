@@ -1,0 +1,1 @@
+"""gRPC servicers and protobuf <-> model conversion: the only place protobuf types appear."""

@@ -1,0 +1,179 @@
+"""Protobuf <-> model conversion. JSON-text fields are parsed and checked here."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from controlplane.errors import InvalidArgumentError, Issue
+from controlplane.model import Execution, State, StateHistory, TaskRun
+from controlplane.store.repository import FlowRow
+from kestrel.v1 import common_pb2, execution_pb2, flow_pb2, log_pb2
+
+LEVELS = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"]
+
+
+def ts(value: datetime | None) -> Timestamp | None:
+    """A protobuf Timestamp, or None."""
+    if value is None:
+        return None
+    out = Timestamp()
+    out.FromDatetime(value)
+    return out
+
+
+def state_to_proto(state: State) -> int:
+    """Model state -> ``kestrel.v1.State`` enum value."""
+    return common_pb2.State.Value(f"STATE_{state.value}")
+
+
+def state_from_proto(value: int) -> State:
+    """``kestrel.v1.State`` enum value -> model state.
+
+    Raises:
+        InvalidArgumentError: unspecified or unknown value.
+    """
+    name = common_pb2.State.Name(value) if value in common_pb2.State.values() else ""
+    if not name or name == "STATE_UNSPECIFIED":
+        raise InvalidArgumentError(f"state: unknown state value {value}")
+    return State(name.removeprefix("STATE_"))
+
+
+def state_info(state: State, histories: list[StateHistory]) -> common_pb2.StateInfo:
+    """``StateInfo`` with its history."""
+    return common_pb2.StateInfo(
+        current=state_to_proto(state),
+        histories=[common_pb2.StateHistory(state=state_to_proto(h.state), date=ts(h.date)) for h in histories],
+    )
+
+
+def parse_json_object(text: str, field: str) -> dict[str, Any] | None:
+    """Parse a JSON-object text field; empty -> None.
+
+    Raises:
+        InvalidArgumentError: not JSON, or not an object (message names ``field``).
+    """
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidArgumentError(f"{field}: not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise InvalidArgumentError(f"{field}: must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def dump_json(value: Any) -> str:
+    """JSON text for a JSON-like value; empty string for None."""
+    return "" if value is None else json.dumps(value, separators=(",", ":"), default=str, ensure_ascii=False)
+
+
+def labels_to_proto(labels: dict[str, str]) -> list[common_pb2.Label]:
+    """Label map -> repeated Label."""
+    return [common_pb2.Label(key=k, value=str(v)) for k, v in labels.items()]
+
+
+def labels_from_proto(labels: Any) -> dict[str, str]:
+    """Repeated Label -> map (later keys win)."""
+    return {label.key: label.value for label in labels}
+
+
+def issue_to_proto(issue: Issue) -> flow_pb2.ValidationIssue:
+    """A validation issue on the wire."""
+    return flow_pb2.ValidationIssue(path=issue.path, message=issue.message, line=issue.line, column=issue.column)
+
+
+def flow_to_proto(row: FlowRow) -> flow_pb2.Flow:
+    """A stored flow revision on the wire."""
+    spec = row.spec
+    return flow_pb2.Flow(
+        namespace=row.namespace,
+        id=row.flow_id,
+        revision=row.revision,
+        source=row.source,
+        description=spec.get("description") or "",
+        labels=labels_to_proto(spec.get("labels") or {}),
+        inputs=[
+            flow_pb2.FlowInput(id=i["id"], type=i["type"], required=i["required"], defaults_json=i.get("defaults", ""),
+                               description=i.get("description", ""))
+            for i in spec.get("inputs", [])
+        ],
+        disabled=bool(spec.get("disabled")),
+        deleted=row.deleted,
+        created=ts(row.created_at),
+        task_count=int(spec.get("task_count", 0)),
+    )
+
+
+def task_run_to_proto(tr: TaskRun) -> execution_pb2.TaskRun:
+    """A task run with its attempts on the wire."""
+    return execution_pb2.TaskRun(
+        id=tr.id,
+        execution_id=tr.execution_id,
+        task_id=tr.task_id,
+        parent_task_run_id=tr.parent_id or "",
+        value=tr.value or "",
+        state=state_info(tr.state, tr.histories),
+        attempts=[
+            execution_pb2.TaskRunAttempt(
+                attempt=a.number,
+                state=state_info(a.state, a.histories),
+                worker_id=a.worker_id or "",
+                start_date=ts(a.started_at),
+                end_date=ts(a.ended_at),
+                reason=a.reason or "",
+            )
+            for a in tr.attempts
+        ],
+        outputs_json=dump_json(tr.outputs),
+        task_type=tr.task_type,
+        error=tr.error or "",
+    )
+
+
+def execution_to_proto(execution: Execution) -> execution_pb2.Execution:
+    """An execution (with task runs when loaded) on the wire."""
+    return execution_pb2.Execution(
+        id=execution.id,
+        namespace=execution.namespace,
+        flow_id=execution.flow_id,
+        flow_revision=execution.flow_revision,
+        state=state_info(execution.state, execution.histories),
+        inputs_json=dump_json(execution.inputs),
+        outputs_json=dump_json(execution.outputs),
+        labels=labels_to_proto(execution.labels),
+        task_runs=[task_run_to_proto(tr) for tr in execution.task_runs],
+        start_date=ts(execution.started_at or execution.created_at),
+        end_date=ts(execution.ended_at),
+        error=execution.error or "",
+        parent_id=execution.parent_id or "",
+        original_id=execution.original_id or "",
+    )
+
+
+def level_from_proto(value: int) -> str:
+    """``LogLevel`` -> level name; unspecified -> INFO."""
+    return LEVELS[value - 1] if 1 <= value <= len(LEVELS) else "INFO"
+
+
+def level_to_proto(name: str) -> int:
+    """Level name -> ``LogLevel`` value."""
+    return LEVELS.index(name) + 1 if name in LEVELS else common_pb2.LOG_LEVEL_INFO
+
+
+def log_to_proto(row: Any) -> log_pb2.LogEntry:
+    """A stored log row on the wire."""
+    return log_pb2.LogEntry(
+        sequence=row.seq,
+        execution_id=row.execution_id,
+        task_run_id=row.task_run_id or "",
+        task_id=row.task_id or "",
+        attempt=row.attempt,
+        level=level_to_proto(row.level),
+        message=row.message,
+        timestamp=ts(row.timestamp),
+    )

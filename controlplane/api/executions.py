@@ -1,0 +1,98 @@
+"""ExecutionService servicer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import datetime
+
+import grpc
+
+from controlplane.api import convert
+from controlplane.api.status import rpc
+from controlplane.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError
+from controlplane.flows import coerce_inputs
+from controlplane.store import repository as repo
+from kestrel.v1 import execution_pb2, execution_pb2_grpc
+
+
+class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
+    """Thin gRPC layer over the executor and the execution repository."""
+
+    def __init__(self, control_plane) -> None:
+        self._cp = control_plane
+
+    async def _get(self, execution_id: str):
+        async with self._cp.transaction() as unit:
+            execution = await repo.get_execution(unit.conn, execution_id)
+        if execution is None:
+            raise NotFoundError(f"execution '{execution_id}' not found")
+        return execution
+
+    @rpc
+    async def StartExecution(self, request: execution_pb2.StartExecutionRequest, context: grpc.aio.ServicerContext):
+        if not request.namespace or not request.flow_id:
+            raise InvalidArgumentError("namespace and flow_id: both are required")
+        raw_inputs = convert.parse_json_object(request.inputs_json, "inputs_json") or {}
+        async with self._cp.transaction() as unit:
+            flow = await self._cp.flows.latest(unit.conn, request.namespace, request.flow_id, request.revision)
+            if flow.disabled:
+                raise FailedPreconditionError(f"flow {flow.namespace}.{flow.id} is disabled: cannot execute a disabled flow")
+            inputs = coerce_inputs(flow, raw_inputs)
+            execution_id, created = await self._cp.executor.create_execution(
+                unit, flow, inputs, convert.labels_from_proto(request.labels), request.request_id or None
+            )
+        execution = await self._get(execution_id)
+        return execution_pb2.StartExecutionResponse(execution=convert.execution_to_proto(execution), created=created)
+
+    @rpc
+    async def GetExecution(self, request: execution_pb2.GetExecutionRequest, context: grpc.aio.ServicerContext):
+        return execution_pb2.GetExecutionResponse(execution=convert.execution_to_proto(await self._get(request.id)))
+
+    @rpc
+    async def ListExecutions(self, request: execution_pb2.ListExecutionsRequest, context: grpc.aio.ServicerContext):
+        size = request.page_size or 50
+        if size < 0 or size > 1000:
+            raise InvalidArgumentError(f"page_size: must be between 1 and 1000, got {size}")
+        states = [convert.state_from_proto(s) for s in request.states]
+        before = None
+        if request.page_token:
+            stamp, sep, last_id = request.page_token.partition("/")
+            try:
+                before = (datetime.fromisoformat(stamp), last_id)
+            except ValueError:
+                raise InvalidArgumentError("page_token: malformed") from None
+            if not sep:
+                raise InvalidArgumentError("page_token: malformed")
+        async with self._cp.transaction() as unit:
+            rows = await repo.list_executions(unit.conn, request.namespace, request.flow_id, states, size + 1, before)
+        token = ""
+        if len(rows) > size:
+            last = rows[size - 1]
+            token = f"{last.created_at.isoformat()}/{last.id}"
+        return execution_pb2.ListExecutionsResponse(
+            executions=[convert.execution_to_proto(e) for e in rows[:size]], next_page_token=token
+        )
+
+    @rpc
+    async def KillExecution(self, request: execution_pb2.KillExecutionRequest, context: grpc.aio.ServicerContext):
+        async with self._cp.transaction() as unit:
+            await self._cp.executor.kill(unit, request.id)
+        return execution_pb2.KillExecutionResponse(execution=convert.execution_to_proto(await self._get(request.id)))
+
+    @rpc
+    async def WatchExecution(self, request: execution_pb2.WatchExecutionRequest, context: grpc.aio.ServicerContext):
+        with self._cp.events.watch_execution(request.id) as changed:
+            last = None
+            while True:
+                changed.clear()
+                execution = await self._get(request.id)
+                message = convert.execution_to_proto(execution)
+                if message != last:
+                    yield execution_pb2.WatchExecutionResponse(execution=message)
+                    last = message
+                if execution.state.is_terminal:
+                    return
+                # Woken by a change on any replica; re-read every 2 s in case a signal was lost.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), 2.0)

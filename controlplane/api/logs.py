@@ -1,0 +1,82 @@
+"""LogService servicer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import UTC
+
+import grpc
+
+from controlplane.api import convert
+from controlplane.api.status import rpc
+from controlplane.errors import InvalidArgumentError, NotFoundError
+from controlplane.store import repository as repo
+from kestrel.v1 import log_pb2, log_pb2_grpc
+
+_MAX_MESSAGE = 1_000_000  # characters kept of one log line
+
+
+class LogServicer(log_pb2_grpc.LogServiceServicer):
+    """Stores and serves logs. Appends are authorised by a task token (signature only: lines of
+    a stale attempt are still kept, tagged with their attempt)."""
+
+    def __init__(self, control_plane) -> None:
+        self._cp = control_plane
+
+    @rpc
+    async def AppendLogs(self, request: log_pb2.AppendLogsRequest, context: grpc.aio.ServicerContext):
+        claims = self._cp.signer.verify(request.task_token)
+        if len(request.entries) > 10_000:
+            raise InvalidArgumentError("entries: at most 10000 lines per call")
+        rows = []
+        now = repo.utcnow()
+        async with self._cp.transaction() as unit:
+            tr = await repo.get_task_run_row(unit.conn, claims.task_run_id)
+            if tr is None:
+                raise NotFoundError(f"task run {claims.task_run_id} not found")
+            for entry in request.entries:
+                stamp = entry.timestamp.ToDatetime(tzinfo=UTC) if entry.HasField("timestamp") else now
+                rows.append(
+                    {"execution_id": claims.execution_id, "task_run_id": claims.task_run_id, "task_id": tr.task_id,
+                     "attempt": claims.attempt, "level": convert.level_from_proto(entry.level),
+                     "message": entry.message[:_MAX_MESSAGE], "timestamp": stamp}
+                )
+            await repo.append_logs(unit.conn, rows)
+            unit.executions.add(claims.execution_id)
+        return log_pb2.AppendLogsResponse()
+
+    def _levels(self, min_level: int) -> list[str]:
+        return convert.LEVELS[min_level - 1:] if min_level > 1 else []
+
+    @rpc
+    async def ListLogs(self, request: log_pb2.ListLogsRequest, context: grpc.aio.ServicerContext):
+        size = request.page_size or 1000
+        async with self._cp.transaction() as unit:
+            if await repo.get_execution(unit.conn, request.execution_id, with_task_runs=False) is None:
+                raise NotFoundError(f"execution '{request.execution_id}' not found")
+            rows = await repo.list_logs(unit.conn, request.execution_id, request.task_run_id,
+                                        self._levels(request.min_level), request.after_sequence, min(size, 10_000))
+        return log_pb2.ListLogsResponse(entries=[convert.log_to_proto(r) for r in rows])
+
+    @rpc
+    async def TailLogs(self, request: log_pb2.TailLogsRequest, context: grpc.aio.ServicerContext):
+        after = request.after_sequence
+        levels = self._levels(request.min_level)
+        with self._cp.events.watch_execution(request.execution_id) as changed:
+            while True:
+                changed.clear()
+                async with self._cp.transaction() as unit:
+                    execution = await repo.get_execution(unit.conn, request.execution_id, with_task_runs=False)
+                    if execution is None:
+                        raise NotFoundError(f"execution '{request.execution_id}' not found")
+                    rows = await repo.list_logs(unit.conn, request.execution_id, "", levels, after, 1000)
+                if rows:
+                    after = rows[-1].seq
+                    yield log_pb2.TailLogsResponse(entries=[convert.log_to_proto(r) for r in rows])
+                    if len(rows) == 1000:
+                        continue
+                if execution.state.is_terminal:
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), 2.0)

@@ -1,0 +1,73 @@
+"""Maps the control plane's typed errors to gRPC status codes (DESIGN.md §2)."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+from sqlalchemy.exc import OperationalError
+
+from controlplane import errors
+from controlplane.model.state import IllegalTransitionError
+
+log = logging.getLogger(__name__)
+
+_CODES: list[tuple[type[BaseException], grpc.StatusCode]] = [
+    (errors.InvalidArgumentError, grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.NotFoundError, grpc.StatusCode.NOT_FOUND),
+    (errors.FailedPreconditionError, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.ConflictError, grpc.StatusCode.ABORTED),
+    (errors.ExpressionError, grpc.StatusCode.INVALID_ARGUMENT),
+    (IllegalTransitionError, grpc.StatusCode.FAILED_PRECONDITION),
+    (OperationalError, grpc.StatusCode.UNAVAILABLE),
+]
+
+
+def status_for(exc: BaseException) -> grpc.StatusCode | None:
+    """The status code for an expected error, None for a bug (INTERNAL)."""
+    for kind, code in _CODES:
+        if isinstance(exc, kind):
+            return code
+    return None
+
+
+def rpc(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorate a servicer method (unary or server-streaming) so typed errors become statuses."""
+
+    async def _abort(context: grpc.aio.ServicerContext, exc: Exception) -> None:
+        code = status_for(exc)
+        if code is None:
+            log.exception("internal error in %s", method.__name__)
+            await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
+        await context.abort(code, str(exc))
+
+    if inspect.isasyncgenfunction(method):
+
+        @functools.wraps(method)
+        async def stream_wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext):
+            try:
+                async for item in method(self, request, context):
+                    yield item
+            except errors.KestrelError as exc:
+                await _abort(context, exc)
+            except (IllegalTransitionError, OperationalError) as exc:
+                await _abort(context, exc)
+
+        return stream_wrapper
+
+    @functools.wraps(method)
+    async def unary_wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext):
+        try:
+            return await method(self, request, context)
+        except (errors.KestrelError, IllegalTransitionError, OperationalError) as exc:
+            await _abort(context, exc)
+        except Exception as exc:  # a bug: INTERNAL, logged with traceback
+            if isinstance(exc, grpc.aio.AbortError):
+                raise
+            await _abort(context, exc)
+
+    return unary_wrapper

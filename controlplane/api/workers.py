@@ -1,0 +1,101 @@
+"""WorkerService servicer."""
+
+from __future__ import annotations
+
+import grpc
+
+from controlplane.api import convert
+from controlplane.api.status import rpc
+from controlplane.errors import InvalidArgumentError
+from controlplane.model import State
+from controlplane.service.dispatch import Dispatcher
+from kestrel.v1 import common_pb2, worker_pb2, worker_pb2_grpc
+
+_REASONS = {
+    worker_pb2.FAILURE_REASON_UNSPECIFIED: "TASK_ERROR",
+    worker_pb2.FAILURE_REASON_TASK_ERROR: "TASK_ERROR",
+    worker_pb2.FAILURE_REASON_WORKER_SHUTDOWN: "WORKER_SHUTDOWN",
+    worker_pb2.FAILURE_REASON_TIMEOUT: "TIMEOUT",
+    worker_pb2.FAILURE_REASON_CANCELLED: "CANCELLED",
+}
+
+
+class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
+    """Thin gRPC layer over :class:`Dispatcher`."""
+
+    def __init__(self, control_plane) -> None:
+        self._cp = control_plane
+        self._dispatch: Dispatcher = control_plane.dispatcher
+
+    @rpc
+    async def RegisterWorker(self, request: worker_pb2.RegisterWorkerRequest, context: grpc.aio.ServicerContext):
+        worker_id = await self._dispatch.register_worker(
+            request.worker_id, request.hostname, request.sdk, list(request.task_types), request.worker_group,
+            convert.labels_from_proto(request.labels), request.concurrency or 1,
+        )
+        s = self._cp.settings
+        return worker_pb2.RegisterWorkerResponse(
+            worker_id=worker_id, heartbeat_interval_seconds=s.heartbeat_interval_seconds, lease_seconds=s.lease_seconds
+        )
+
+    @rpc
+    async def PollTaskRuns(self, request: worker_pb2.PollTaskRunsRequest, context: grpc.aio.ServicerContext):
+        wait = request.wait_seconds
+        remaining = context.time_remaining()
+        if remaining is not None:
+            wait = min(wait or remaining, max(remaining - 1.0, 0.0))
+        assignments = await self._dispatch.poll(request.worker_id, request.max_task_runs or 1, wait)
+        return worker_pb2.PollTaskRunsResponse(
+            assignments=[
+                worker_pb2.TaskAssignment(
+                    task_token=a.token,
+                    task_run_id=a.claimed.task_run_id,
+                    execution_id=a.claimed.execution_id,
+                    namespace=a.claimed.namespace,
+                    flow_id=a.claimed.flow_id,
+                    flow_revision=a.claimed.flow_revision,
+                    task_id=a.claimed.task_id,
+                    task_type=a.claimed.task_type,
+                    attempt=a.claimed.attempt,
+                    properties_json=convert.dump_json(a.claimed.properties) or "{}",
+                    idempotency_key=f"{a.claimed.execution_id}:{a.claimed.task_run_id}",
+                    lease_expires_at=convert.ts(a.claimed.lease_expires_at),
+                    value=a.claimed.value or "",
+                    ready_at=convert.ts(a.claimed.ready_at),
+                    timeout_seconds=a.claimed.timeout_seconds or 0.0,
+                )
+                for a in assignments
+            ]
+        )
+
+    @rpc
+    async def RecordTaskRunHeartbeat(
+        self, request: worker_pb2.RecordTaskRunHeartbeatRequest, context: grpc.aio.ServicerContext
+    ):
+        expires, cancel = await self._dispatch.heartbeat(request.task_token)
+        return worker_pb2.RecordTaskRunHeartbeatResponse(lease_expires_at=convert.ts(expires), cancel_requested=cancel)
+
+    @rpc
+    async def CompleteTaskRun(self, request: worker_pb2.CompleteTaskRunRequest, context: grpc.aio.ServicerContext):
+        outputs = convert.parse_json_object(request.outputs_json, "outputs_json")
+        state = State.SUCCESS if request.state == common_pb2.STATE_UNSPECIFIED else convert.state_from_proto(request.state)
+        await self._dispatch.complete(request.task_token, outputs, state)
+        return worker_pb2.CompleteTaskRunResponse()
+
+    @rpc
+    async def FailTaskRun(self, request: worker_pb2.FailTaskRunRequest, context: grpc.aio.ServicerContext):
+        if request.reason not in _REASONS:
+            raise InvalidArgumentError(f"reason: unknown failure reason {request.reason}")
+        outputs = convert.parse_json_object(request.outputs_json, "outputs_json")
+        await self._dispatch.fail(request.task_token, request.error_message, _REASONS[request.reason], outputs)
+        return worker_pb2.FailTaskRunResponse()
+
+    @rpc
+    async def WorkerHeartbeat(self, request: worker_pb2.WorkerHeartbeatRequest, context: grpc.aio.ServicerContext):
+        await self._dispatch.worker_heartbeat(request.worker_id)
+        return worker_pb2.WorkerHeartbeatResponse()
+
+    @rpc
+    async def ShutdownWorker(self, request: worker_pb2.ShutdownWorkerRequest, context: grpc.aio.ServicerContext):
+        count = await self._dispatch.shutdown_worker(request.worker_id)
+        return worker_pb2.ShutdownWorkerResponse(requeued_task_runs=count)

@@ -1,0 +1,72 @@
+"""The variables an expression sees when the executor renders a task's properties.
+
+Names follow Kestra's predefined variables (FEATURES.md §11): ``flow``, ``execution``,
+``inputs``, ``vars``, ``outputs``, ``labels``, ``task``, ``taskrun``, ``envs``, ``globals``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from controlplane.engine.view import ExecutionView
+from controlplane.model import Execution, Flow, Task, TaskRun
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _envs() -> dict[str, str]:
+    """Kestra's ``envs``: environment variables prefixed ``KESTRA_``, without the prefix, lower-cased."""
+    return {k[len("KESTRA_"):].lower(): v for k, v in os.environ.items() if k.startswith("KESTRA_")}
+
+
+def outputs_of(view: ExecutionView) -> dict[str, Any]:
+    """``outputs``: task id -> outputs of its task run (the latest one when several exist)."""
+    outputs: dict[str, Any] = {}
+    for tr in view.all:
+        if tr.outputs is not None and tr.value is None:
+            outputs[tr.task_id] = tr.outputs
+    return outputs
+
+
+def expression_context(
+    flow: Flow,
+    execution: Execution,
+    view: ExecutionView,
+    task: Task | None = None,
+    task_run: TaskRun | None = None,
+    globals_: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Build the variables for rendering ``task``'s properties (or the flow's outputs).
+
+    Returns:
+        A dict of plain JSON-like values; nothing in it exposes Python objects with methods.
+    """
+    ctx: dict[str, Any] = {
+        "flow": {"id": flow.id, "namespace": flow.namespace, "revision": flow.revision},
+        "execution": {
+            "id": execution.id,
+            "startDate": _iso(execution.started_at or execution.created_at),
+            "originalId": execution.original_id or execution.id,
+            "state": execution.state.value,
+        },
+        "inputs": dict(execution.inputs),
+        "vars": dict(flow.variables),
+        "outputs": outputs_of(view),
+        "labels": dict(execution.labels),
+        "envs": _envs(),
+        "globals": dict(globals_ or {}),
+    }
+    if task is not None:
+        ctx["task"] = {"id": task.id, "type": task.type}
+    if task_run is not None:
+        ctx["taskrun"] = {
+            "id": task_run.id,
+            "startDate": _iso(task_run.created_at),
+            "attemptsCount": max(task_run.attempt - 1, 0),
+            "parentId": task_run.parent_id,
+            "value": task_run.value,
+        }
+    return ctx

@@ -1,0 +1,403 @@
+"""The executor: applies the decision logic to an execution inside one transaction.
+
+Every entry point takes a :class:`~controlplane.engine.unit.Unit` (an open transaction) and
+row-locks the execution first (``SELECT … FOR UPDATE``), so two replicas never advance the same
+execution at once; the unique task-run identity index backs that up if a lock were ever lost.
+Lock order is always execution, then task run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from controlplane.engine.context import expression_context
+from controlplane.engine.flowables import FLOWABLES
+from controlplane.engine.plan import NewTaskRun, apply_allow_failure
+from controlplane.engine.sequence import sequence_step
+from controlplane.engine.unit import Unit
+from controlplane.engine.view import ExecutionView
+from controlplane.errors import ExpressionError, FailedPreconditionError, NotFoundError
+from controlplane.expressions import render
+from controlplane.model import Execution, Flow, State, StateHistory, TaskRun, change_state
+from controlplane.store import repository as repo
+from controlplane.store.ids import new_id
+from controlplane.tokens import TaskTokenClaims
+
+log = logging.getLogger(__name__)
+
+# Bound on decision rounds in one advance: each round creates or finishes at least one task run.
+_MAX_ROUNDS = 10_000
+
+FlowLoader = Callable[[Any, str, str, int], Awaitable[Flow]]
+
+
+@dataclass(frozen=True)
+class Lost:
+    """Why an attempt was lost (not ended by the task itself)."""
+
+    reason: str  # LEASE_EXPIRED | WORKER_SHUTDOWN
+
+
+class Executor:
+    """Advances executions and records worker results.
+
+    Args:
+        load_flow: ``await load_flow(conn, namespace, flow_id, revision) -> Flow`` (cached).
+        max_redeliveries: Times a task run is re-dispatched after lost attempts before it fails.
+        globals_: Kestra ``globals`` for expressions.
+    """
+
+    def __init__(self, load_flow: FlowLoader, max_redeliveries: int = 5, globals_: dict[str, Any] | None = None) -> None:
+        self._load_flow = load_flow
+        self._max_redeliveries = max_redeliveries
+        self._globals = globals_ or {}
+
+    # ------------------------------------------------------------------------------------------
+    # starting and advancing
+
+    async def create_execution(
+        self, unit: Unit, flow: Flow, inputs: dict[str, Any], labels: dict[str, str], request_id: str | None
+    ) -> tuple[str, bool]:
+        """Insert a CREATED execution of ``flow`` and advance it in the same transaction.
+
+        Returns:
+            (execution id, created) — ``created`` is False when ``request_id`` was seen before
+            and the earlier execution's id is returned.
+        """
+        now = repo.utcnow()
+        execution = Execution(
+            id=new_id(),
+            namespace=flow.namespace,
+            flow_id=flow.id,
+            flow_revision=flow.revision,
+            state=State.CREATED,
+            histories=[],
+            inputs=inputs,
+            labels={**{k: v for k, v in flow.labels.items() if not k.startswith("system.")}, **labels},
+            created_at=now,
+        )
+        execution.histories.append(StateHistory(State.CREATED, now))
+        execution.labels.setdefault("system.correlationId", execution.id)
+        if not await repo.insert_execution(unit.conn, execution, request_id):
+            existing = await repo.find_execution_by_request_id(unit.conn, flow.namespace, flow.id, request_id or "")
+            assert existing is not None
+            return existing, False
+        unit.executions.add(execution.id)
+        await self.advance_safely(unit, execution.id)
+        return execution.id, True
+
+    async def advance(self, unit: Unit, execution_id: str) -> Execution | None:
+        """Lock the execution, create whatever can start now, finish what is done.
+
+        Returns:
+            The execution after the changes, or None when it does not exist.
+        """
+        conn = unit.conn
+        execution = await repo.lock_execution(conn, execution_id)
+        if execution is None:
+            return None
+        if execution.state.is_terminal:
+            await repo.clear_execution_dirty(conn, execution_id)
+            return execution
+        flow = await self._load_flow(conn, execution.namespace, execution.flow_id, execution.flow_revision)
+        execution.task_runs = await repo.load_task_runs(conn, execution_id)
+        view = ExecutionView(flow, execution)
+        now = repo.utcnow()
+        exec_changed = False
+        if execution.state in (State.CREATED, State.QUEUED, State.RESTARTED):
+            change_state(execution, State.RUNNING, now, f"execution {execution.id}")
+            execution.started_at = execution.started_at or now
+            exec_changed = True
+        killed = execution.kill_requested
+        tasks_by_id = {task.id: task for task in flow.walk()}
+        for _ in range(_MAX_ROUNDS):
+            changed = False
+            for tr in view.all:
+                step_fn = FLOWABLES.get(tr.task_type)
+                if step_fn is None or tr.state.is_terminal:
+                    continue
+                task = tasks_by_id[tr.task_id]
+                step = step_fn(view, task, tr, killed)
+                for new in step.create:
+                    await self._create_task_run(unit, flow, execution, view, new, now)
+                    changed = True
+                if step.done is not None:
+                    tr.ended_at = now
+                    change_state(tr, apply_allow_failure(task, step.done), now, f"task run {tr.id} ({tr.task_id})")
+                    await repo.save_task_run_state(conn, tr)
+                    changed = True
+            root = sequence_step(view, None, flow.tasks, flow.errors, flow.finally_, killed=killed)
+            for new in root.create:
+                await self._create_task_run(unit, flow, execution, view, new, now)
+                changed = True
+            if not changed:
+                if root.done is not None:
+                    self._finish(flow, execution, view, root.done, now)
+                    exec_changed = True
+                break
+            exec_changed = True
+        if exec_changed:
+            await repo.save_execution_state(conn, execution)
+            unit.executions.add(execution.id)
+        await repo.clear_execution_dirty(conn, execution_id)
+        return execution
+
+    def _finish(self, flow: Flow, execution: Execution, view: ExecutionView, state: State, now: datetime) -> None:
+        """End the execution: render flow outputs (a failure to render fails it), set the state."""
+        if flow.outputs and state in (State.SUCCESS, State.WARNING):
+            ctx = expression_context(flow, execution, view, globals_=self._globals)
+            try:
+                execution.outputs = {
+                    out.id: render(out.value, ctx, where=f"flow output '{out.id}'") for out in flow.outputs
+                }
+            except ExpressionError as exc:
+                execution.outputs = None
+                execution.error = str(exc)
+                state = State.FAILED
+        if execution.state is State.KILLING and state is not State.KILLED:
+            state = State.KILLED
+        execution.ended_at = now
+        change_state(execution, state, now, f"execution {execution.id}")
+
+    async def _create_task_run(
+        self, unit: Unit, flow: Flow, execution: Execution, view: ExecutionView, new: NewTaskRun, now: datetime
+    ) -> TaskRun:
+        """Insert one task run: flowables start RUNNING here; runnables are rendered and queued.
+
+        A property or ``runIf`` that fails to render makes the task run FAILED at once, with the
+        error stored on it and logged at ERROR.
+        """
+        task = new.task
+        tr = TaskRun(
+            id=new_id(),
+            execution_id=execution.id,
+            task_id=task.id,
+            task_type=task.type,
+            state=State.CREATED,
+            histories=[],
+            parent_id=new.parent_id,
+            value=new.value,
+            branch=new.branch,
+            seq=len(view.all) + 1,
+            created_at=now,
+        )
+        tr.histories.append(StateHistory(State.CREATED, now))
+        ctx = expression_context(flow, execution, view, task, tr, self._globals)
+        properties: dict[str, Any] | None = None
+        try:
+            if task.run_if is not None:
+                condition = render(task.run_if, ctx, where=f"task '{task.id}' property 'runIf'")
+                if not _truthy(condition):
+                    change_state(tr, State.SKIPPED, now)
+                    tr.ended_at = now
+            if tr.state is State.CREATED and task.type not in FLOWABLES:
+                properties = render(task.properties, ctx, where=f"task '{task.id}'")
+        except ExpressionError as exc:
+            tr.error = str(exc)
+            change_state(tr, apply_allow_failure(task, State.FAILED), now)
+            tr.ended_at = now
+            await self._log_error(unit, tr, str(exc))
+        if tr.state is State.CREATED and task.type in FLOWABLES:
+            change_state(tr, State.RUNNING, now)
+            tr.started_at = now
+        await repo.insert_task_run(unit.conn, tr, properties=properties, timeout_seconds=task.timeout,
+                                   worker_group=task.worker_group or "")
+        if tr.state is State.CREATED:
+            await repo.enqueue_task_run(unit.conn, tr.id, tr.task_type, task.worker_group or "")
+            unit.tasks_queued = True
+        view.add(tr)
+        return tr
+
+    async def _log_error(self, unit: Unit, tr: TaskRun, message: str) -> None:
+        await repo.append_logs(
+            unit.conn,
+            [{"execution_id": tr.execution_id, "task_run_id": tr.id, "task_id": tr.task_id,
+              "attempt": tr.attempt, "level": "ERROR", "message": message, "timestamp": repo.utcnow()}],
+        )
+
+    async def advance_safely(self, unit: Unit, execution_id: str) -> None:
+        """Advance inside a savepoint; on an unexpected error keep what was already recorded and
+        leave the execution on the executor queue for the sweep loop to retry."""
+        await repo.mark_execution_dirty(unit.conn, execution_id)
+        try:
+            async with unit.conn.begin_nested():
+                await self.advance(unit, execution_id)
+        except Exception:
+            log.exception("advancing execution %s failed; the executor sweep will retry", execution_id)
+
+    async def fail_execution(self, unit: Unit, execution_id: str, error: str) -> None:
+        """End an execution FAILED outside any task (e.g. the executor kept failing on it)."""
+        execution = await repo.lock_execution(unit.conn, execution_id)
+        if execution is None or execution.state.is_terminal:
+            return
+        now = repo.utcnow()
+        execution.error = error
+        execution.ended_at = now
+        change_state(execution, State.FAILED, now, f"execution {execution_id}")
+        await repo.save_execution_state(unit.conn, execution)
+        await repo.dequeue_execution_task_runs(unit.conn, execution_id)
+        await repo.request_cancel(unit.conn, execution_id)
+        await repo.clear_execution_dirty(unit.conn, execution_id)
+        unit.executions.add(execution_id)
+
+    # ------------------------------------------------------------------------------------------
+    # worker results
+
+    async def _lock_for_result(self, unit: Unit, claims: TaskTokenClaims) -> tuple[Execution, TaskRun] | None:
+        execution = await repo.lock_execution(unit.conn, claims.execution_id)
+        if execution is None:
+            return None
+        tr = await repo.lock_running_task_run(unit.conn, claims.task_run_id, claims.attempt, claims.lease_epoch)
+        if tr is None:
+            return None
+        return execution, tr
+
+    async def _is_duplicate_success(self, unit: Unit, claims: TaskTokenClaims) -> bool:
+        row = await repo.get_task_run_row(unit.conn, claims.task_run_id)
+        return bool(
+            row is not None
+            and row.attempt == claims.attempt
+            and row.lease_epoch == claims.lease_epoch
+            and row.state in (State.SUCCESS.value, State.WARNING.value)
+        )
+
+    async def complete(self, unit: Unit, claims: TaskTokenClaims, outputs: dict[str, Any] | None, state: State) -> None:
+        """Record a successful attempt and advance the execution.
+
+        Raises:
+            NotFoundError: the token is stale (lease lost, task run re-dispatched or ended). A
+                repeat of a completion already recorded with the same token is accepted.
+        """
+        locked = await self._lock_for_result(unit, claims)
+        if locked is None:
+            if await self._is_duplicate_success(unit, claims):
+                return
+            raise NotFoundError(f"task run {claims.task_run_id} attempt {claims.attempt}: lease is no longer held")
+        execution, tr = locked
+        flow = await self._load_flow(unit.conn, execution.namespace, execution.flow_id, execution.flow_revision)
+        task = flow.find_task(tr.task_id)
+        now = repo.utcnow()
+        await repo.finish_attempt(unit.conn, tr.id, claims.attempt, state)
+        final = apply_allow_failure(task, state)
+        tr.outputs = outputs
+        tr.ended_at = now
+        change_state(tr, final, now, f"task run {tr.id} ({tr.task_id})")
+        await repo.save_task_run_state(unit.conn, tr)
+        await repo.clear_lease(unit.conn, tr.id)
+        unit.executions.add(execution.id)
+        await self.advance_safely(unit, execution.id)
+
+    async def fail(
+        self, unit: Unit, claims: TaskTokenClaims, error: str, reason: str, outputs: dict[str, Any] | None = None
+    ) -> None:
+        """Record a failed attempt (reason TASK_ERROR, TIMEOUT or CANCELLED) and advance.
+
+        A FAILED task run with ``allowFailure`` is recorded WARNING (SUCCESS with ``allowWarning``);
+        a task stopped because its execution was killed is KILLED.
+
+        Raises:
+            NotFoundError: the token is stale.
+        """
+        if reason == "WORKER_SHUTDOWN":
+            await self.lose(unit, claims, Lost("WORKER_SHUTDOWN"))
+            return
+        locked = await self._lock_for_result(unit, claims)
+        if locked is None:
+            raise NotFoundError(f"task run {claims.task_run_id} attempt {claims.attempt}: lease is no longer held")
+        execution, tr = locked
+        flow = await self._load_flow(unit.conn, execution.namespace, execution.flow_id, execution.flow_revision)
+        task = flow.find_task(tr.task_id)
+        now = repo.utcnow()
+        killed = reason == "CANCELLED" or execution.kill_requested
+        await repo.finish_attempt(unit.conn, tr.id, claims.attempt, State.KILLED if killed else State.FAILED,
+                                  reason=reason, error=error)
+        tr.outputs = outputs
+        tr.error = error
+        tr.ended_at = now
+        change_state(tr, State.KILLED if killed else apply_allow_failure(task, State.FAILED), now,
+                     f"task run {tr.id} ({tr.task_id})")
+        await repo.save_task_run_state(unit.conn, tr)
+        await repo.clear_lease(unit.conn, tr.id)
+        if error and not killed:
+            await self._log_error(unit, tr, error)
+        unit.executions.add(execution.id)
+        await self.advance_safely(unit, execution.id)
+
+    async def lose(self, unit: Unit, claims: TaskTokenClaims, lost: Lost) -> None:
+        """An attempt ended without a result (lease expired, worker shut down).
+
+        The task run is re-dispatched as a new attempt (it does not consume the task's retry
+        policy) unless its execution is being killed (-> KILLED) or it was already lost
+        ``max_redeliveries`` times (-> FAILED).
+
+        Raises:
+            NotFoundError: the token is stale (someone else already handled this attempt).
+        """
+        locked = await self._lock_for_result(unit, claims)
+        if locked is None:
+            raise NotFoundError(f"task run {claims.task_run_id} attempt {claims.attempt}: lease is no longer held")
+        execution, tr = locked
+        now = repo.utcnow()
+        await repo.finish_attempt(unit.conn, tr.id, claims.attempt, State.FAILED, reason=lost.reason)
+        unit.executions.add(execution.id)
+        if execution.kill_requested:
+            tr.ended_at = now
+            change_state(tr, State.KILLED, now)
+        elif tr.redeliveries < self._max_redeliveries:
+            await repo.requeue_for_redelivery(unit.conn, tr.id, claims.lease_epoch)
+            unit.tasks_queued = True
+            log.info("task run %s (%s) attempt %d lost (%s); re-queued", tr.id, tr.task_id, claims.attempt, lost.reason)
+            return
+        else:
+            tr.error = f"attempt {claims.attempt} lost ({lost.reason}) after {tr.redeliveries} re-dispatches"
+            tr.ended_at = now
+            change_state(tr, State.FAILED, now)
+            await self._log_error(unit, tr, tr.error)
+        await repo.save_task_run_state(unit.conn, tr)
+        await repo.clear_lease(unit.conn, tr.id)
+        await self.advance_safely(unit, execution.id)
+
+    # ------------------------------------------------------------------------------------------
+    # kill
+
+    async def kill(self, unit: Unit, execution_id: str) -> Execution:
+        """Kill an execution (as Kestra's kill): queued task runs become KILLED at once, running
+        ones are asked to stop; the execution is KILLING until they have, then KILLED.
+
+        Raises:
+            NotFoundError: unknown execution.
+            FailedPreconditionError: the execution has already terminated.
+        """
+        execution = await repo.lock_execution(unit.conn, execution_id)
+        if execution is None:
+            raise NotFoundError(f"execution '{execution_id}' not found")
+        if execution.state.is_terminal:
+            raise FailedPreconditionError(f"execution '{execution_id}' already ended in state {execution.state}")
+        now = repo.utcnow()
+        execution.kill_requested = True
+        change_state(execution, State.KILLING, now, f"execution {execution_id}")
+        await repo.save_execution_state(unit.conn, execution)
+        dequeued = set(await repo.dequeue_execution_task_runs(unit.conn, execution_id))
+        for tr in await repo.load_task_runs(unit.conn, execution_id):
+            if tr.id in dequeued:  # not started, or awaiting re-dispatch after a lost attempt
+                tr.ended_at = now
+                change_state(tr, State.KILLED, now)
+                await repo.save_task_run_state(unit.conn, tr)
+        await repo.request_cancel(unit.conn, execution_id)
+        unit.executions.add(execution_id)
+        result = await self.advance(unit, execution_id)
+        assert result is not None
+        return result
+
+
+def _truthy(value: Any) -> bool:
+    """Kestra's truthiness for ``runIf``/conditions: false, "false", "0", "", null and 0 are false."""
+    if isinstance(value, str):
+        return value.strip().lower() not in ("", "false", "0", "null")
+    return bool(value)
+
+

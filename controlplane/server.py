@@ -1,0 +1,202 @@
+"""One control-plane process: the gRPC API, the executor sweep and the lease reaper.
+
+``ControlPlane`` is what ``kestrel server standalone`` and ``kestrel server local`` run; several
+may run side by side on one Postgres and Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import signal
+from collections.abc import AsyncIterator
+
+import grpc
+import redis.asyncio as aioredis
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from controlplane.api.executions import ExecutionServicer
+from controlplane.api.flows import FlowServicer
+from controlplane.api.logs import LogServicer
+from controlplane.api.workers import WorkerServicer
+from controlplane.config import Settings
+from controlplane.coordination.events import Events, RedisEvents
+from controlplane.engine.executor import Executor
+from controlplane.engine.unit import Unit
+from controlplane.service.dispatch import Dispatcher
+from controlplane.service.flow_registry import FlowRegistry
+from controlplane.store import repository as repo
+from controlplane.store.migrations import upgrade
+from controlplane.tokens import TaskTokenSigner
+from kestrel.v1 import execution_pb2_grpc, flow_pb2_grpc, log_pb2_grpc, worker_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+_SERVICES = ("kestrel.v1.FlowService", "kestrel.v1.ExecutionService", "kestrel.v1.WorkerService",
+             "kestrel.v1.LogService")
+# Give up on an execution the executor failed to advance this many times in a row.
+_MAX_EXECUTOR_FAILURES = 5
+
+
+class ControlPlane:
+    """The control plane's pieces wired together.
+
+    Args:
+        settings: Database/Redis URLs, bind address and timings.
+
+    Use ``port = await cp.start()`` … ``await cp.stop()``.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.events = Events()
+        self.engine: AsyncEngine | None = None
+        self.redis: aioredis.Redis | None = None
+        self.redis_events: RedisEvents | None = None
+        self.flows: FlowRegistry
+        self.executor: Executor
+        self.dispatcher: Dispatcher
+        self.signer: TaskTokenSigner
+        self.port = 0
+        self._server: grpc.aio.Server | None = None
+        self._loops: list[asyncio.Task[None]] = []
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Unit]:
+        """One database transaction; its wake-ups are announced after it commits."""
+        assert self.engine is not None, "control plane not started"
+        async with self.engine.begin() as conn:
+            unit = Unit(conn)
+            yield unit
+        assert self.redis_events is not None
+        if unit.tasks_queued:
+            await self.redis_events.publish_tasks_queued()
+        for execution_id in unit.executions:
+            await self.redis_events.publish_execution_changed(execution_id)
+
+    async def start(self) -> int:
+        """Migrate the database, start the gRPC server and background loops.
+
+        Returns:
+            The bound gRPC port.
+
+        Raises:
+            sqlalchemy.exc.OperationalError: Postgres unreachable.
+            RuntimeError: the port could not be bound.
+        """
+        s = self.settings
+        await asyncio.to_thread(upgrade, s.database_url)
+        self.engine = create_async_engine(s.database_url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+        self.redis = aioredis.from_url(s.redis_url)
+        self.redis_events = RedisEvents(self.redis, s.redis_prefix, self.events)
+        self.redis_events.start()
+        async with self.engine.begin() as conn:
+            secret = s.token_secret or await repo.get_or_create_setting(conn, "task_token_secret", secrets.token_hex(32))
+        self.signer = TaskTokenSigner(secret.encode())
+        self.flows = FlowRegistry(self.engine)
+        self.executor = Executor(self.flows.load, s.max_redeliveries, s.namespace_prefix_globals)
+        self.dispatcher = Dispatcher(self.transaction, self.executor, self.signer, self.events, s)
+
+        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        flow_pb2_grpc.add_FlowServiceServicer_to_server(FlowServicer(self), server)
+        execution_pb2_grpc.add_ExecutionServiceServicer_to_server(ExecutionServicer(self), server)
+        worker_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerServicer(self), server)
+        log_pb2_grpc.add_LogServiceServicer_to_server(LogServicer(self), server)
+        health_servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        self.port = server.add_insecure_port(f"{s.host}:{s.port}")
+        if self.port == 0:
+            raise RuntimeError(f"cannot bind gRPC port {s.host}:{s.port}")
+        await server.start()
+        for name in ("", *_SERVICES):
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self._server = server
+        self._loops = [
+            asyncio.create_task(self._loop("reaper", s.reaper_interval_seconds, self.dispatcher.reap_once)),
+            asyncio.create_task(self._loop("executor-sweep", s.executor_interval_seconds, self.sweep_once)),
+        ]
+        log.info("control plane listening on %s:%d", s.host, self.port)
+        return self.port
+
+    async def register_flow_source(self, source: str, origin: str = "") -> tuple[str, str, int, bool]:
+        """Register a flow from YAML text (used by ``kestrel server local --flows``).
+
+        Returns:
+            (namespace, id, revision, created).
+
+        Raises:
+            FlowValidationError: the flow is invalid (``origin`` is only for the caller's messages).
+        """
+        async with self.transaction() as unit:
+            row, created, _ = await self.flows.register(unit.conn, source)
+        return row.namespace, row.flow_id, row.revision, created
+
+    async def sweep_once(self) -> int:
+        """Advance executions waiting on the executor queue (timers, recovery); returns how many."""
+        async with self.transaction() as unit:
+            due = await repo.due_dirty_executions(unit.conn)
+        for execution_id in due:
+            try:
+                async with self.transaction() as unit:
+                    await self.executor.advance(unit, execution_id)
+            except Exception as exc:
+                log.exception("executor failed on execution %s", execution_id)
+                async with self.transaction() as unit:
+                    failures = await repo.postpone_dirty(unit.conn, execution_id, 2.0)
+                    if failures >= _MAX_EXECUTOR_FAILURES:
+                        await self.executor.fail_execution(
+                            unit, execution_id, f"executor error after {failures} tries: {type(exc).__name__}: {exc}"
+                        )
+        return len(due)
+
+    async def _loop(self, name: str, interval: float, once) -> None:
+        while True:
+            try:
+                await once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s loop iteration failed", name)
+            await asyncio.sleep(interval)
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop accepting calls, let in-flight ones finish for ``grace`` seconds, close pools."""
+        for task in self._loops:
+            task.cancel()
+        for task in self._loops:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._server is not None:
+            await self._server.stop(grace)
+        if self.redis_events is not None:
+            await self.redis_events.stop()
+        if self.redis is not None:
+            await self.redis.aclose()
+        if self.engine is not None:
+            await self.engine.dispose()
+
+    async def wait_for_termination(self) -> None:
+        """Block until the gRPC server stops."""
+        assert self._server is not None
+        await self._server.wait_for_termination()
+
+
+async def _serve(settings: Settings) -> None:
+    cp = ControlPlane(settings)
+    await cp.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"kestrel control plane listening on {settings.host}:{cp.port}", flush=True)
+    await stop.wait()
+    await cp.stop()
+
+
+def run_standalone(settings: Settings) -> None:
+    """Run one control-plane replica until SIGINT/SIGTERM (``kestrel server standalone``)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(_serve(settings))

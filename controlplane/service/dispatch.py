@@ -1,0 +1,192 @@
+"""The worker side of dispatch: registration, claiming task runs (long-poll), heartbeats,
+results, shutdown and the lease reaper (DESIGN.md §3)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from controlplane.config import Settings
+from controlplane.coordination.events import Events
+from controlplane.engine.executor import Executor, Lost
+from controlplane.engine.unit import Unit
+from controlplane.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError
+from controlplane.model import State
+from controlplane.store import repository as repo
+from controlplane.store.ids import new_id
+from controlplane.tokens import TaskTokenClaims, TaskTokenSigner
+
+log = logging.getLogger(__name__)
+
+Transaction = Callable[[], AbstractAsyncContextManager[Unit]]
+
+
+class Assignment:
+    """A claimed task run with its signed token (plain data for the API layer)."""
+
+    __slots__ = ("claimed", "token")
+
+    def __init__(self, claimed: repo.ClaimedTaskRun, token: str) -> None:
+        self.claimed = claimed
+        self.token = token
+
+
+class Dispatcher:
+    """Implements the WorkerService operations.
+
+    Args:
+        transaction: ``async with transaction() as unit`` opens a transaction and announces its
+            wake-ups after commit.
+        executor: Records results and advances executions.
+        signer: Task token signer.
+        events: This replica's wake-up signals.
+        settings: Lease, heartbeat and poll durations (seconds).
+    """
+
+    def __init__(
+        self, transaction: Transaction, executor: Executor, signer: TaskTokenSigner, events: Events, settings: Settings
+    ) -> None:
+        self._tx = transaction
+        self._executor = executor
+        self._signer = signer
+        self._events = events
+        self._settings = settings
+
+    async def register_worker(
+        self, worker_id: str, hostname: str, sdk: str, task_types: list[str], worker_group: str,
+        labels: dict[str, str], concurrency: int,
+    ) -> str:
+        """Register a worker; returns its id (a new one when ``worker_id`` is empty).
+
+        Raises:
+            InvalidArgumentError: no task types, or concurrency < 1.
+        """
+        if not task_types:
+            raise InvalidArgumentError("task_types: a worker must register at least one task type")
+        if concurrency < 1:
+            raise InvalidArgumentError(f"concurrency: must be >= 1, got {concurrency}")
+        worker_id = worker_id or f"worker-{new_id()}"
+        async with self._tx() as unit:
+            await repo.upsert_worker(unit.conn, worker_id, hostname, sdk, sorted(set(task_types)), worker_group,
+                                     labels, concurrency)
+        return worker_id
+
+    async def poll(self, worker_id: str, max_task_runs: int, wait_seconds: float) -> list[Assignment]:
+        """Claim up to ``max_task_runs`` task runs, waiting up to ``wait_seconds`` (capped by
+        ``Settings.poll_wait_seconds``) for work; woken at once when work is queued.
+
+        Raises:
+            InvalidArgumentError: ``max_task_runs`` < 1.
+            FailedPreconditionError: unknown or stopped worker (it must register again).
+        """
+        if max_task_runs < 1:
+            raise InvalidArgumentError(f"max_task_runs: must be >= 1, got {max_task_runs}")
+        wait = min(wait_seconds or self._settings.poll_wait_seconds, self._settings.poll_wait_seconds)
+        deadline = time.monotonic() + wait
+        async with self._tx() as unit:
+            worker = await repo.get_worker(unit.conn, worker_id)
+            if worker is None or worker.state != "ACTIVE":
+                raise FailedPreconditionError(f"worker '{worker_id}' is not registered (or has shut down); register again")
+            await repo.touch_worker(unit.conn, worker_id)
+        while True:
+            async with self._tx() as unit:
+                claimed = await repo.claim_task_runs(
+                    unit.conn, worker_id, worker.task_types, worker.worker_group, max_task_runs,
+                    self._settings.lease_seconds,
+                )
+                unit.executions.update(c.execution_id for c in claimed)
+            if claimed:
+                return [
+                    Assignment(c, self._signer.sign(TaskTokenClaims(c.execution_id, c.task_run_id, c.attempt,
+                                                                     c.lease_epoch, worker_id)))
+                    for c in claimed
+                ]
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return []
+            # Woken by new work; the 1 s cap also catches delayed (available_at) rows.
+            await self._events.wait_tasks(min(remaining, 1.0))
+
+    async def heartbeat(self, token: str) -> tuple[Any, bool]:
+        """Extend a lease: (new expiry, cancel requested).
+
+        Raises:
+            InvalidArgumentError: malformed token. NotFoundError: stale token.
+        """
+        claims = self._signer.verify(token)
+        async with self._tx() as unit:
+            result = await repo.extend_lease(unit.conn, claims.task_run_id, claims.attempt, claims.lease_epoch,
+                                             self._settings.lease_seconds)
+        if result is None:
+            raise NotFoundError(f"task run {claims.task_run_id} attempt {claims.attempt}: lease is no longer held")
+        return result
+
+    async def complete(self, token: str, outputs: dict[str, Any] | None, state: State) -> None:
+        """Record success (see :meth:`Executor.complete`)."""
+        if state not in (State.SUCCESS, State.WARNING):
+            raise InvalidArgumentError(f"state: a completion is SUCCESS or WARNING, not {state}")
+        claims = self._signer.verify(token)
+        async with self._tx() as unit:
+            await self._executor.complete(unit, claims, outputs, state)
+
+    async def fail(self, token: str, error: str, reason: str, outputs: dict[str, Any] | None) -> None:
+        """Record a failure (see :meth:`Executor.fail`)."""
+        claims = self._signer.verify(token)
+        async with self._tx() as unit:
+            await self._executor.fail(unit, claims, error, reason, outputs)
+
+    async def worker_heartbeat(self, worker_id: str) -> None:
+        """Mark a worker alive. Raises FailedPreconditionError for an unknown or stopped worker."""
+        async with self._tx() as unit:
+            if not await repo.touch_worker(unit.conn, worker_id):
+                raise FailedPreconditionError(f"worker '{worker_id}' is not registered (or has shut down); register again")
+
+    async def shutdown_worker(self, worker_id: str) -> int:
+        """Mark a worker stopped and re-queue its unfinished task runs at once; returns how many."""
+        async with self._tx() as unit:
+            await repo.set_worker_state(unit.conn, worker_id, "STOPPED")
+            held = await repo.running_task_runs_of_worker(unit.conn, worker_id)
+        count = 0
+        for task_run_id, attempt, epoch, execution_id in held:
+            try:
+                async with self._tx() as unit:
+                    await self._executor.lose(
+                        unit, TaskTokenClaims(execution_id, task_run_id, attempt, epoch, worker_id), Lost("WORKER_SHUTDOWN")
+                    )
+                count += 1
+            except NotFoundError:
+                pass  # finished or reaped meanwhile
+        return count
+
+    async def reap_once(self) -> int:
+        """Turn expired leases into lost attempts (re-dispatched or failed); returns how many.
+
+        Several replicas may run this at once: rows are taken with SKIP LOCKED and every change
+        is fenced, so each expired attempt is handled once.
+        """
+        async with self._tx() as unit:
+            expired = await repo.expired_leases(unit.conn)
+        count = 0
+        for task_run_id, attempt, epoch, execution_id in expired:
+            try:
+                async with self._tx() as unit:
+                    await self._executor.lose(
+                        unit, TaskTokenClaims(execution_id, task_run_id, attempt, epoch, ""), Lost("LEASE_EXPIRED")
+                    )
+                count += 1
+            except NotFoundError:
+                pass
+        if count:
+            log.info("reaper: %d expired lease(s) handled", count)
+        return count
+
+
+async def ticks(interval: float) -> AsyncIterator[None]:
+    """Yield every ``interval`` seconds forever (for background loops)."""
+    while True:
+        yield None
+        await asyncio.sleep(interval)

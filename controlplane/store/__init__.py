@@ -1,0 +1,1 @@
+"""Postgres state: table definitions, migrations and repository functions (connection first)."""

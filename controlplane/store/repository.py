@@ -1,0 +1,741 @@
+"""Repository functions over an ``AsyncConnection`` (the caller owns the transaction).
+
+Rows become :mod:`controlplane.model` objects here and nowhere else. Every worker-driven change
+of a task run is a fenced UPDATE (``id``, ``attempt``, ``lease_epoch``, ``state='RUNNING'``) so a
+late result from an old attempt changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, case, delete, func, insert, literal, or_, select, update
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from controlplane.model import Attempt, Execution, State, StateHistory, TaskRun
+from controlplane.store import tables as t
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+def histories_to_json(histories: Iterable[StateHistory]) -> list[dict[str, str]]:
+    """``[{state, date}]`` with ISO-8601 dates, as stored in ``histories`` columns."""
+    return [{"state": h.state.value, "date": h.date.isoformat()} for h in histories]
+
+
+def histories_from_json(raw: Iterable[dict[str, str]]) -> list[StateHistory]:
+    """Inverse of :func:`histories_to_json`."""
+    return [StateHistory(State(h["state"]), datetime.fromisoformat(h["date"])) for h in raw]
+
+
+# ---------------------------------------------------------------------------------------------
+# settings
+
+
+async def get_or_create_setting(conn: AsyncConnection, key: str, value: str) -> str:
+    """The stored value of ``key``; stores ``value`` first when the key is absent (race-safe)."""
+    await conn.execute(pg_insert(t.settings).values(key=key, value=value).on_conflict_do_nothing())
+    return (await conn.execute(select(t.settings.c.value).where(t.settings.c.key == key))).scalar_one()
+
+
+# ---------------------------------------------------------------------------------------------
+# flows
+
+
+@dataclass(frozen=True)
+class FlowRow:
+    """One stored flow revision."""
+
+    namespace: str
+    flow_id: str
+    revision: int
+    source: str
+    spec: dict[str, Any]
+    deleted: bool
+    created_at: datetime
+
+
+def _flow_row(row: Any) -> FlowRow:
+    return FlowRow(row.namespace, row.flow_id, row.revision, row.source, row.spec, row.deleted, row.created_at)
+
+
+async def get_flow(conn: AsyncConnection, namespace: str, flow_id: str, revision: int = 0) -> FlowRow | None:
+    """A flow revision (latest when ``revision`` is 0), deleted ones included; None when absent."""
+    q = select(t.flows).where(t.flows.c.namespace == namespace, t.flows.c.flow_id == flow_id)
+    q = q.where(t.flows.c.revision == revision) if revision else q.order_by(t.flows.c.revision.desc()).limit(1)
+    row = (await conn.execute(q)).first()
+    return _flow_row(row) if row else None
+
+
+async def insert_flow_revision(
+    conn: AsyncConnection, namespace: str, flow_id: str, revision: int, source: str, spec: dict[str, Any]
+) -> FlowRow:
+    """Insert revision ``revision``; the primary key refuses a concurrent insert of the same one."""
+    row = (
+        await conn.execute(
+            insert(t.flows)
+            .values(namespace=namespace, flow_id=flow_id, revision=revision, source=source, spec=spec)
+            .returning(t.flows)
+        )
+    ).one()
+    return _flow_row(row)
+
+
+async def list_flows(
+    conn: AsyncConnection, namespace_prefix: str = "", include_deleted: bool = False,
+    limit: int = 1000, after: tuple[str, str] | None = None,
+) -> list[FlowRow]:
+    """Latest revision of each flow, ordered by (namespace, id), under a dotted namespace prefix."""
+    latest = (
+        select(t.flows.c.namespace, t.flows.c.flow_id, func.max(t.flows.c.revision).label("rev"))
+        .group_by(t.flows.c.namespace, t.flows.c.flow_id)
+        .subquery()
+    )
+    q = select(t.flows).join(
+        latest,
+        and_(
+            t.flows.c.namespace == latest.c.namespace,
+            t.flows.c.flow_id == latest.c.flow_id,
+            t.flows.c.revision == latest.c.rev,
+        ),
+    )
+    if namespace_prefix:
+        q = q.where(or_(t.flows.c.namespace == namespace_prefix, t.flows.c.namespace.startswith(namespace_prefix + ".")))
+    if not include_deleted:
+        q = q.where(t.flows.c.deleted.is_(False))
+    if after:
+        q = q.where(
+            or_(t.flows.c.namespace > after[0], and_(t.flows.c.namespace == after[0], t.flows.c.flow_id > after[1]))
+        )
+    q = q.order_by(t.flows.c.namespace, t.flows.c.flow_id).limit(limit)
+    return [_flow_row(r) for r in (await conn.execute(q)).all()]
+
+
+async def list_flow_revisions(conn: AsyncConnection, namespace: str, flow_id: str) -> list[FlowRow]:
+    """Every revision of one flow, oldest first."""
+    q = (
+        select(t.flows)
+        .where(t.flows.c.namespace == namespace, t.flows.c.flow_id == flow_id)
+        .order_by(t.flows.c.revision)
+    )
+    return [_flow_row(r) for r in (await conn.execute(q)).all()]
+
+
+async def mark_flow_deleted(conn: AsyncConnection, namespace: str, flow_id: str) -> int:
+    """Soft-delete every revision of a flow; returns the number of rows changed."""
+    res = await conn.execute(
+        update(t.flows)
+        .where(t.flows.c.namespace == namespace, t.flows.c.flow_id == flow_id)
+        .values(deleted=True)
+        .returning(t.flows.c.revision)
+    )
+    return len(res.all())
+
+
+# ---------------------------------------------------------------------------------------------
+# executions
+
+
+def _execution(row: Any) -> Execution:
+    return Execution(
+        id=row.id,
+        namespace=row.namespace,
+        flow_id=row.flow_id,
+        flow_revision=row.flow_revision,
+        state=State(row.state),
+        histories=histories_from_json(row.histories),
+        inputs=row.inputs,
+        outputs=row.outputs,
+        labels=row.labels,
+        parent_id=row.parent_id,
+        original_id=row.original_id,
+        trigger=row.trigger,
+        error=row.error,
+        kill_requested=row.kill_requested,
+        created_at=row.created_at,
+        started_at=row.started_at,
+        ended_at=row.ended_at,
+    )
+
+
+async def insert_execution(conn: AsyncConnection, execution: Execution, request_id: str | None) -> bool:
+    """Insert an execution; False (and nothing stored) when ``request_id`` was used already."""
+    stmt = (
+        pg_insert(t.executions)
+        .values(
+            id=execution.id,
+            namespace=execution.namespace,
+            flow_id=execution.flow_id,
+            flow_revision=execution.flow_revision,
+            state=execution.state.value,
+            histories=histories_to_json(execution.histories),
+            inputs=execution.inputs,
+            outputs=execution.outputs,
+            labels=execution.labels,
+            parent_id=execution.parent_id,
+            original_id=execution.original_id,
+            trigger=execution.trigger,
+            request_id=request_id,
+            created_at=execution.created_at,
+        )
+        .on_conflict_do_nothing(constraint="uq_executions_request_id")
+        .returning(t.executions.c.id)
+    )
+    return (await conn.execute(stmt)).first() is not None
+
+
+async def find_execution_by_request_id(
+    conn: AsyncConnection, namespace: str, flow_id: str, request_id: str
+) -> str | None:
+    """Id of the execution an earlier start with ``request_id`` created, if any."""
+    q = select(t.executions.c.id).where(
+        t.executions.c.namespace == namespace,
+        t.executions.c.flow_id == flow_id,
+        t.executions.c.request_id == request_id,
+    )
+    return (await conn.execute(q)).scalar_one_or_none()
+
+
+async def lock_execution(conn: AsyncConnection, execution_id: str, *, nowait: bool = False) -> Execution | None:
+    """Read and row-lock an execution (``FOR UPDATE``) for the rest of the transaction."""
+    q = select(t.executions).where(t.executions.c.id == execution_id).with_for_update(nowait=nowait)
+    row = (await conn.execute(q)).first()
+    return _execution(row) if row else None
+
+
+async def get_execution(conn: AsyncConnection, execution_id: str, with_task_runs: bool = True) -> Execution | None:
+    """An execution with its task runs and attempts (creation order); None when unknown."""
+    row = (await conn.execute(select(t.executions).where(t.executions.c.id == execution_id))).first()
+    if row is None:
+        return None
+    execution = _execution(row)
+    if with_task_runs:
+        execution.task_runs = await load_task_runs(conn, execution_id)
+    return execution
+
+
+async def save_execution_state(conn: AsyncConnection, execution: Execution) -> None:
+    """Write an execution's mutable fields back (state, histories, outputs, error, dates)."""
+    await conn.execute(
+        update(t.executions)
+        .where(t.executions.c.id == execution.id)
+        .values(
+            state=execution.state.value,
+            histories=histories_to_json(execution.histories),
+            outputs=execution.outputs,
+            labels=execution.labels,
+            error=execution.error,
+            kill_requested=execution.kill_requested,
+            started_at=execution.started_at,
+            ended_at=execution.ended_at,
+            updated_at=utcnow(),
+        )
+    )
+
+
+async def list_executions(
+    conn: AsyncConnection,
+    namespace_prefix: str = "",
+    flow_id: str = "",
+    states: Sequence[State] = (),
+    limit: int = 50,
+    before: tuple[datetime, str] | None = None,
+) -> list[Execution]:
+    """Executions newest first (keyset paging on (created_at, id)), without task runs."""
+    q = select(t.executions)
+    if namespace_prefix:
+        q = q.where(
+            or_(t.executions.c.namespace == namespace_prefix, t.executions.c.namespace.startswith(namespace_prefix + "."))
+        )
+    if flow_id:
+        q = q.where(t.executions.c.flow_id == flow_id)
+    if states:
+        q = q.where(t.executions.c.state.in_([s.value for s in states]))
+    if before:
+        q = q.where(
+            or_(
+                t.executions.c.created_at < before[0],
+                and_(t.executions.c.created_at == before[0], t.executions.c.id < before[1]),
+            )
+        )
+    q = q.order_by(t.executions.c.created_at.desc(), t.executions.c.id.desc()).limit(limit)
+    return [_execution(r) for r in (await conn.execute(q)).all()]
+
+
+# ---------------------------------------------------------------------------------------------
+# task runs
+
+
+def _task_run(row: Any) -> TaskRun:
+    return TaskRun(
+        id=row.id,
+        execution_id=row.execution_id,
+        task_id=row.task_id,
+        task_type=row.task_type,
+        state=State(row.state),
+        histories=histories_from_json(row.histories),
+        parent_id=row.parent_id,
+        value=row.value,
+        branch=row.branch,
+        seq=row.seq,
+        attempt=row.attempt,
+        lease_epoch=row.lease_epoch,
+        worker_id=row.worker_id,
+        outputs=row.outputs,
+        error=row.error,
+        redeliveries=row.redeliveries,
+        created_at=row.created_at,
+        started_at=row.started_at,
+        ended_at=row.ended_at,
+    )
+
+
+async def load_task_runs(conn: AsyncConnection, execution_id: str) -> list[TaskRun]:
+    """Task runs of an execution in creation order, each with its attempts."""
+    rows = (
+        await conn.execute(select(t.task_runs).where(t.task_runs.c.execution_id == execution_id).order_by(t.task_runs.c.seq))
+    ).all()
+    runs = [_task_run(r) for r in rows]
+    if runs:
+        by_id = {tr.id: tr for tr in runs}
+        q = (
+            select(t.task_run_attempts)
+            .where(t.task_run_attempts.c.task_run_id.in_(list(by_id)))
+            .order_by(t.task_run_attempts.c.task_run_id, t.task_run_attempts.c.attempt)
+        )
+        for a in (await conn.execute(q)).all():
+            by_id[a.task_run_id].attempts.append(
+                Attempt(
+                    number=a.attempt,
+                    state=State(a.state),
+                    histories=histories_from_json(a.histories),
+                    worker_id=a.worker_id,
+                    started_at=a.started_at,
+                    ended_at=a.ended_at,
+                    reason=a.reason,
+                    error=a.error,
+                )
+            )
+    return runs
+
+
+async def insert_task_run(
+    conn: AsyncConnection,
+    tr: TaskRun,
+    *,
+    properties: dict[str, Any] | None = None,
+    timeout_seconds: float | None = None,
+    worker_group: str = "",
+) -> None:
+    """Insert a task run (its identity is unique per execution/parent/task/value)."""
+    await conn.execute(
+        insert(t.task_runs).values(
+            id=tr.id,
+            worker_group=worker_group,
+            execution_id=tr.execution_id,
+            seq=tr.seq,
+            task_id=tr.task_id,
+            task_type=tr.task_type,
+            parent_id=tr.parent_id,
+            value=tr.value,
+            branch=tr.branch,
+            state=tr.state.value,
+            histories=histories_to_json(tr.histories),
+            properties=properties,
+            timeout_seconds=timeout_seconds,
+            outputs=tr.outputs,
+            error=tr.error,
+            created_at=tr.created_at,
+            started_at=tr.started_at,
+            ended_at=tr.ended_at,
+            ready_at=tr.created_at,
+        )
+    )
+
+
+async def save_task_run_state(conn: AsyncConnection, tr: TaskRun) -> None:
+    """Write a task run's state, histories, outputs, error and dates (executor-side changes)."""
+    await conn.execute(
+        update(t.task_runs)
+        .where(t.task_runs.c.id == tr.id)
+        .values(
+            state=tr.state.value,
+            histories=histories_to_json(tr.histories),
+            outputs=tr.outputs,
+            error=tr.error,
+            started_at=tr.started_at,
+            ended_at=tr.ended_at,
+        )
+    )
+
+
+async def enqueue_task_run(
+    conn: AsyncConnection, task_run_id: str, task_type: str, worker_group: str = "", available_at: datetime | None = None
+) -> None:
+    """Put a task run on the dispatch queue (at most once: the queue row is unique per task run)."""
+    await conn.execute(
+        pg_insert(t.task_queue)
+        .values(task_run_id=task_run_id, task_type=task_type, worker_group=worker_group,
+                available_at=available_at or utcnow())
+        .on_conflict_do_nothing(index_elements=["task_run_id"])
+    )
+
+
+@dataclass(frozen=True)
+class ClaimedTaskRun:
+    """A task run just claimed by a worker, with what its assignment needs."""
+
+    task_run_id: str
+    execution_id: str
+    task_id: str
+    task_type: str
+    value: str | None
+    attempt: int
+    lease_epoch: int
+    lease_expires_at: datetime
+    properties: dict[str, Any]
+    timeout_seconds: float | None
+    ready_at: datetime | None
+    namespace: str
+    flow_id: str
+    flow_revision: int
+
+
+async def claim_task_runs(
+    conn: AsyncConnection, worker_id: str, task_types: Sequence[str], worker_group: str, limit: int, lease_seconds: float
+) -> list[ClaimedTaskRun]:
+    """Claim up to ``limit`` queued task runs of ``task_types`` for ``worker_id``.
+
+    One statement deletes the queue rows (``FOR UPDATE SKIP LOCKED``, so concurrent pollers never
+    block each other or take the same row) and marks the task runs RUNNING with a new attempt and
+    lease epoch. The caller inserts the attempt rows in the same transaction.
+    """
+    now = utcnow()
+    expires = now + timedelta(seconds=lease_seconds)
+    picked = (
+        select(t.task_queue.c.id)
+        .where(
+            t.task_queue.c.task_type.in_(list(task_types)),
+            t.task_queue.c.worker_group == worker_group,
+            t.task_queue.c.available_at <= now,
+        )
+        .order_by(t.task_queue.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    deleted = (
+        await conn.execute(delete(t.task_queue).where(t.task_queue.c.id.in_(picked)).returning(t.task_queue.c.task_run_id))
+    ).scalars().all()
+    if not deleted:
+        return []
+    running_entry = [{"state": State.RUNNING.value, "date": now.isoformat()}]
+    rows = (
+        await conn.execute(
+            update(t.task_runs)
+            .where(t.task_runs.c.id.in_(deleted))
+            .values(
+                attempt=t.task_runs.c.attempt + 1,
+                lease_epoch=t.task_runs.c.lease_epoch + 1,
+                worker_id=worker_id,
+                lease_expires_at=expires,
+                started_at=func.coalesce(t.task_runs.c.started_at, now),
+                histories=case(
+                    (t.task_runs.c.state == State.RUNNING.value, t.task_runs.c.histories),
+                    else_=t.task_runs.c.histories.op("||")(literal(running_entry, type_=JSONB)),
+                ),
+                state=State.RUNNING.value,
+            )
+            .returning(t.task_runs)
+        )
+    ).all()
+    if not rows:
+        return []
+    exec_ids = {r.execution_id for r in rows}
+    meta = {
+        e.id: e
+        for e in (
+            await conn.execute(
+                select(t.executions.c.id, t.executions.c.namespace, t.executions.c.flow_id, t.executions.c.flow_revision)
+                .where(t.executions.c.id.in_(exec_ids))
+            )
+        ).all()
+    }
+    await conn.execute(
+        insert(t.task_run_attempts),
+        [
+            {
+                "task_run_id": r.id,
+                "attempt": r.attempt,
+                "state": State.RUNNING.value,
+                "histories": running_entry,
+                "worker_id": worker_id,
+                "started_at": now,
+            }
+            for r in rows
+        ],
+    )
+    return [
+        ClaimedTaskRun(
+            task_run_id=r.id,
+            execution_id=r.execution_id,
+            task_id=r.task_id,
+            task_type=r.task_type,
+            value=r.value,
+            attempt=r.attempt,
+            lease_epoch=r.lease_epoch,
+            lease_expires_at=r.lease_expires_at,
+            properties=r.properties or {},
+            timeout_seconds=r.timeout_seconds,
+            ready_at=r.ready_at,
+            namespace=meta[r.execution_id].namespace,
+            flow_id=meta[r.execution_id].flow_id,
+            flow_revision=meta[r.execution_id].flow_revision,
+        )
+        for r in sorted(rows, key=lambda r: r.seq)
+    ]
+
+
+def _fence(task_run_id: str, attempt: int, lease_epoch: int) -> Any:
+    return and_(
+        t.task_runs.c.id == task_run_id,
+        t.task_runs.c.attempt == attempt,
+        t.task_runs.c.lease_epoch == lease_epoch,
+        t.task_runs.c.state == State.RUNNING.value,
+    )
+
+
+async def extend_lease(
+    conn: AsyncConnection, task_run_id: str, attempt: int, lease_epoch: int, lease_seconds: float
+) -> tuple[datetime, bool] | None:
+    """Fenced heartbeat: (new lease expiry, cancel requested), or None when the token is stale."""
+    expires = utcnow() + timedelta(seconds=lease_seconds)
+    row = (
+        await conn.execute(
+            update(t.task_runs)
+            .where(_fence(task_run_id, attempt, lease_epoch))
+            .values(lease_expires_at=expires)
+            .returning(t.task_runs.c.cancel_requested)
+        )
+    ).first()
+    return (expires, bool(row.cancel_requested)) if row else None
+
+
+async def lock_running_task_run(
+    conn: AsyncConnection, task_run_id: str, attempt: int, lease_epoch: int
+) -> TaskRun | None:
+    """Fenced read-and-lock of a RUNNING task run for a worker's result; None when stale."""
+    row = (await conn.execute(select(t.task_runs).where(_fence(task_run_id, attempt, lease_epoch)).with_for_update())).first()
+    return _task_run(row) if row else None
+
+
+async def get_task_run_row(conn: AsyncConnection, task_run_id: str) -> Any:
+    """The raw task run row (or None), for idempotency checks."""
+    return (await conn.execute(select(t.task_runs).where(t.task_runs.c.id == task_run_id))).first()
+
+
+async def finish_attempt(
+    conn: AsyncConnection, task_run_id: str, attempt: int, state: State, *, reason: str | None = None,
+    error: str | None = None,
+) -> None:
+    """Close an attempt with ``state`` (appends to its history)."""
+    now = utcnow()
+    entry = [{"state": state.value, "date": now.isoformat()}]
+    await conn.execute(
+        update(t.task_run_attempts)
+        .where(t.task_run_attempts.c.task_run_id == task_run_id, t.task_run_attempts.c.attempt == attempt)
+        .values(
+            state=state.value,
+            histories=t.task_run_attempts.c.histories.op("||")(literal(entry, type_=JSONB)),
+            reason=reason,
+            error=error,
+            ended_at=now,
+        )
+    )
+
+
+async def requeue_for_redelivery(conn: AsyncConnection, task_run_id: str, lease_epoch: int) -> None:
+    """Drop the current lease (bumping the epoch so the old token is fenced out) and put the
+    task run back on the dispatch queue; it stays RUNNING and its next claim is a new attempt."""
+    now = utcnow()
+    row = (
+        await conn.execute(
+            update(t.task_runs)
+            .where(t.task_runs.c.id == task_run_id, t.task_runs.c.lease_epoch == lease_epoch)
+            .values(lease_epoch=lease_epoch + 1, worker_id=None, lease_expires_at=None,
+                    redeliveries=t.task_runs.c.redeliveries + 1, ready_at=now)
+            .returning(t.task_runs.c.task_type, t.task_runs.c.worker_group)
+        )
+    ).one()
+    await enqueue_task_run(conn, task_run_id, row.task_type, row.worker_group, now)
+
+
+async def clear_lease(conn: AsyncConnection, task_run_id: str) -> None:
+    """Forget the worker and lease of a task run that has ended."""
+    await conn.execute(
+        update(t.task_runs).where(t.task_runs.c.id == task_run_id).values(worker_id=None, lease_expires_at=None)
+    )
+
+
+async def expired_leases(conn: AsyncConnection, limit: int = 100) -> list[tuple[str, int, int, str]]:
+    """RUNNING task runs whose lease has expired: (id, attempt, lease_epoch, execution_id), locked
+    with SKIP LOCKED so replicas share the work."""
+    q = (
+        select(t.task_runs.c.id, t.task_runs.c.attempt, t.task_runs.c.lease_epoch, t.task_runs.c.execution_id)
+        .where(t.task_runs.c.state == State.RUNNING.value, t.task_runs.c.lease_expires_at < utcnow())
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return [tuple(r) for r in (await conn.execute(q)).all()]
+
+
+async def running_task_runs_of_worker(conn: AsyncConnection, worker_id: str) -> list[tuple[str, int, int, str]]:
+    """(id, attempt, lease_epoch, execution_id) of task runs a worker holds."""
+    q = select(t.task_runs.c.id, t.task_runs.c.attempt, t.task_runs.c.lease_epoch, t.task_runs.c.execution_id).where(
+        t.task_runs.c.worker_id == worker_id, t.task_runs.c.state == State.RUNNING.value
+    )
+    return [tuple(r) for r in (await conn.execute(q)).all()]
+
+
+async def dequeue_execution_task_runs(conn: AsyncConnection, execution_id: str) -> list[str]:
+    """Remove an execution's task runs from the dispatch queue; returns their ids."""
+    ids = select(t.task_runs.c.id).where(t.task_runs.c.execution_id == execution_id).scalar_subquery()
+    res = await conn.execute(delete(t.task_queue).where(t.task_queue.c.task_run_id.in_(ids)).returning(t.task_queue.c.task_run_id))
+    return list(res.scalars().all())
+
+
+async def request_cancel(conn: AsyncConnection, execution_id: str) -> None:
+    """Flag the execution's RUNNING task runs so heartbeats answer ``cancel_requested``."""
+    await conn.execute(
+        update(t.task_runs)
+        .where(t.task_runs.c.execution_id == execution_id, t.task_runs.c.state == State.RUNNING.value)
+        .values(cancel_requested=True)
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# executor queue: executions that need the executor's attention
+
+
+async def mark_execution_dirty(conn: AsyncConnection, execution_id: str, available_at: datetime | None = None) -> None:
+    """Ask the executor to advance ``execution_id`` (at ``available_at``, default now)."""
+    at = available_at or utcnow()
+    stmt = pg_insert(t.executor_queue).values(execution_id=execution_id, available_at=at)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["execution_id"], set_={"available_at": func.least(t.executor_queue.c.available_at, at)}
+    )
+    await conn.execute(stmt)
+
+
+async def clear_execution_dirty(conn: AsyncConnection, execution_id: str) -> None:
+    """The executor is done with ``execution_id`` for now."""
+    await conn.execute(delete(t.executor_queue).where(t.executor_queue.c.execution_id == execution_id))
+
+
+async def due_dirty_executions(conn: AsyncConnection, limit: int = 50) -> list[str]:
+    """Executions due for the executor (``SKIP LOCKED``: replicas share them)."""
+    q = (
+        select(t.executor_queue.c.execution_id)
+        .where(t.executor_queue.c.available_at <= utcnow())
+        .order_by(t.executor_queue.c.available_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return list((await conn.execute(q)).scalars().all())
+
+
+async def postpone_dirty(conn: AsyncConnection, execution_id: str, seconds: float) -> int:
+    """Push a failing execution's executor retry back; returns its failure count."""
+    res = await conn.execute(
+        update(t.executor_queue)
+        .where(t.executor_queue.c.execution_id == execution_id)
+        .values(available_at=utcnow() + timedelta(seconds=seconds), failures=t.executor_queue.c.failures + 1)
+        .returning(t.executor_queue.c.failures)
+    )
+    return res.scalar_one_or_none() or 0
+
+
+# ---------------------------------------------------------------------------------------------
+# workers
+
+
+async def upsert_worker(
+    conn: AsyncConnection, worker_id: str, hostname: str, sdk: str, task_types: Sequence[str],
+    worker_group: str, labels: dict[str, str], concurrency: int,
+) -> None:
+    """Register or re-register a worker as ACTIVE."""
+    now = utcnow()
+    values = dict(hostname=hostname, sdk=sdk, task_types=list(task_types), worker_group=worker_group,
+                  labels=labels, concurrency=concurrency, state="ACTIVE", last_heartbeat_at=now)
+    stmt = pg_insert(t.workers).values(id=worker_id, registered_at=now, **values)
+    await conn.execute(stmt.on_conflict_do_update(index_elements=["id"], set_=values))
+
+
+@dataclass(frozen=True)
+class WorkerRow:
+    """A registered worker."""
+
+    id: str
+    task_types: list[str]
+    worker_group: str
+    state: str
+    last_heartbeat_at: datetime
+
+
+async def get_worker(conn: AsyncConnection, worker_id: str) -> WorkerRow | None:
+    """A worker by id, or None."""
+    r = (await conn.execute(select(t.workers).where(t.workers.c.id == worker_id))).first()
+    return WorkerRow(r.id, list(r.task_types), r.worker_group, r.state, r.last_heartbeat_at) if r else None
+
+
+async def touch_worker(conn: AsyncConnection, worker_id: str) -> bool:
+    """Record a worker heartbeat; False when the worker is unknown or not ACTIVE."""
+    res = await conn.execute(
+        update(t.workers)
+        .where(t.workers.c.id == worker_id, t.workers.c.state == "ACTIVE")
+        .values(last_heartbeat_at=utcnow())
+        .returning(t.workers.c.id)
+    )
+    return res.first() is not None
+
+
+async def set_worker_state(conn: AsyncConnection, worker_id: str, state: str) -> None:
+    """Mark a worker ACTIVE, STOPPED or DEAD."""
+    await conn.execute(update(t.workers).where(t.workers.c.id == worker_id).values(state=state))
+
+
+async def known_task_types(conn: AsyncConnection) -> set[str]:
+    """Every task type any worker ever registered (custom types become valid in flows)."""
+    rows = (await conn.execute(select(func.jsonb_array_elements_text(t.workers.c.task_types)).distinct())).scalars()
+    return set(rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# logs
+
+
+async def append_logs(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    """Insert log rows (keys: execution_id, task_run_id, task_id, attempt, level, message, timestamp)."""
+    if rows:
+        await conn.execute(insert(t.logs), rows)
+
+
+async def list_logs(
+    conn: AsyncConnection, execution_id: str, task_run_id: str = "", levels: Sequence[str] = (),
+    after_seq: int = 0, limit: int = 1000,
+) -> list[Any]:
+    """Log rows of an execution in order (``seq`` > ``after_seq``)."""
+    q = select(t.logs).where(t.logs.c.execution_id == execution_id, t.logs.c.seq > after_seq)
+    if task_run_id:
+        q = q.where(t.logs.c.task_run_id == task_run_id)
+    if levels:
+        q = q.where(t.logs.c.level.in_(list(levels)))
+    return list((await conn.execute(q.order_by(t.logs.c.seq).limit(limit))).all())

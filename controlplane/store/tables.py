@@ -1,0 +1,184 @@
+"""SQLAlchemy Core table definitions: the single description of the Postgres schema.
+
+Alembic migrations in ``migrations/versions`` create exactly these tables. Times are
+``timestamptz`` in UTC; JSON is ``jsonb``.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = MetaData()
+
+settings = Table(
+    "settings",
+    metadata,
+    Column("key", String(100), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+flows = Table(
+    "flows",
+    metadata,
+    Column("namespace", String(150), nullable=False),
+    Column("flow_id", String(100), nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("spec", JSONB, nullable=False),
+    Column("deleted", Boolean, nullable=False, server_default="false"),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("namespace", "flow_id", "revision"),
+)
+
+executions = Table(
+    "executions",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("namespace", String(150), nullable=False),
+    Column("flow_id", String(100), nullable=False),
+    Column("flow_revision", Integer, nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("histories", JSONB, nullable=False),
+    Column("inputs", JSONB, nullable=False),
+    Column("outputs", JSONB),
+    Column("labels", JSONB, nullable=False),
+    Column("parent_id", String(40)),
+    Column("original_id", String(40)),
+    Column("trigger", JSONB),
+    Column("error", Text),
+    Column("kill_requested", Boolean, nullable=False, server_default="false"),
+    Column("request_id", String(200)),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("started_at", DateTime(timezone=True)),
+    Column("ended_at", DateTime(timezone=True)),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    UniqueConstraint("namespace", "flow_id", "request_id", name="uq_executions_request_id"),
+    Index("ix_executions_listing", "namespace", "flow_id", "created_at"),
+    Index("ix_executions_created", "created_at"),
+    Index("ix_executions_state", "state"),
+)
+
+task_runs = Table(
+    "task_runs",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("execution_id", String(40), ForeignKey("executions.id", ondelete="CASCADE"), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("task_id", String(100), nullable=False),
+    Column("task_type", String(300), nullable=False),
+    Column("worker_group", String(100), nullable=False, server_default=""),
+    Column("parent_id", String(40)),
+    Column("value", Text),
+    Column("branch", String(100), nullable=False, server_default="tasks"),
+    Column("state", String(20), nullable=False),
+    Column("histories", JSONB, nullable=False),
+    Column("attempt", Integer, nullable=False, server_default="0"),
+    Column("lease_epoch", BigInteger, nullable=False, server_default="0"),
+    Column("worker_id", String(100)),
+    Column("lease_expires_at", DateTime(timezone=True)),
+    Column("properties", JSONB),
+    Column("timeout_seconds", Double),
+    Column("outputs", JSONB),
+    Column("error", Text),
+    Column("redeliveries", Integer, nullable=False, server_default="0"),
+    Column("cancel_requested", Boolean, nullable=False, server_default="false"),
+    Column("ready_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("started_at", DateTime(timezone=True)),
+    Column("ended_at", DateTime(timezone=True)),
+    UniqueConstraint("execution_id", "seq", name="uq_task_runs_seq"),
+    # One task run per (parent, task, loop value): two executors racing on the same execution
+    # cannot both create it.
+    Index(
+        "uq_task_runs_identity",
+        "execution_id",
+        text("coalesce(parent_id, '')"),
+        "task_id",
+        text("coalesce(value, '')"),
+        unique=True,
+    ),
+    Index("ix_task_runs_lease", "lease_expires_at", postgresql_where=text("state = 'RUNNING'")),
+    Index("ix_task_runs_worker", "worker_id", postgresql_where=text("state = 'RUNNING'")),
+)
+
+task_run_attempts = Table(
+    "task_run_attempts",
+    metadata,
+    Column("task_run_id", String(40), ForeignKey("task_runs.id", ondelete="CASCADE"), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("histories", JSONB, nullable=False),
+    Column("worker_id", String(100)),
+    Column("reason", String(50)),
+    Column("error", Text),
+    Column("started_at", DateTime(timezone=True)),
+    Column("ended_at", DateTime(timezone=True)),
+    PrimaryKeyConstraint("task_run_id", "attempt"),
+)
+
+task_queue = Table(
+    "task_queue",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("task_run_id", String(40), ForeignKey("task_runs.id", ondelete="CASCADE"), nullable=False, unique=True),
+    Column("task_type", String(300), nullable=False),
+    Column("worker_group", String(100), nullable=False, server_default=""),
+    Column("available_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_task_queue_claim", "task_type", "worker_group", "id"),
+)
+
+executor_queue = Table(
+    "executor_queue",
+    metadata,
+    Column("execution_id", String(40), ForeignKey("executions.id", ondelete="CASCADE"), primary_key=True),
+    Column("available_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("failures", Integer, nullable=False, server_default="0"),
+    Index("ix_executor_queue_available", "available_at"),
+)
+
+workers = Table(
+    "workers",
+    metadata,
+    Column("id", String(100), primary_key=True),
+    Column("hostname", String(255), nullable=False, server_default=""),
+    Column("sdk", String(100), nullable=False, server_default=""),
+    Column("task_types", JSONB, nullable=False),
+    Column("worker_group", String(100), nullable=False, server_default=""),
+    Column("labels", JSONB, nullable=False),
+    Column("concurrency", Integer, nullable=False, server_default="1"),
+    Column("state", String(20), nullable=False, server_default="ACTIVE"),
+    Column("registered_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("last_heartbeat_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+logs = Table(
+    "logs",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=True),
+    Column("execution_id", String(40), ForeignKey("executions.id", ondelete="CASCADE"), nullable=False),
+    Column("task_run_id", String(40)),
+    Column("task_id", String(100)),
+    Column("attempt", Integer, nullable=False, server_default="0"),
+    Column("level", String(10), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("timestamp", DateTime(timezone=True), nullable=False),
+    Index("ix_logs_execution", "execution_id", "seq"),
+)
