@@ -1,0 +1,815 @@
+"""The ``kestrel`` command line.
+
+Server commands start processes (``kestrel server local|standalone``, ``kestrel worker``,
+``kestrel db migrate``); client commands (``kestrel flow …``, ``kestrel execution …``) talk to a
+running control plane through :class:`worker_sdk.client.KestrelClient`, at ``--server HOST:PORT``
+(env ``KESTREL_SERVER``, default ``127.0.0.1:6570``).
+
+Exit codes: 0 success; 1 a failure reported by the server, an unreachable server, an invalid
+flow, or an execution that did not end SUCCESS/WARNING (``run --wait``); 2 a usage error
+(bad option, malformed ``KEY=VALUE``, an unsupported ``@file`` input); 130 interrupted.
+Errors print one ``error: <message>`` line on stderr, without a traceback.
+
+Heavy modules (the control plane, the worker, the database layer) are imported inside the command
+that needs them, so client commands start fast and work without a database driver.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from worker_sdk.client import DEFAULT_SERVER, KestrelClient
+from worker_sdk.errors import KestrelError, UnavailableError
+from worker_sdk.types import Execution, LogEntry, LogLevel, State
+
+__all__ = [
+    "FileInputNotSupportedError",
+    "app",
+    "collect_flow_files",
+    "format_duration",
+    "format_log_line",
+    "parse_inputs",
+    "parse_key_value",
+    "parse_labels",
+]
+
+app = typer.Typer(
+    name="kestrel",
+    help="Kestrel: run Kestra-style YAML flows.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,  # locals may hold database URLs with passwords
+)
+server_app = typer.Typer(help="Run a control plane.", no_args_is_help=True)
+db_app = typer.Typer(help="Manage the database schema.", no_args_is_help=True)
+flow_app = typer.Typer(help="Validate, deploy and inspect flows.", no_args_is_help=True)
+execution_app = typer.Typer(help="Start, watch and inspect executions.", no_args_is_help=True)
+app.add_typer(server_app, name="server")
+app.add_typer(db_app, name="db")
+app.add_typer(flow_app, name="flow")
+app.add_typer(execution_app, name="execution")
+
+# Rich resolves sys.stdout / sys.stderr at each write, so these follow redirections (and tests).
+# No markup: names, labels and messages are printed as given, never parsed for [style] tags.
+_out = Console(highlight=False, markup=False)
+_err = Console(stderr=True, highlight=False, markup=False)
+# Off a terminal rich assumes 80 columns; piped tables get room instead of wrapping.
+_piped = Console(highlight=False, markup=False, width=240)
+
+_FILE_INPUT_MESSAGE = "FILE inputs need internal storage, not available in this version"
+_STATE_STYLES = {
+    State.SUCCESS: "green",
+    State.WARNING: "yellow",
+    State.FAILED: "red",
+    State.KILLED: "red",
+    State.KILLING: "red",
+    State.CANCELLED: "red",
+    State.RUNNING: "blue",
+    State.RETRYING: "magenta",
+    State.PAUSED: "cyan",
+}
+
+
+class OutputFormat(StrEnum):
+    """How client commands print their result."""
+
+    text = "text"
+    json = "json"
+
+
+class StateName(StrEnum):
+    """Execution states accepted by ``--state`` (Kestra names)."""
+
+    CREATED = "CREATED"
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    PAUSED = "PAUSED"
+    RETRYING = "RETRYING"
+    RESTARTED = "RESTARTED"
+    KILLING = "KILLING"
+    KILLED = "KILLED"
+    SUCCESS = "SUCCESS"
+    WARNING = "WARNING"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    RETRIED = "RETRIED"
+    SKIPPED = "SKIPPED"
+
+
+class LevelName(StrEnum):
+    """Log levels accepted by ``--level``."""
+
+    TRACE = "TRACE"
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARN = "WARN"
+    ERROR = "ERROR"
+
+
+ServerOption = Annotated[
+    str,
+    typer.Option(
+        "--server",
+        envvar="KESTREL_SERVER",
+        metavar="HOST:PORT",
+        help="Address of the Kestrel control plane.",
+    ),
+]
+TimeoutOption = Annotated[
+    float,
+    typer.Option(
+        "--timeout",
+        envvar="KESTREL_TIMEOUT",
+        min=0.001,
+        help="Deadline of each API call, in seconds (does not limit --wait or --follow).",
+    ),
+]
+OutputOption = Annotated[
+    OutputFormat,
+    typer.Option("--output", "-o", case_sensitive=False, help="text for people, json for scripts."),
+]
+
+
+# -- pure helpers (tested directly) ---------------------------------------------------------
+
+
+class FileInputNotSupportedError(Exception):
+    """A ``KEY=@path`` input was given; FILE inputs need the storage service (not built yet)."""
+
+    def __init__(self, key: str, path: str) -> None:
+        super().__init__(f"input {key!r} (@{path}): {_FILE_INPUT_MESSAGE}")
+        self.key = key
+        self.path = path
+
+
+def parse_key_value(text: str, option: str = "--input") -> tuple[str, str]:
+    """Splits ``KEY=VALUE`` at the first ``=``.
+
+    Args:
+        text: The option's value, e.g. ``user=Ada`` or ``expr=a=b`` (value ``a=b``).
+        option: Option name for the error message.
+
+    Returns:
+        ``(key, value)``; the key is stripped of surrounding blanks, the value is kept as is
+        (it may be empty).
+
+    Raises:
+        typer.BadParameter: No ``=``, or an empty key (exit code 2).
+    """
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise typer.BadParameter(f"expected KEY=VALUE, got {text!r}", param_hint=f"'{option}'")
+    return key, value
+
+
+def parse_inputs(values: Iterable[str]) -> dict[str, str]:
+    """Turns repeated ``--input KEY=VALUE`` options into the inputs sent to the server.
+
+    Values stay strings: the server coerces them to each input's declared type, as Kestra does
+    for form inputs. A repeated key keeps its last value. ``KEY=@path`` means "upload this file"
+    (Kestra's FILE inputs); ``KEY=@@text`` sends the literal ``@text``.
+
+    Args:
+        values: The raw option values.
+
+    Returns:
+        Input id -> string value.
+
+    Raises:
+        typer.BadParameter: A value is not ``KEY=VALUE``.
+        FileInputNotSupportedError: A ``KEY=@path`` value: FILE inputs need internal storage,
+            which this version does not have.
+    """
+    inputs: dict[str, str] = {}
+    for text in values:
+        key, value = parse_key_value(text, "--input")
+        if value.startswith("@@"):
+            value = value[1:]
+        elif value.startswith("@"):
+            raise FileInputNotSupportedError(key, value[1:])
+        inputs[key] = value
+    return inputs
+
+
+def parse_labels(values: Iterable[str], option: str = "--label") -> dict[str, str]:
+    """Turns repeated ``--label k=v`` options into a dict (a repeated key keeps its last value).
+
+    Raises:
+        typer.BadParameter: A value is not ``KEY=VALUE``.
+    """
+    return dict(parse_key_value(v, option) for v in values)
+
+
+def collect_flow_files(paths: Iterable[Path]) -> list[Path]:
+    """Expands the paths given to ``flow validate|deploy``.
+
+    A file is taken as is; a directory contributes every ``*.yml`` / ``*.yaml`` under it,
+    recursively, in sorted order. Duplicates are dropped, the first occurrence kept.
+    """
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in (".yml", ".yaml")))
+        else:
+            found.append(path)
+    return list(dict.fromkeys(found))
+
+
+def format_duration(value: timedelta | None) -> str:
+    """``1.234s``, ``2m03s``, ``1h02m03s``; ``-`` for ``None``."""
+    if value is None:
+        return "-"
+    seconds = value.total_seconds()
+    if seconds < 60:
+        return f"{seconds:.3f}s" if seconds < 10 else f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
+def format_log_line(entry: LogEntry) -> str:
+    """One log line as ``kestrel execution logs`` prints it: ``timestamp level taskId message``."""
+    stamp = _iso(entry.timestamp)
+    return f"{stamp} {entry.level.value:<5} {entry.task_id or '-'} {entry.message}"
+
+
+# -- error handling -------------------------------------------------------------------------
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def _client(server: str, timeout: float) -> Iterator[KestrelClient]:
+    """A client whose errors end the command with ``error: …`` on stderr and exit code 1."""
+    try:
+        client = KestrelClient(server, timeout=timeout)
+    except ValueError as err:  # an empty address or a bad timeout
+        _fail(str(err), 2)
+    try:
+        with client:
+            yield client
+    except KestrelError as err:
+        _fail(str(err))
+
+
+def _import(module: str, attr: str) -> Any:
+    """Imports ``module.attr`` on demand; a missing module is one clean error line."""
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except ImportError as err:
+        _fail(f"cannot load {module}.{attr}: {err}")
+
+
+@contextmanager
+def _process_errors() -> Iterator[None]:
+    """Error handling of long-running commands (servers, workers, migrations)."""
+    try:
+        yield
+    except KestrelError as err:
+        _fail(str(err))
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+# -- version --------------------------------------------------------------------------------
+
+
+def _version(value: bool) -> None:
+    if value:
+        from controlplane import __version__
+
+        typer.echo(f"kestrel {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Kestrel: run Kestra-style YAML flows on a gRPC control plane and workers."""
+
+
+# -- server, db, worker ---------------------------------------------------------------------
+
+
+@server_app.command("local")
+def server_local(
+    port: Annotated[int, typer.Option(help="gRPC port to listen on.", min=0, max=65535)] = 6570,
+    data_dir: Annotated[
+        Path, typer.Option("--data-dir", help="Where Postgres, Redis and files keep their data.")
+    ] = Path(".kestrel"),
+    workers: Annotated[int, typer.Option(help="Local worker processes to start.", min=0)] = 2,
+    flows: Annotated[
+        Path | None,
+        typer.Option(help="Deploy every flow under this directory at start.", exists=True, file_okay=False),
+    ] = None,
+) -> None:
+    """Run everything on this machine: embedded Postgres and Redis, the control plane, workers.
+
+    Data survives a restart with the same --data-dir.
+    """
+    run_local = _import("controlplane.local", "run_local")
+    with _process_errors():
+        run_local(port=port, data_dir=data_dir, workers=workers, flows_dir=flows)
+
+
+@server_app.command("standalone")
+def server_standalone(
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            metavar="URL",
+            help="SQLAlchemy URL of Postgres [default: $KESTREL_DATABASE_URL or the built-in default].",
+        ),
+    ] = None,
+    redis_url: Annotated[
+        str | None,
+        typer.Option(
+            "--redis-url",
+            metavar="URL",
+            help="Redis URL [default: $KESTREL_REDIS_URL or the built-in default].",
+        ),
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="gRPC port [default: $KESTREL_PORT or 6570].", min=0, max=65535)
+    ] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Interface to bind [default: $KESTREL_HOST or 127.0.0.1].")
+    ] = None,
+) -> None:
+    """Run one control-plane replica on an external Postgres and Redis.
+
+    Every setting can also come from KESTREL_* environment variables; flags win.
+    """
+    settings = _settings(database_url=database_url, redis_url=redis_url, port=port, host=host)
+    run_standalone = _import("controlplane.server", "run_standalone")
+    with _process_errors():
+        run_standalone(settings)
+
+
+@db_app.command("migrate")
+def db_migrate(
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            metavar="URL",
+            help="SQLAlchemy URL of Postgres [default: $KESTREL_DATABASE_URL or the built-in default].",
+        ),
+    ] = None,
+) -> None:
+    """Apply the database migrations (the servers also do this when they start)."""
+    url = _settings(database_url=database_url).database_url
+    upgrade = _import("controlplane.store.migrations", "upgrade")
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    shown = make_url(url).render_as_string(hide_password=True)
+    with _process_errors():
+        try:
+            upgrade(url)
+        except SQLAlchemyError as err:
+            detail = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
+            _fail(f"cannot migrate the database at {shown}: {detail}")
+    typer.echo(f"database at {shown} is up to date")
+
+
+@app.command("worker")
+def worker(
+    server: ServerOption = DEFAULT_SERVER,
+    concurrency: Annotated[int, typer.Option(help="Task runs executed at once.", min=1)] = 4,
+    group: Annotated[
+        str | None, typer.Option("--group", metavar="NAME", help="Worker group (Kestra workerGroup.key).")
+    ] = None,
+    label: Annotated[
+        list[str] | None, typer.Option("--label", metavar="KEY=VALUE", help="Worker label; repeatable.")
+    ] = None,
+    module: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--module", metavar="MODULE", help="Import this module to register custom tasks; repeatable."
+        ),
+    ] = None,
+) -> None:
+    """Run a worker that long-polls the control plane for task runs."""
+    labels = parse_labels(label or [])
+    run_worker = _import("worker_sdk.worker", "run_worker")
+    with _process_errors():
+        run_worker(
+            server=server,
+            concurrency=concurrency,
+            worker_group=group or "",
+            labels=labels,
+            modules=list(module or []),
+        )
+
+
+def _settings(**overrides: Any) -> Any:
+    """``controlplane.config.Settings`` from the environment, with non-``None`` flags on top."""
+    from pydantic import ValidationError
+
+    from controlplane.config import Settings
+
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+        _fail(f"invalid settings: {problems}", 2)
+
+
+# -- flow -----------------------------------------------------------------------------------
+
+FlowPaths = Annotated[
+    list[Path],
+    typer.Argument(metavar="PATH", help="Flow files, or directories searched for *.yml/*.yaml.", exists=True),
+]
+
+
+def _read_sources(paths: Sequence[Path]) -> list[Path]:
+    files = collect_flow_files(paths)
+    if not files:
+        _fail("no flow files (*.yml, *.yaml) found in " + ", ".join(str(p) for p in paths))
+    return files
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        typer.echo(f"error: {path}: cannot read: {err}", err=True)
+        return None
+
+
+@flow_app.command("validate")
+def flow_validate(
+    paths: FlowPaths, server: ServerOption = DEFAULT_SERVER, timeout: TimeoutOption = 30.0
+) -> None:
+    """Check flows without storing them; print each problem as FILE:LINE:COL: error: message [field].
+
+    Exits 1 when any flow is invalid.
+    """
+    files = _read_sources(paths)
+    invalid = 0
+    with _client(server, timeout) as client:
+        for path in files:
+            source = _read(path)
+            if source is None:
+                invalid += 1
+                continue
+            result = client.validate_flow(source)
+            for issue in result.errors:
+                typer.echo(_issue_line(path, "error", issue.line, issue.column, issue.path, issue.message))
+            for issue in result.warnings:
+                typer.echo(_issue_line(path, "warning", issue.line, issue.column, issue.path, issue.message))
+            if result.valid:
+                name = f"{result.namespace}.{result.id}" if result.namespace and result.id else "flow"
+                typer.echo(f"{path}: ok ({name})")
+            else:
+                invalid += 1
+    if invalid:
+        typer.echo(f"{invalid} of {len(files)} flow file(s) invalid", err=True)
+        raise typer.Exit(1)
+
+
+def _issue_line(path: Path, kind: str, line: int | None, column: int | None, field: str, message: str) -> str:
+    where = str(path)
+    if line:
+        where += f":{line}" + (f":{column}" if column else "")
+    suffix = f" [{field}]" if field else ""
+    return f"{where}: {kind}: {message}{suffix}"
+
+
+@flow_app.command("deploy")
+def flow_deploy(
+    paths: FlowPaths, server: ServerOption = DEFAULT_SERVER, timeout: TimeoutOption = 30.0
+) -> None:
+    """Store flows as new revisions (a source identical to the latest revision stores nothing).
+
+    Every file is tried; exits 1 if any failed.
+    """
+    files = _read_sources(paths)
+    failed = 0
+    with _client(server, timeout) as client:
+        for path in files:
+            source = _read(path)
+            if source is None:
+                failed += 1
+                continue
+            try:
+                flow, created = client.deploy_flow(source)
+            except UnavailableError:
+                raise  # no point trying the other files
+            except KestrelError as err:
+                failed += 1
+                typer.echo(f"error: {path}: {err}", err=True)
+                continue
+            status = "created" if created else "unchanged"
+            typer.echo(f"{flow.uid} revision {flow.revision} ({status})")
+    if failed:
+        typer.echo(f"{failed} of {len(files)} flow file(s) not deployed", err=True)
+        raise typer.Exit(1)
+
+
+@flow_app.command("list")
+def flow_list(
+    namespace: Annotated[str, typer.Option(help="Namespace prefix (company matches company.team).")] = "",
+    server: ServerOption = DEFAULT_SERVER,
+    timeout: TimeoutOption = 30.0,
+) -> None:
+    """List the latest revision of each flow."""
+    with _client(server, timeout) as client:
+        flows = client.list_flows(namespace)
+    if not flows:
+        _err.print("no flows" + (f" under namespace {namespace}" if namespace else ""))
+        return
+    table = Table(box=None, header_style="bold")
+    for name in ("NAMESPACE", "ID", "REVISION", "TASKS", "INPUTS", "LABELS", "DISABLED"):
+        table.add_column(name, no_wrap=name in ("NAMESPACE", "ID"))
+    for f in flows:
+        table.add_row(
+            Text(f.namespace),
+            Text(f.id),
+            str(f.revision),
+            str(f.task_count),
+            Text(", ".join(i.id for i in f.inputs)),
+            Text(", ".join(f"{k}={v}" for k, v in f.labels.items())),
+            "yes" if f.disabled else "",
+        )
+    _print_table(table)
+
+
+@flow_app.command("get")
+def flow_get(
+    namespace: Annotated[str, typer.Argument(metavar="NAMESPACE", help="The flow's namespace.")],
+    flow_id: Annotated[str, typer.Argument(metavar="ID", help="The flow's id.")],
+    revision: Annotated[int, typer.Option(help="Revision to show; 0 for the latest.", min=0)] = 0,
+    server: ServerOption = DEFAULT_SERVER,
+    timeout: TimeoutOption = 30.0,
+) -> None:
+    """Print a flow's YAML source as registered (revision number on stderr)."""
+    with _client(server, timeout) as client:
+        flow = client.get_flow(namespace, flow_id, revision)
+    _err.print(f"# {flow.uid} revision {flow.revision}")
+    typer.echo(flow.source, nl=not flow.source.endswith("\n"))
+
+
+# -- execution ------------------------------------------------------------------------------
+
+
+@execution_app.command("run")
+def execution_run(
+    namespace: Annotated[str, typer.Argument(metavar="NAMESPACE", help="The flow's namespace.")],
+    flow_id: Annotated[str, typer.Argument(metavar="FLOW_ID", help="The flow's id.")],
+    input_values: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--input",
+            "-i",
+            metavar="KEY=VALUE",
+            help="Flow input; repeatable. Sent as text, the server converts it to the declared type. "
+            "KEY=@path is a FILE input (not available yet); KEY=@@x sends the literal @x.",
+        ),
+    ] = None,
+    label_values: Annotated[
+        list[str] | None,
+        typer.Option("--label", "-l", metavar="KEY=VALUE", help="Execution label; repeatable."),
+    ] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Wait for the end; exit 0 only for SUCCESS or WARNING.")
+    ] = False,
+    output: OutputOption = OutputFormat.text,
+    revision: Annotated[int, typer.Option(help="Flow revision to run; 0 for the latest.", min=0)] = 0,
+    server: ServerOption = DEFAULT_SERVER,
+    timeout: TimeoutOption = 30.0,
+) -> None:
+    """Start an execution of a flow; print its id, or with --wait its outcome."""
+    try:
+        inputs = parse_inputs(input_values or [])
+    except FileInputNotSupportedError as err:
+        _fail(str(err), 2)
+    labels = parse_labels(label_values or [])
+    with _client(server, timeout) as client:
+        execution = client.start_execution(
+            namespace, flow_id, inputs=inputs, labels=labels, revision=revision
+        )
+        if not wait:
+            if output is OutputFormat.json:
+                _print_json(execution.to_kestra_json())
+            else:
+                typer.echo(execution.id)
+            return
+        if output is OutputFormat.text:
+            _err.print(f"execution {execution.id} of {execution.namespace}.{execution.flow_id} started")
+        try:
+            execution = _wait(client, execution)
+        except KeyboardInterrupt:
+            _fail(f"stopped waiting; execution {execution.id} goes on", 130)
+    if output is OutputFormat.json:
+        _print_json(execution.to_kestra_json())
+    else:
+        _print_execution(execution)
+    if not execution.state.current.is_successful:
+        raise typer.Exit(1)
+
+
+def _wait(client: KestrelClient, execution: Execution) -> Execution:
+    """Watches until terminal, with a transient progress line when stderr is a terminal."""
+    if not _err.is_terminal:
+        return client.wait_execution(execution.id)
+    with _err.status(f"{execution.state.current} …") as status:
+        for current in client.watch_execution(execution.id):
+            done = sum(1 for t in current.task_runs if t.state.current.is_terminal)
+            status.update(f"{current.state.current} · {done}/{len(current.task_runs)} task runs done")
+            if current.is_terminal:
+                return current
+    return client.wait_execution(execution.id)  # stream closed early: fall back to re-watching
+
+
+@execution_app.command("get")
+def execution_get(
+    execution_id: Annotated[str, typer.Argument(metavar="ID", help="Execution id.")],
+    output: OutputOption = OutputFormat.text,
+    server: ServerOption = DEFAULT_SERVER,
+    timeout: TimeoutOption = 30.0,
+) -> None:
+    """Show an execution with its task runs."""
+    with _client(server, timeout) as client:
+        execution = client.get_execution(execution_id)
+    if output is OutputFormat.json:
+        _print_json(execution.to_kestra_json())
+    else:
+        _print_execution(execution)
+
+
+@execution_app.command("logs")
+def execution_logs(
+    execution_id: Annotated[str, typer.Argument(metavar="ID", help="Execution id.")],
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new lines until the execution ends.")
+    ] = False,
+    level: Annotated[
+        LevelName | None, typer.Option(case_sensitive=False, help="Only lines at or above this level.")
+    ] = None,
+    server: ServerOption = DEFAULT_SERVER,
+    timeout: TimeoutOption = 30.0,
+) -> None:
+    """Print an execution's log lines: timestamp level taskId message."""
+    min_level = LogLevel(level.value) if level else None
+    with _client(server, timeout) as client:
+        if follow:
+            try:
+                for entry in client.tail_logs(execution_id, min_level=min_level):
+                    typer.echo(format_log_line(entry))
+            except KeyboardInterrupt:
+                raise typer.Exit(130) from None
+        else:
+            for entry in client.list_logs(execution_id, min_level=min_level):
+                typer.echo(format_log_line(entry))
+
+
+@execution_app.command("list")
+def execution_list(
+    namespace: Annotated[str, typer.Option(help="Namespace prefix.")] = "",
+    flow: Annotated[str, typer.Option("--flow", metavar="ID", help="Only this flow's executions.")] = "",
+    state: Annotated[
+        list[StateName] | None,
+        typer.Option("--state", case_sensitive=False, help="Only executions in this state; repeatable."),
+    ] = None,
+    limit: Annotated[int, typer.Option(help="Most executions to show, newest first.", min=1)] = 50,
+    output: OutputOption = OutputFormat.text,
+    server: ServerOption = DEFAULT_SERVER,
+    timeout: TimeoutOption = 30.0,
+) -> None:
+    """List executions, newest first."""
+    states = [s.value for s in state or []]
+    with _client(server, timeout) as client:
+        executions: list[Execution] = []
+        for execution in client.iter_executions(namespace, flow, states, page_size=min(limit, 500)):
+            executions.append(execution)
+            if len(executions) >= limit:
+                break
+    if output is OutputFormat.json:
+        _print_json([e.to_kestra_json() for e in executions])
+        return
+    if not executions:
+        _err.print("no executions")
+        return
+    table = Table(box=None, header_style="bold")
+    for name in ("ID", "NAMESPACE", "FLOW", "REV", "STATE", "STARTED", "DURATION"):
+        table.add_column(name, no_wrap=True)
+    for e in executions:
+        table.add_row(
+            Text(e.id),
+            Text(e.namespace),
+            Text(e.flow_id),
+            str(e.flow_revision),
+            _state_text(e.state.current),
+            _iso(e.start_date or e.state.start_date),
+            format_duration(e.duration),
+        )
+    _print_table(table)
+
+
+@execution_app.command("kill")
+def execution_kill(
+    execution_id: Annotated[str, typer.Argument(metavar="ID", help="Execution id.")],
+    server: ServerOption = DEFAULT_SERVER,
+    timeout: TimeoutOption = 30.0,
+) -> None:
+    """Kill an execution: pending task runs are killed, running ones asked to stop."""
+    with _client(server, timeout) as client:
+        execution = client.kill_execution(execution_id)
+    typer.echo(f"{execution.id} {execution.state.current}")
+
+
+# -- rendering ------------------------------------------------------------------------------
+
+
+def _iso(value: datetime | None) -> str:
+    if value is None:
+        return "-"
+    return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _state_text(state: State) -> Text:
+    return Text(state.value, style=_STATE_STYLES.get(state, ""))
+
+
+def _print_table(table: Table) -> None:
+    """Prints a table; piped output is not wrapped at 80 columns (rich's default off a terminal)."""
+    (_out if _out.is_terminal else _piped).print(table)
+
+
+def _print_json(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def _print_execution(execution: Execution) -> None:
+    """The text form of an execution: header, task runs, outputs, errors."""
+    head = Table.grid(padding=(0, 2))
+    head.add_column(style="bold")
+    head.add_column()
+    head.add_row("Execution", Text(execution.id))
+    head.add_row(
+        "Flow", Text(f"{execution.namespace}.{execution.flow_id} (revision {execution.flow_revision})")
+    )
+    state = _state_text(execution.state.current)
+    if execution.duration is not None:
+        state.append(f" in {format_duration(execution.duration)}")
+    head.add_row("State", state)
+    head.add_row("Started", _iso(execution.start_date or execution.state.start_date))
+    if execution.labels:
+        head.add_row("Labels", Text(", ".join(f"{k}={v}" for k, v in execution.labels.items())))
+    if execution.inputs:
+        head.add_row("Inputs", Text(json.dumps(execution.inputs, ensure_ascii=False)))
+    if execution.error:
+        head.add_row("Error", Text(execution.error, style="red"))
+    _print_table(head)
+
+    if execution.task_runs:
+        table = Table(box=None, header_style="bold", padding=(0, 2, 0, 0))
+        for name in ("TASK", "STATE", "DURATION", "ATTEMPTS"):
+            table.add_column(name, no_wrap=name != "TASK")
+        for run in execution.task_runs:
+            name = Text(run.task_id + (f" [{run.value}]" if run.value is not None else ""))
+            table.add_row(
+                name, _state_text(run.state.current), format_duration(run.duration), str(len(run.attempts))
+            )
+        _out.print()
+        _print_table(table)
+        failed = [r for r in execution.task_runs if r.error]
+        for run in failed:
+            _out.print(Text(f"{run.task_id}: {run.error}", style="red"))
+
+    if execution.outputs:
+        _out.print()
+        _out.print(Text("Outputs", style="bold"))
+        _out.print(Text(json.dumps(execution.outputs, indent=2, ensure_ascii=False)))
+
+
+def main() -> None:  # pragma: no cover - `python -m controlplane.cli`
+    """Entry point for ``python -m controlplane.cli``."""
+    app(prog_name="kestrel")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
