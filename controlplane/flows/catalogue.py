@@ -205,6 +205,7 @@ SUPPORTED_TASK_TYPES: frozenset[str] = frozenset(
         _CORE + "debug.Echo",
         _CORE + "output.OutputValues",
         _CORE + "execution.Fail",
+        _CORE + "flow.Sleep",
         SHELL_COMMANDS,
         _CORE + "flow.Sequential",
     }

@@ -115,6 +115,7 @@ def test_is_flowable(name: str, flowable: bool) -> None:
 
 def test_supported_types() -> None:
     assert SUPPORTED_TASK_TYPES == {
+        CORE + "flow.Sleep",
         CORE + "log.Log",
         CORE + "debug.Return",
         CORE + "debug.Echo",
@@ -156,9 +157,9 @@ tasks:
   - id: par
     type: io.kestra.plugin.core.flow.Parallel
     tasks:
-      - id: sleep
-        type: io.kestra.plugin.core.flow.Sleep
-        duration: PT1S
+      - id: pause
+        type: io.kestra.plugin.core.flow.Pause
+        delay: PT1S
       - id: typo
         type: io.kestra.plugin.core.log.Logg
         message: x
@@ -185,7 +186,7 @@ def test_check_task_types_messages() -> None:
         "of Kestrel does not run yet"
     )
     assert messages[1] == (
-        "task 'sleep': task type 'io.kestra.plugin.core.flow.Sleep' is a Kestra core type this version "
+        "task 'pause': task type 'io.kestra.plugin.core.flow.Pause' is a Kestra core type this version "
         "of Kestrel does not run yet"
     )
     assert messages[2] == (

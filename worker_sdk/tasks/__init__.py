@@ -1,0 +1,27 @@
+"""Built-in runnable tasks, one module per Kestra package.
+
+Each task is a plain function ``(ctx: TaskContext, props: Mapping) -> outputs``, the same shape
+as a user's ``@task`` function; `BUILTIN_TASKS` maps canonical Kestra type names to them and is
+what `worker_sdk.registry.TaskRegistry` installs by default. Properties arrive already rendered by
+the control plane: no task here evaluates expressions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from worker_sdk.tasks import debug, execution, flow, log, output, shell
+
+BUILTIN_TASKS: Mapping[str, Callable[..., Any]] = {
+    log.TYPE: log.log,
+    debug.RETURN_TYPE: debug.return_,
+    debug.ECHO_TYPE: debug.echo,
+    output.TYPE: output.output_values,
+    execution.TYPE: execution.fail,
+    flow.TYPE: flow.sleep,
+    shell.TYPE: shell.commands,
+}
+"""Canonical type name → task function, for every built-in runnable task."""
+
+__all__ = ["BUILTIN_TASKS"]
