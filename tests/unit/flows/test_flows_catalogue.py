@@ -157,9 +157,9 @@ tasks:
   - id: par
     type: io.kestra.plugin.core.flow.Parallel
     tasks:
-      - id: pause
-        type: io.kestra.plugin.core.flow.Pause
-        delay: PT1S
+      - id: kvset
+        type: io.kestra.plugin.core.kv.Set
+        key: x
       - id: typo
         type: io.kestra.plugin.core.log.Logg
         message: x
@@ -186,7 +186,7 @@ def test_check_task_types_messages() -> None:
         "of Kestrel does not run yet"
     )
     assert messages[1] == (
-        "task 'pause': task type 'io.kestra.plugin.core.flow.Pause' is a Kestra core type this version "
+        "task 'kvset': task type 'io.kestra.plugin.core.kv.Set' is a Kestra core type this version "
         "of Kestrel does not run yet"
     )
     assert messages[2] == (
