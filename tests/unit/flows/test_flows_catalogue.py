@@ -201,7 +201,7 @@ def test_check_task_types_messages() -> None:
 def test_registered_types_are_accepted_but_never_as_flowables() -> None:
     registered = [
         "acme.tasks.Custom",
-        "io.kestra.plugin.core.flow.Sleep",
+        "io.kestra.plugin.core.kv.Set",
         "io.kestra.core.tasks.flows.Parallel",
     ]
     issues = check_task_types(flow_of(MIXED), registered)
