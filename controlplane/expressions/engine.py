@@ -33,12 +33,40 @@ def _from_json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str | bytes) else value
 
 
+def _finalize(value: Any) -> Any:
+    """How a value prints inside text, as Pebble/Kestra print it: booleans lower case, null as
+    an empty string, maps and lists as JSON."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Mapping | list | tuple):
+        return _to_json(value)
+    return value
+
+
+class _PebbleEnvironment(ImmutableSandboxedEnvironment):
+    """Sandboxed Jinja2 where ``map.key`` is a key lookup, as in Pebble.
+
+    Jinja tries Python attributes first, so ``outputs.t.values`` would find ``dict.values``;
+    Pebble looks the key up. Maps expose only their keys, never methods.
+    """
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if isinstance(obj, Mapping):
+            if attribute in obj:
+                return obj[attribute]
+            return self.undefined(obj=obj, name=attribute)
+        return super().getattr(obj, attribute)
+
+
 def _build_environment() -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(
+    env = _PebbleEnvironment(
         undefined=StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,
         trim_blocks=False,
+        finalize=_finalize,
     )
     env.filters["json"] = _to_json
     env.filters["toJson"] = _to_json
