@@ -16,7 +16,7 @@ import pytest
 
 from kestrel.v1 import common_pb2, worker_pb2
 from tests.integration.harness import wait_until, worker_process
-from tests.integration.rpc import connect, state_name, wait_state
+from tests.integration.rpc import connect, state_name
 
 SLEEP_FLOW = """
 id: sleepy
