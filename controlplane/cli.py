@@ -515,7 +515,7 @@ def flow_deploy(
                 failed += 1
                 continue
             try:
-                flow, created = client.deploy_flow(source)
+                flow, created, warnings = client.deploy_flow(source)
             except UnavailableError:
                 raise  # no point trying the other files
             except KestrelError as err:
@@ -524,6 +524,9 @@ def flow_deploy(
                 continue
             status = "created" if created else "unchanged"
             typer.echo(f"{flow.uid} revision {flow.revision} ({status})")
+            for warning in warnings:
+                where = f":{warning.line}" if warning.line else ""
+                typer.echo(f"warning: {path}{where}: {warning.message}", err=True)
     if failed:
         typer.echo(f"{failed} of {len(files)} flow file(s) not deployed", err=True)
         raise typer.Exit(1)

@@ -5,7 +5,7 @@ One client for every consumer: the ``kestrel`` CLI, the dashboard and users' scr
     from worker_sdk.client import KestrelClient
 
     with KestrelClient("127.0.0.1:6570") as client:
-        flow, created = client.deploy_flow(open("hello.yml").read())
+        flow, created, warnings = client.deploy_flow(open("hello.yml").read())
         execution = client.start_execution(flow.namespace, flow.id, inputs={"user": "Ada"})
         final = client.wait_execution(execution.id, timeout=60)
         print(final.state.current, final.outputs)
@@ -48,6 +48,7 @@ from worker_sdk.errors import (
 )
 from worker_sdk.types import (
     Attempt,
+    DeployResult,
     Execution,
     ExecutionPage,
     Flow,
@@ -157,7 +158,7 @@ class KestrelClient:
             id=resp.id or None,
         )
 
-    def deploy_flow(self, source: str, expected_revision: int = 0) -> tuple[Flow, bool]:
+    def deploy_flow(self, source: str, expected_revision: int = 0) -> DeployResult:
         """Stores a new revision of a flow (``FlowService.RegisterFlow``).
 
         Args:
@@ -166,9 +167,9 @@ class KestrelClient:
                 change when it differs. 0 skips the check.
 
         Returns:
-            ``(flow, created)``: the latest revision, and whether this call stored it (``False``
-            when the source was identical to the latest revision). Validation warnings are not
-            returned; see :meth:`validate_flow`.
+            ``DeployResult(flow, created, warnings)``: the latest revision, whether this call
+            stored it (``False`` when the source was identical to the latest revision), and
+            validation warnings.
 
         Raises:
             InvalidArgumentError: The source is not a valid flow; the message lists the problems.
@@ -179,7 +180,7 @@ class KestrelClient:
             self._flows.RegisterFlow,
             flow_pb2.RegisterFlowRequest(source=source, expected_revision=expected_revision),
         )
-        return _flow(resp.flow), resp.created_revision
+        return DeployResult(_flow(resp.flow), resp.created_revision, [_issue(i) for i in resp.warnings])
 
     def get_flow(self, namespace: str, id: str, revision: int = 0) -> Flow:
         """Returns one flow revision.

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = [
     "TERMINAL_STATES",
@@ -236,6 +236,15 @@ class ValidationIssue:
     message: str
     line: int | None = None
     column: int | None = None
+
+
+class DeployResult(NamedTuple):
+    """Outcome of deploying a flow: the latest revision, whether this call stored it, and
+    warnings (e.g. properties this version parses but does not apply yet)."""
+
+    flow: Flow
+    created: bool
+    warnings: list[ValidationIssue]
 
 
 @dataclass(frozen=True)

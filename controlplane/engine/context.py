@@ -10,11 +10,32 @@ import os
 from typing import Any
 
 from controlplane.engine.view import ExecutionView
+from controlplane.flows.inputs import format_datetime
 from controlplane.model import Execution, Flow, Task, TaskRun
 
 
 def _iso(value: Any) -> str | None:
-    return value.isoformat() if value is not None else None
+    """A date as Kestra prints one (Java ``Instant.toString``: UTC, ``Z``)."""
+    return format_datetime(value) if value is not None else None
+
+
+def nest_dotted(flat: dict[str, str]) -> dict[str, Any]:
+    """Labels as expressions see them: ``{"system.correlationId": x}`` also reachable as
+    ``labels.system.correlationId`` (Kestra nests dotted keys); the flat keys stay too, unless a
+    flat key would hide a nested map."""
+    nested: dict[str, Any] = {}
+    for key, value in flat.items():
+        node = nested
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = node[part] = {}
+            node = child
+        node.setdefault(parts[-1], value)
+    for key, value in flat.items():
+        nested.setdefault(key, value)
+    return nested
 
 
 def _envs() -> dict[str, str]:
@@ -55,7 +76,7 @@ def expression_context(
         "inputs": dict(execution.inputs),
         "vars": dict(flow.variables),
         "outputs": outputs_of(view),
-        "labels": dict(execution.labels),
+        "labels": nest_dotted(execution.labels),
         "envs": _envs(),
         "globals": dict(globals_ or {}),
     }

@@ -8,6 +8,7 @@ Lock order is always execution, then task run.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -22,7 +23,8 @@ from controlplane.engine.unit import Unit
 from controlplane.engine.view import ExecutionView
 from controlplane.errors import ExpressionError, FailedPreconditionError, NotFoundError
 from controlplane.expressions import render
-from controlplane.model import Execution, Flow, State, StateHistory, TaskRun, change_state
+from controlplane.flows.inputs import InputValueError, coerce_value
+from controlplane.model import Execution, Flow, Input, Output, State, StateHistory, TaskRun, change_state
 from controlplane.store import repository as repo
 from controlplane.store.ids import new_id
 from controlplane.tokens import TaskTokenClaims
@@ -151,10 +153,8 @@ class Executor:
         if flow.outputs and state in (State.SUCCESS, State.WARNING):
             ctx = expression_context(flow, execution, view, globals_=self._globals)
             try:
-                execution.outputs = {
-                    out.id: render(out.value, ctx, where=f"flow output '{out.id}'") for out in flow.outputs
-                }
-            except ExpressionError as exc:
+                execution.outputs = {out.id: _typed_output(out, ctx) for out in flow.outputs}
+            except (ExpressionError, InputValueError) as exc:
                 execution.outputs = None
                 execution.error = str(exc)
                 state = State.FAILED
@@ -392,6 +392,25 @@ class Executor:
         result = await self.advance(unit, execution_id)
         assert result is not None
         return result
+
+
+def _typed_output(out: Output, ctx: dict[str, Any]) -> Any:
+    """Render one flow output and type it like an input of the same type (Kestra's flow
+    ``outputs``): a STRING output of a map is its JSON text; a value of the wrong type fails.
+
+    Raises:
+        ExpressionError: rendering failed. InputValueError: wrong type (message names the output).
+    """
+    where = f"flow output '{out.id}'"
+    value = render(out.value, ctx, where=where)
+    if value is None:
+        return None
+    if out.type == "STRING" and isinstance(value, dict | list):
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    try:
+        return coerce_value(Input(id=out.id, type=out.type, required=False), value)
+    except InputValueError as exc:
+        raise InputValueError(f"{where} of type {out.type}: {exc} (got {value!r})") from None
 
 
 def _truthy(value: Any) -> bool:

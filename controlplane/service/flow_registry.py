@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from controlplane.errors import ConflictError, FlowValidationError, Issue, NotFoundError
 from controlplane.flows import check_task_types, parse_flow
+from controlplane.flows.features import not_applied_warnings
 from controlplane.model import Flow
 from controlplane.store import repository as repo
 
@@ -58,7 +59,7 @@ class FlowRegistry:
         issues = check_task_types(flow, await repo.known_task_types(conn))
         if issues:
             raise FlowValidationError(issues, f"{flow.namespace}.{flow.id}")
-        return flow, []
+        return flow, not_applied_warnings(flow)
 
     async def register(
         self, conn: AsyncConnection, source: str, expected_revision: int = 0

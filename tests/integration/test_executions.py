@@ -222,3 +222,63 @@ def test_revisions_and_expected_revision(stubs):
     assert code == grpc.StatusCode.ABORTED
     revs = stubs.flows.ListFlowRevisions(flow_pb2.ListFlowRevisionsRequest(namespace="tests.exec", id="revs")).flows
     assert [f.revision for f in revs] == [1, 2]
+
+
+def test_parsed_but_not_applied_properties_are_warned_about(stubs):
+    src = """
+id: warned
+namespace: tests.exec
+retry:
+  type: constant
+  interval: PT1S
+  maxAttempt: 3
+tasks:
+  - id: a
+    type: io.kestra.plugin.core.log.Log
+    message: hi
+    retry:
+      type: constant
+      interval: PT1S
+      maxAttempt: 2
+"""
+    resp = stubs.flows.RegisterFlow(flow_pb2.RegisterFlowRequest(source=src))
+    messages = [w.message for w in resp.warnings]
+    assert any("flow-level 'retry' is not applied yet" in m for m in messages)
+    assert any("task 'a': 'retry' is not applied yet" in m for m in messages)
+    assert [w.line for w in resp.warnings if w.path == "tasks[0].retry"] == [9]  # the task's line
+
+
+def test_flow_outputs_are_typed_and_a_wrong_type_fails_the_execution(stubs):
+    stubs.deploy("""
+id: typed-outputs
+namespace: tests.exec
+tasks:
+  - id: ret
+    type: io.kestra.plugin.core.debug.Return
+    format: "7"
+outputs:
+  - id: as_text
+    type: STRING
+    value: "{{ outputs.ret }}"
+  - id: as_int
+    type: INT
+    value: "{{ outputs.ret.value }}"
+""")
+    final = stubs.wait(stubs.start("tests.exec", "typed-outputs").id)
+    assert state_name(final.state.current) == "SUCCESS"
+    assert json.loads(final.outputs_json) == {"as_text": '{"value":"7"}', "as_int": 7}
+    stubs.deploy("""
+id: bad-output
+namespace: tests.exec
+tasks:
+  - id: ret
+    type: io.kestra.plugin.core.debug.Return
+    format: "not a number"
+outputs:
+  - id: count
+    type: INT
+    value: "{{ outputs.ret.value }}"
+""")
+    final = stubs.wait(stubs.start("tests.exec", "bad-output").id)
+    assert state_name(final.state.current) == "FAILED"
+    assert "flow output 'count' of type INT" in final.error and final.outputs_json == ""

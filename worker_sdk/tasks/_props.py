@@ -26,14 +26,13 @@ def required(props: Mapping[str, Any], name: str) -> Any:
 def string_list(value: Any, name: str) -> list[str]:
     """Reads a list of strings; a single string is a list of one, scalars are stringified.
 
-    Raises:
-        TaskFailure: The value is a mapping or another non-list type.
+    A mapping or another scalar becomes its text (Kestra renders ``{{ map }}`` to JSON text).
     """
     if isinstance(value, str):
         return [value]
     if isinstance(value, list | tuple):
         return [item if isinstance(item, str) else to_text(item) for item in value]
-    raise TaskFailure(f"property '{name}' must be a string or a list of strings, got {type(value).__name__}")
+    return [to_text(value)]
 
 
 def boolean(props: Mapping[str, Any], name: str, default: bool) -> bool:

@@ -30,11 +30,11 @@ def test_validate_flow(client: KestrelClient) -> None:
 
 
 def test_deploy_get_list_and_delete(client: KestrelClient, fake_server: RunningFake) -> None:
-    flow, created = client.deploy_flow(HELLO_FLOW)
+    flow, created, _ = client.deploy_flow(HELLO_FLOW)
     assert created and flow.uid == "demo.team.hello" and flow.revision == 1
-    flow, created = client.deploy_flow(HELLO_FLOW)
+    flow, created, _ = client.deploy_flow(HELLO_FLOW)
     assert not created and flow.revision == 1
-    flow, created = client.deploy_flow(HELLO_FLOW + "# v2\n", expected_revision=1)
+    flow, created, _ = client.deploy_flow(HELLO_FLOW + "# v2\n", expected_revision=1)
     assert created and flow.revision == 2
     with pytest.raises(AbortedError):
         client.deploy_flow(HELLO_FLOW + "# v3\n", expected_revision=1)
