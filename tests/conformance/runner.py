@@ -275,6 +275,7 @@ def failure_category(result: FlowResult) -> str:
         ("inputs need constructed values", "inputs need constructed values (files, URIs)"),
         ("start refused", "execution start refused"),
         ("no terminal state", "timeout"),
+        ("uses properties not applied yet", "right end state, but uses properties not applied yet"),
         ("wait failed", "lost the execution while waiting"),
     ):
         if reason.startswith(prefix):
@@ -323,14 +324,20 @@ class _Deployer:
         #: Every manifest entry by file, to classify a refused dependency.
         self.catalogue = load_corpus_flows(corpus)
         self._errors: dict[str, str | None] = {}
+        #: Properties the server parsed but said it does not apply yet, per deployed file.
+        self.not_applied: dict[str, list[str]] = {}
 
     def deploy(self, file: str) -> str | None:
         """Deploys ``flows/<file>``; returns the server's refusal message, ``None`` when stored."""
         if file not in self._errors:
             try:
                 source = (self._corpus / "flows" / file).read_text(encoding="utf-8")
-                self._client.deploy_flow(source)
+                _, _, warnings = self._client.deploy_flow(source)
                 self._errors[file] = None
+                self.not_applied[file] = sorted(
+                    {w.path.rsplit(".", 1)[-1] for w in warnings if "not applied yet" in w.message
+                     or "not enforced yet" in w.message or "do not fire yet" in w.message}
+                )
             except UnavailableError:
                 raise  # the server is down: no point in trying the other flows
             except (OSError, RPCError) as err:
@@ -399,6 +406,7 @@ def run_corpus(
         flows = [f for f in flows if f.file in wanted]
     results = {f.file: FlowResult(file=f.file, expected=f.expected_label) for f in flows}
     started: dict[str, tuple[str, float]] = {}
+    ignored: dict[str, list[str]] = {}
     with KestrelClient(address, timeout=60.0) as client:
         deployer = _Deployer(client, corpus)
         for flow in flows:
@@ -415,6 +423,7 @@ def run_corpus(
                 result.reason = f"start refused: {_first_line(str(err))}"
                 continue
             started[flow.file] = (execution.id, time.monotonic())
+            ignored[flow.file] = deployer.not_applied.get(flow.file, [])
             result.execution_id = execution.id
 
         by_file = {f.file: f for f in flows}
@@ -427,6 +436,12 @@ def run_corpus(
             with ThreadPoolExecutor(max_workers=max(1, min(wait_threads, len(started)))) as pool:
                 for future in [pool.submit(wait, file) for file in started]:
                     future.result()
+    for file, properties in ignored.items():
+        result = results[file]
+        if properties and result.passed:
+            # The right end state is not evidence when the flow relies on something we skip.
+            result.passed = False
+            result.reason = f"uses properties not applied yet: {', '.join(properties)}"
     return [results[f.file] for f in flows]
 
 
