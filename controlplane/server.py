@@ -24,6 +24,7 @@ from controlplane.api.logs import LogServicer
 from controlplane.api.workers import WorkerServicer
 from controlplane.config import Settings
 from controlplane.coordination.events import Events, RedisEvents
+from controlplane.coordination.leader import Leadership
 from controlplane.engine.executor import Executor
 from controlplane.engine.unit import Unit
 from controlplane.service.dispatch import Dispatcher
@@ -63,6 +64,7 @@ class ControlPlane:
         self.port = 0
         self._server: grpc.aio.Server | None = None
         self._loops: list[asyncio.Task[None]] = []
+        self._leaders: list[Leadership] = []
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Unit]:
@@ -114,9 +116,15 @@ class ControlPlane:
         for name in ("", *_SERVICES):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._server = server
+        self._leaders = [
+            Leadership(self.redis, f"{s.redis_prefix}:leader:{name}", ttl_seconds=max(10.0, 5 * interval))
+            for name, interval in (("reaper", s.reaper_interval_seconds), ("executor-sweep", s.executor_interval_seconds))
+        ]
         self._loops = [
-            asyncio.create_task(self._loop("reaper", s.reaper_interval_seconds, self.dispatcher.reap_once)),
-            asyncio.create_task(self._loop("executor-sweep", s.executor_interval_seconds, self.sweep_once)),
+            asyncio.create_task(self._loop("reaper", s.reaper_interval_seconds, self.dispatcher.reap_once,
+                                           self._leaders[0])),
+            asyncio.create_task(self._loop("executor-sweep", s.executor_interval_seconds, self.sweep_once,
+                                           self._leaders[1])),
         ]
         log.info("control plane listening on %s:%d", s.host, self.port)
         return self.port
@@ -152,10 +160,12 @@ class ControlPlane:
                         )
         return len(due)
 
-    async def _loop(self, name: str, interval: float, once) -> None:
+    async def _loop(self, name: str, interval: float, once, leadership: Leadership) -> None:
+        """Run ``once()`` every ``interval`` seconds while this replica leads ``name``."""
         while True:
             try:
-                await once()
+                if await leadership.is_leader():
+                    await once()
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -169,6 +179,8 @@ class ControlPlane:
         for task in self._loops:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        for leadership in self._leaders:
+            await leadership.resign()
         if self._server is not None:
             await self._server.stop(grace)
         if self.redis_events is not None:

@@ -344,7 +344,8 @@ class Executor:
         now = repo.utcnow()
         await repo.finish_attempt(unit.conn, tr.id, claims.attempt, State.FAILED, reason=lost.reason)
         unit.executions.add(execution.id)
-        if execution.kill_requested:
+        if execution.kill_requested or execution.state.is_terminal:
+            # Never re-dispatch work of an execution that is killed or already over.
             tr.ended_at = now
             change_state(tr, State.KILLED, now)
         elif tr.redeliveries < self._max_redeliveries:
