@@ -16,6 +16,7 @@ that needs them, so client commands start fast and work without a database drive
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import sys
@@ -33,7 +34,7 @@ from rich.text import Text
 
 from worker_sdk.client import DEFAULT_SERVER, KestrelClient
 from worker_sdk.errors import KestrelError, UnavailableError
-from worker_sdk.types import Execution, LogEntry, LogLevel, State
+from worker_sdk.types import Execution, LogEntry, LogLevel, State, ValidationIssue, ValidationResult
 
 __all__ = [
     "FileInputNotSupportedError",
@@ -278,11 +279,19 @@ def _import(module: str, attr: str) -> Any:
 
 @contextmanager
 def _process_errors() -> Iterator[None]:
-    """Error handling of long-running commands (servers, workers, migrations)."""
+    """Error handling of long-running commands (servers, workers, migrations): the control
+    plane's own typed errors (e.g. a data dir or port in use) print one line, not a traceback."""
+    from controlplane.errors import KestrelError as ControlPlaneError
+
+    from sqlalchemy.exc import OperationalError
+
     try:
         yield
-    except KestrelError as err:
+    except (KestrelError, ControlPlaneError) as err:
         _fail(str(err))
+    except OperationalError as err:
+        reason = " ".join(str(err.orig or err).split())
+        _fail(f"cannot use the database: {reason} (check --database-url / KESTREL_DATABASE_URL)")
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
 
@@ -461,21 +470,32 @@ def _read(path: Path) -> str | None:
 
 @flow_app.command("validate")
 def flow_validate(
-    paths: FlowPaths, server: ServerOption = DEFAULT_SERVER, timeout: TimeoutOption = 30.0
+    paths: FlowPaths,
+    local: Annotated[
+        bool,
+        typer.Option(
+            "--local",
+            help="Validate here, without a server (custom task types registered by workers are unknown).",
+        ),
+    ] = False,
+    server: ServerOption = DEFAULT_SERVER,
+    timeout: TimeoutOption = 30.0,
 ) -> None:
     """Check flows without storing them; print each problem as FILE:LINE:COL: error: message [field].
 
-    Exits 1 when any flow is invalid.
+    Asks the server (which knows the task types its workers registered); with --local, checks
+    with the built-in parser and catalogue only. Exits 1 when any flow is invalid.
     """
     files = _read_sources(paths)
     invalid = 0
-    with _client(server, timeout) as client:
+    with contextlib.ExitStack() as stack:
+        validate = _validate_locally if local else stack.enter_context(_client(server, timeout)).validate_flow
         for path in files:
             source = _read(path)
             if source is None:
                 invalid += 1
                 continue
-            result = client.validate_flow(source)
+            result = validate(source)
             for issue in result.errors:
                 typer.echo(_issue_line(path, "error", issue.line, issue.column, issue.path, issue.message))
             for issue in result.warnings:
@@ -488,6 +508,29 @@ def flow_validate(
     if invalid:
         typer.echo(f"{invalid} of {len(files)} flow file(s) invalid", err=True)
         raise typer.Exit(1)
+
+
+def _validate_locally(source: str) -> ValidationResult:
+    """Validate with the control plane's parser and catalogue, in this process."""
+    from controlplane.errors import FlowValidationError
+    from controlplane.flows import check_task_types, parse_flow
+    from controlplane.flows.features import not_applied_warnings
+
+    def issue(i: Any) -> ValidationIssue:
+        return ValidationIssue(path=i.path, message=i.message, line=i.line or None, column=i.column or None)
+
+    try:
+        flow = parse_flow(source)
+    except FlowValidationError as err:
+        return ValidationResult(valid=False, errors=[issue(i) for i in err.issues])
+    errors = check_task_types(flow, ())
+    return ValidationResult(
+        valid=not errors,
+        errors=[issue(i) for i in errors],
+        warnings=[issue(i) for i in not_applied_warnings(flow)],
+        namespace=flow.namespace,
+        id=flow.id,
+    )
 
 
 def _issue_line(path: Path, kind: str, line: int | None, column: int | None, field: str, message: str) -> str:
@@ -614,6 +657,9 @@ def execution_run(
         execution = client.start_execution(
             namespace, flow_id, inputs=inputs, labels=labels, revision=revision
         )
+        for name in sorted(n for n in inputs if n.split(".")[0] not in execution.inputs):
+            # Kestra ignores inputs the flow does not declare; a typo would go unnoticed.
+            _err.print(f"warning: input '{name}' is not declared by {namespace}.{flow_id}; it was ignored")
         if not wait:
             if output is OutputFormat.json:
                 _print_json(execution.to_kestra_json())
@@ -790,12 +836,17 @@ def _print_execution(execution: Execution) -> None:
 
     if execution.task_runs:
         table = Table(box=None, header_style="bold", padding=(0, 2, 0, 0))
-        for name in ("TASK", "STATE", "DURATION", "ATTEMPTS"):
-            table.add_column(name, no_wrap=name != "TASK")
+        for name in ("TASK", "STATE", "DURATION", "ATTEMPTS", "OUTPUTS"):
+            table.add_column(name, no_wrap=name not in ("TASK", "OUTPUTS"))
         for run in execution.task_runs:
             name = Text(run.task_id + (f" [{run.value}]" if run.value is not None else ""))
+            outputs = json.dumps(run.outputs, ensure_ascii=False) if run.outputs else ""
             table.add_row(
-                name, _state_text(run.state.current), format_duration(run.duration), str(len(run.attempts))
+                name,
+                _state_text(run.state.current),
+                format_duration(run.duration),
+                str(len(run.attempts)),
+                Text(outputs if len(outputs) <= 120 else outputs[:117] + "..."),
             )
         _out.print()
         _print_table(table)

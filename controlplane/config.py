@@ -18,7 +18,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KESTREL_", extra="ignore")
 
     database_url: str = Field(
-        "postgresql+psycopg://postgres@127.0.0.1:5432/test",
+        "postgresql+psycopg://postgres@127.0.0.1:5432/kestrel",
         description="SQLAlchemy URL of the Postgres database (psycopg 3 driver).",
     )
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL for locks and wake-ups.")

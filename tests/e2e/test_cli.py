@@ -76,3 +76,30 @@ def test_list_commands(deployed):
     executions = kestrel(deployed, "execution", "list", "--namespace", "company.team", "--output", "json")
     assert executions.returncode == 0
     assert any(e["flowId"] == "hello-inputs" for e in json.loads(executions.stdout))
+
+
+def test_validate_local_needs_no_server(tmp_path):
+    env = dict(os.environ, KESTREL_SERVER="127.0.0.1:1")
+    ok = subprocess.run([*KESTREL, "flow", "validate", "--local", "examples"], capture_output=True, text=True,
+                        timeout=60, env=env, cwd=REPO)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "hello-inputs.yml: ok" in ok.stdout
+    down = subprocess.run([*KESTREL, "flow", "validate", "examples"], capture_output=True, text=True,
+                          timeout=60, env=env, cwd=REPO)
+    assert down.returncode == 1 and "is it running" in down.stderr and "Traceback" not in down.stderr
+
+
+def test_undeclared_input_is_warned_about(deployed):
+    result = kestrel(deployed, "execution", "run", "company.team", "hello-inputs", "--input", "usr=Ada", "--wait")
+    assert result.returncode == 0
+    assert "input 'usr' is not declared by company.team.hello-inputs" in result.stderr
+
+
+def test_server_local_on_a_taken_port_is_one_line(live, tmp_path):
+    port = live.address.rsplit(":", 1)[1]
+    result = subprocess.run([*KESTREL, "server", "local", "--port", port, "--data-dir", str(tmp_path / "d"),
+                             "--workers", "0"], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert result.returncode == 1
+    assert f"port {port} on 127.0.0.1 is in use" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "d" / "postgres").exists()  # failed before starting anything

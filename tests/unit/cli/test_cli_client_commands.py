@@ -172,7 +172,7 @@ def test_run_wait_text(runner: CliRunner, fake_server: RunningFake, tmp_path: Pa
     assert "exec-1" in out and "demo.team.hello (revision 1)" in out
     assert "SUCCESS in 2.000s" in out
     task_line = next(line for line in out.splitlines() if line.startswith("hello "))
-    assert task_line.split() == ["hello", "SUCCESS", "0.500s", "1"]
+    assert task_line.split() == ["hello", "SUCCESS", "0.500s", "1", '{"value":', '"hi"}']
     assert '"greeting": "hi"' in out
     assert "execution exec-1 of demo.team.hello started" in result.stderr
 

@@ -71,7 +71,8 @@ def test_error_for_status_edge_cases() -> None:
 
 def test_unavailable_names_the_server() -> None:
     assert str(UnavailableError("refused", server="10.0.0.1:6570")) == (
-        "cannot reach the Kestrel server at 10.0.0.1:6570 (refused)"
+        "cannot reach the Kestrel server at 10.0.0.1:6570 (refused); is it running "
+        "(`kestrel server local`), and is --server / KESTREL_SERVER right?"
     )
     assert UnavailableError("refused", server="10.0.0.1:6570").message == "refused"
     assert str(UnavailableError("refused")) == "cannot reach the Kestrel server (refused)"

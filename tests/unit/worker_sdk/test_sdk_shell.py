@@ -104,7 +104,18 @@ async def test_long_lines_and_missing_trailing_newline(ctx: TaskContext) -> None
     assert logged[0] == "a" * 200000 + "tail"
 
 
-def _alive(pid: int) -> bool:
+def _alive(pid: int, settle_seconds: float = 2.0) -> bool:
+    """Whether ``pid`` is still running; a process just sent SIGKILL gets ``settle_seconds`` to go
+    (the kernel tears it down asynchronously after the pipes close)."""
+    deadline = time.monotonic() + settle_seconds
+    while _running(pid):
+        if time.monotonic() >= deadline:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def _running(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -129,7 +140,7 @@ async def _pid_of_sleep(ctx: TaskContext) -> int:
 async def test_asyncio_cancel_kills_the_process_group_within_a_second(ctx: TaskContext) -> None:
     task = asyncio.ensure_future(shell.commands(ctx, {"commands": ["sleep 30 & echo $! > pid; wait"]}))
     pid = await _pid_of_sleep(ctx)
-    assert _alive(pid)
+    assert _running(pid)
     started = time.monotonic()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
