@@ -281,9 +281,9 @@ def _import(module: str, attr: str) -> Any:
 def _process_errors() -> Iterator[None]:
     """Error handling of long-running commands (servers, workers, migrations): the control
     plane's own typed errors (e.g. a data dir or port in use) print one line, not a traceback."""
-    from controlplane.errors import KestrelError as ControlPlaneError
-
     from sqlalchemy.exc import OperationalError
+
+    from controlplane.errors import KestrelError as ControlPlaneError
 
     try:
         yield
