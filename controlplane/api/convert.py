@@ -8,6 +8,7 @@ from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from controlplane.api import checks
 from controlplane.errors import InvalidArgumentError, Issue
 from controlplane.model import Execution, State, StateHistory, TaskRun
 from controlplane.store.repository import FlowRow
@@ -59,12 +60,24 @@ def parse_json_object(text: str, field: str) -> dict[str, Any] | None:
     if not text:
         return None
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise InvalidArgumentError(f"{field}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise InvalidArgumentError(f"{field}: JSON nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer longer than Python converts
+        raise InvalidArgumentError(f"{field}: {exc}") from None
     if not isinstance(value, dict):
         raise InvalidArgumentError(f"{field}: must be a JSON object, got {type(value).__name__}")
-    return value
+    try:
+        return checks.clean_json(value)
+    except RecursionError:
+        raise InvalidArgumentError(f"{field}: JSON nested too deeply") from None
+
+
+def _no_constant(name: str) -> Any:
+    """``NaN``/``Infinity`` are not JSON (and Postgres jsonb refuses them)."""
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def dump_json(value: Any) -> str:
@@ -87,14 +100,14 @@ def issue_to_proto(issue: Issue) -> flow_pb2.ValidationIssue:
     return flow_pb2.ValidationIssue(path=issue.path, message=issue.message, line=issue.line, column=issue.column)
 
 
-def flow_to_proto(row: FlowRow) -> flow_pb2.Flow:
-    """A stored flow revision on the wire."""
+def flow_to_proto(row: FlowRow, with_source: bool = True) -> flow_pb2.Flow:
+    """A stored flow revision on the wire (``source`` empty when ``with_source`` is False)."""
     spec = row.spec
     return flow_pb2.Flow(
         namespace=row.namespace,
         id=row.flow_id,
         revision=row.revision,
-        source=row.source,
+        source=row.source if with_source else "",
         description=spec.get("description") or "",
         labels=labels_to_proto(spec.get("labels") or {}),
         inputs=[
@@ -155,9 +168,17 @@ def execution_to_proto(execution: Execution) -> execution_pb2.Execution:
     )
 
 
-def level_from_proto(value: int) -> str:
-    """``LogLevel`` -> level name; unspecified -> INFO."""
-    return LEVELS[value - 1] if 1 <= value <= len(LEVELS) else "INFO"
+def level_from_proto(value: int, field: str = "level") -> str:
+    """``LogLevel`` -> level name; unspecified -> INFO.
+
+    Raises:
+        InvalidArgumentError: a value outside the enum.
+    """
+    if value == 0:
+        return "INFO"
+    if not 1 <= value <= len(LEVELS):
+        raise InvalidArgumentError(f"{field}: unknown log level {value}")
+    return LEVELS[value - 1]
 
 
 def level_to_proto(name: str) -> int:

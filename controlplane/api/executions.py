@@ -8,12 +8,29 @@ from datetime import datetime
 
 import grpc
 
-from controlplane.api import convert
+from controlplane.api import checks, convert
 from controlplane.api.status import rpc
-from controlplane.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError
+from controlplane.errors import (
+    FailedPreconditionError,
+    InputValidationError,
+    InvalidArgumentError,
+    NotFoundError,
+)
 from controlplane.flows import coerce_inputs
 from controlplane.store import repository as repo
 from kestrel.v1 import execution_pb2, execution_pb2_grpc
+
+
+def _coerce(flow, raw_inputs):
+    """Coerce inputs; any failure inside coercion is the caller's bad input, named."""
+    try:
+        return coerce_inputs(flow, raw_inputs)
+    except InputValidationError:
+        raise
+    except (ValueError, OverflowError, RecursionError, TypeError) as exc:
+        raise InputValidationError(
+            f"flow {flow.namespace}.{flow.id}: inputs cannot be read: {type(exc).__name__}: {exc}"
+        ) from None
 
 
 class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
@@ -23,6 +40,7 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
         self._cp = control_plane
 
     async def _get(self, execution_id: str):
+        checks.text_field(execution_id, "id", max_len=checks.MAX_EXECUTION_ID, required=True)
         async with self._cp.transaction() as unit:
             execution = await repo.get_execution(unit.conn, execution_id)
         if execution is None:
@@ -31,16 +49,18 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
 
     @rpc
     async def StartExecution(self, request: execution_pb2.StartExecutionRequest, context: grpc.aio.ServicerContext):
-        if not request.namespace or not request.flow_id:
-            raise InvalidArgumentError("namespace and flow_id: both are required")
+        checks.text_field(request.namespace, "namespace", max_len=checks.MAX_NAMESPACE, required=True)
+        checks.text_field(request.flow_id, "flow_id", max_len=checks.MAX_ID, required=True)
+        checks.text_field(request.request_id, "request_id", max_len=checks.MAX_REQUEST_ID)
+        labels = checks.labels(convert.labels_from_proto(request.labels))
         raw_inputs = convert.parse_json_object(request.inputs_json, "inputs_json") or {}
         async with self._cp.transaction() as unit:
             flow = await self._cp.flows.latest(unit.conn, request.namespace, request.flow_id, request.revision)
             if flow.disabled:
                 raise FailedPreconditionError(f"flow {flow.namespace}.{flow.id} is disabled: cannot execute a disabled flow")
-            inputs = coerce_inputs(flow, raw_inputs)
+            inputs = _coerce(flow, raw_inputs)
             execution_id, created = await self._cp.executor.create_execution(
-                unit, flow, inputs, convert.labels_from_proto(request.labels), request.request_id or None
+                unit, flow, inputs, labels, request.request_id or None
             )
         execution = await self._get(execution_id)
         return execution_pb2.StartExecutionResponse(execution=convert.execution_to_proto(execution), created=created)
@@ -51,9 +71,10 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
 
     @rpc
     async def ListExecutions(self, request: execution_pb2.ListExecutionsRequest, context: grpc.aio.ServicerContext):
-        size = request.page_size or 50
-        if size < 0 or size > 1000:
-            raise InvalidArgumentError(f"page_size: must be between 1 and 1000, got {size}")
+        size = checks.page_size(request.page_size, 50, 1000)
+        checks.text_field(request.namespace, "namespace", max_len=checks.MAX_NAMESPACE)
+        checks.text_field(request.flow_id, "flow_id", max_len=checks.MAX_ID)
+        checks.text_field(request.page_token, "page_token", max_len=500)
         states = [convert.state_from_proto(s) for s in request.states]
         before = None
         if request.page_token:
@@ -76,6 +97,7 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
 
     @rpc
     async def KillExecution(self, request: execution_pb2.KillExecutionRequest, context: grpc.aio.ServicerContext):
+        checks.text_field(request.id, "id", max_len=checks.MAX_EXECUTION_ID, required=True)
         async with self._cp.transaction() as unit:
             await self._cp.executor.kill(unit, request.id)
         return execution_pb2.KillExecutionResponse(execution=convert.execution_to_proto(await self._get(request.id)))

@@ -8,13 +8,24 @@ from datetime import UTC
 
 import grpc
 
-from controlplane.api import convert
+from controlplane.api import checks, convert
 from controlplane.api.status import rpc
 from controlplane.errors import InvalidArgumentError, NotFoundError
 from controlplane.store import repository as repo
 from kestrel.v1 import log_pb2, log_pb2_grpc
 
 _MAX_MESSAGE = 1_000_000  # characters kept of one log line
+
+
+def _stamp(entry: log_pb2.LogEntry, now):
+    """The line's own timestamp, or ``now`` when it has none or it is out of range (the line is
+    kept either way: logs are evidence)."""
+    if not entry.HasField("timestamp"):
+        return now
+    try:
+        return entry.timestamp.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError):
+        return now
 
 
 class LogServicer(log_pb2_grpc.LogServiceServicer):
@@ -35,32 +46,36 @@ class LogServicer(log_pb2_grpc.LogServiceServicer):
             tr = await repo.get_task_run_row(unit.conn, claims.task_run_id)
             if tr is None:
                 raise NotFoundError(f"task run {claims.task_run_id} not found")
-            for entry in request.entries:
-                stamp = entry.timestamp.ToDatetime(tzinfo=UTC) if entry.HasField("timestamp") else now
+            for i, entry in enumerate(request.entries):
                 rows.append(
                     {"execution_id": claims.execution_id, "task_run_id": claims.task_run_id, "task_id": tr.task_id,
-                     "attempt": claims.attempt, "level": convert.level_from_proto(entry.level),
-                     "message": entry.message[:_MAX_MESSAGE], "timestamp": stamp}
+                     "attempt": claims.attempt, "level": convert.level_from_proto(entry.level, f"entries[{i}].level"),
+                     "message": checks.clean_text(entry.message[:_MAX_MESSAGE]), "timestamp": _stamp(entry, now)}
                 )
             await repo.append_logs(unit.conn, rows)
             unit.executions.add(claims.execution_id)
         return log_pb2.AppendLogsResponse()
 
     def _levels(self, min_level: int) -> list[str]:
+        convert.level_from_proto(min_level, "min_level")  # refuses values outside the enum
         return convert.LEVELS[min_level - 1:] if min_level > 1 else []
 
     @rpc
     async def ListLogs(self, request: log_pb2.ListLogsRequest, context: grpc.aio.ServicerContext):
-        size = request.page_size or 1000
+        size = checks.page_size(request.page_size, 1000, 10_000)
+        checks.text_field(request.execution_id, "execution_id", max_len=checks.MAX_EXECUTION_ID, required=True)
+        checks.text_field(request.task_run_id, "task_run_id", max_len=checks.MAX_EXECUTION_ID)
+        levels = self._levels(request.min_level)
         async with self._cp.transaction() as unit:
             if await repo.get_execution(unit.conn, request.execution_id, with_task_runs=False) is None:
                 raise NotFoundError(f"execution '{request.execution_id}' not found")
             rows = await repo.list_logs(unit.conn, request.execution_id, request.task_run_id,
-                                        self._levels(request.min_level), request.after_sequence, min(size, 10_000))
+                                        levels, request.after_sequence, size)
         return log_pb2.ListLogsResponse(entries=[convert.log_to_proto(r) for r in rows])
 
     @rpc
     async def TailLogs(self, request: log_pb2.TailLogsRequest, context: grpc.aio.ServicerContext):
+        checks.text_field(request.execution_id, "execution_id", max_len=checks.MAX_EXECUTION_ID, required=True)
         after = request.after_sequence
         levels = self._levels(request.min_level)
         with self._cp.events.watch_execution(request.execution_id) as changed:

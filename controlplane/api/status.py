@@ -27,6 +27,27 @@ _CODES: list[tuple[type[BaseException], grpc.StatusCode]] = [
 ]
 
 
+# gRPC carries the status message in a header; keep it well under the 8 KiB header limit.
+_MAX_MESSAGE = 4000
+
+
+def _fit(message: str) -> str:
+    """The status message, cut to fit a gRPC header, saying how much was left out."""
+    if len(message) <= _MAX_MESSAGE:
+        return message
+    lines, kept, size = message.splitlines(), [], 0
+    for line in lines:
+        if size + len(line) + 1 > _MAX_MESSAGE - 120:
+            break
+        kept.append(line)
+        size += len(line) + 1
+    if not kept:
+        kept = [message[: _MAX_MESSAGE - 120]]
+    omitted = len(lines) - len(kept)
+    more = f"{omitted} more line(s)" if omitted > 0 else "the rest"
+    return "\n".join(kept) + f"\n… ({more} left out; `kestrel flow validate` lists every problem)"
+
+
 def status_for(exc: BaseException) -> grpc.StatusCode | None:
     """The status code for an expected error, None for a bug (INTERNAL)."""
     for kind, code in _CODES:
@@ -42,8 +63,11 @@ def rpc(method: Callable[..., Any]) -> Callable[..., Any]:
         code = status_for(exc)
         if code is None:
             log.exception("internal error in %s", method.__name__)
-            await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
-        await context.abort(code, str(exc))
+            # Never echo internals (SQL, parameters) to callers: the log has the details.
+            await context.abort(grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); see the server log")
+        if code is grpc.StatusCode.UNAVAILABLE:
+            await context.abort(code, "the database is unavailable; retry later")
+        await context.abort(code, _fit(str(exc)))
 
     if inspect.isasyncgenfunction(method):
 
@@ -52,9 +76,11 @@ def rpc(method: Callable[..., Any]) -> Callable[..., Any]:
             try:
                 async for item in method(self, request, context):
                     yield item
-            except errors.KestrelError as exc:
+            except (errors.KestrelError, IllegalTransitionError, OperationalError) as exc:
                 await _abort(context, exc)
-            except (IllegalTransitionError, OperationalError) as exc:
+            except Exception as exc:  # a bug: INTERNAL, logged with traceback
+                if isinstance(exc, grpc.aio.AbortError):
+                    raise
                 await _abort(context, exc)
 
         return stream_wrapper

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import grpc
 
-from controlplane.api import convert
+from controlplane.api import checks, convert
 from controlplane.api.status import rpc
-from controlplane.errors import InvalidArgumentError
+from controlplane.errors import FailedPreconditionError, InvalidArgumentError
 from controlplane.model import State
 from controlplane.service.dispatch import Dispatcher
+from controlplane.store import repository as repo
 from kestrel.v1 import common_pb2, worker_pb2, worker_pb2_grpc
 
 _REASONS = {
@@ -29,6 +30,19 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
 
     @rpc
     async def RegisterWorker(self, request: worker_pb2.RegisterWorkerRequest, context: grpc.aio.ServicerContext):
+        checks.text_field(request.worker_id, "worker_id", max_len=checks.MAX_ID)
+        checks.text_field(request.worker_group, "worker_group", max_len=checks.MAX_ID)
+        checks.text_field(request.hostname, "hostname", max_len=255)
+        checks.text_field(request.sdk, "sdk", max_len=100)
+        if len(request.task_types) > checks.MAX_TASK_TYPES:
+            raise InvalidArgumentError(
+                f"task_types: at most {checks.MAX_TASK_TYPES} task types per worker, got {len(request.task_types)}"
+            )
+        for i, task_type in enumerate(request.task_types):
+            checks.text_field(task_type, f"task_types[{i}]", max_len=checks.MAX_TASK_TYPE, required=True)
+        if request.concurrency > 10_000:
+            raise InvalidArgumentError(f"concurrency: at most 10000, got {request.concurrency}")
+        checks.labels(convert.labels_from_proto(request.labels))
         worker_id = await self._dispatch.register_worker(
             request.worker_id, request.hostname, request.sdk, list(request.task_types), request.worker_group,
             convert.labels_from_proto(request.labels), request.concurrency or 1,
@@ -40,7 +54,10 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
 
     @rpc
     async def PollTaskRuns(self, request: worker_pb2.PollTaskRunsRequest, context: grpc.aio.ServicerContext):
-        wait = request.wait_seconds
+        checks.text_field(request.worker_id, "worker_id", max_len=checks.MAX_ID, required=True)
+        if request.max_task_runs > 1000:
+            raise InvalidArgumentError(f"max_task_runs: at most 1000, got {request.max_task_runs}")
+        wait = checks.wait_seconds(request.wait_seconds)
         remaining = context.time_remaining()
         if remaining is not None:
             wait = min(wait or remaining, max(remaining - 1.0, 0.0))
@@ -87,15 +104,22 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
         if request.reason not in _REASONS:
             raise InvalidArgumentError(f"reason: unknown failure reason {request.reason}")
         outputs = convert.parse_json_object(request.outputs_json, "outputs_json")
-        await self._dispatch.fail(request.task_token, request.error_message, _REASONS[request.reason], outputs)
+        await self._dispatch.fail(
+            request.task_token, checks.clean_text(request.error_message)[:100_000], _REASONS[request.reason], outputs
+        )
         return worker_pb2.FailTaskRunResponse()
 
     @rpc
     async def WorkerHeartbeat(self, request: worker_pb2.WorkerHeartbeatRequest, context: grpc.aio.ServicerContext):
+        checks.text_field(request.worker_id, "worker_id", max_len=checks.MAX_ID, required=True)
         await self._dispatch.worker_heartbeat(request.worker_id)
         return worker_pb2.WorkerHeartbeatResponse()
 
     @rpc
     async def ShutdownWorker(self, request: worker_pb2.ShutdownWorkerRequest, context: grpc.aio.ServicerContext):
+        checks.text_field(request.worker_id, "worker_id", max_len=checks.MAX_ID, required=True)
+        async with self._cp.transaction() as unit:
+            if await repo.get_worker(unit.conn, request.worker_id) is None:
+                raise FailedPreconditionError(f"worker '{request.worker_id}' is not registered")
         count = await self._dispatch.shutdown_worker(request.worker_id)
         return worker_pb2.ShutdownWorkerResponse(requeued_task_runs=count)

@@ -110,7 +110,7 @@ class Flow(_message.Message):
     id: _builtins.str
     revision: _builtins.int
     source: _builtins.str
-    """The YAML source exactly as registered."""
+    """The YAML source exactly as registered; empty in ListFlows responses (use GetFlow)."""
     description: _builtins.str
     disabled: _builtins.bool
     deleted: _builtins.bool
