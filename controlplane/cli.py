@@ -281,7 +281,8 @@ def _import(module: str, attr: str) -> Any:
 def _process_errors() -> Iterator[None]:
     """Error handling of long-running commands (servers, workers, migrations): the control
     plane's own typed errors (e.g. a data dir or port in use) print one line, not a traceback."""
-    from sqlalchemy.exc import OperationalError
+    from pydantic import ValidationError
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
     from controlplane.errors import KestrelError as ControlPlaneError
 
@@ -292,6 +293,12 @@ def _process_errors() -> Iterator[None]:
     except OperationalError as err:
         reason = " ".join(str(err.orig or err).split())
         _fail(f"cannot use the database: {reason} (check --database-url / KESTREL_DATABASE_URL)")
+    except (ArgumentError, NoSuchModuleError, ModuleNotFoundError) as err:
+        _fail(f"database URL not usable ({err}); expected postgresql+psycopg://USER@HOST:PORT/DB")
+    except ValidationError as err:
+        _fail("invalid settings: " + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()))
+    except OSError as err:  # e.g. an address that cannot be bound
+        _fail(str(err))
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
 

@@ -37,6 +37,8 @@ from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
+import regex
+
 from controlplane.errors import InputValidationError
 from controlplane.flows.durations import format_duration, parse_duration
 from controlplane.model.flow import Flow, Input
@@ -96,6 +98,9 @@ INPUT_TYPE_PROPERTIES: dict[str, frozenset[str]] = {
 UNSUPPORTED_INPUT_TYPES: frozenset[str] = frozenset({"FILE", "SECRET"})
 
 # Kestra's FlowInputOutput.URI_PATTERN.
+#: Longest time one ``validator`` match may take, in seconds.
+VALIDATOR_TIMEOUT_SECONDS = 0.5
+
 _URI = re.compile(
     r"[a-z]+://(?:www\.)?[-a-zA-Z0-9@:%._+~#=]{1,256}\.[a-zA-Z0-9()]{1,6}\b"
     r"(?:[-a-zA-Z0-9()@:%_+.~#?&/=]*)"
@@ -219,8 +224,18 @@ def coerce_value(declared: Input, value: Any) -> Any:
 def _string(declared: Input, value: Any) -> str:
     text = _as_text(value)
     validator = declared.extra.get("validator")
-    if isinstance(validator, str) and re.fullmatch(validator, text) is None:
-        raise InputValueError(f"it must match the pattern `{validator}`")
+    if isinstance(validator, str):
+        try:
+            # A time limit: a pattern like (a+)+b backtracks exponentially on some values, and
+            # inputs are checked on the control plane's event loop.
+            matched = regex.fullmatch(validator, text, timeout=VALIDATOR_TIMEOUT_SECONDS)
+        except TimeoutError:
+            raise InputValueError(
+                f"checking it against the pattern `{validator}` took over {VALIDATOR_TIMEOUT_SECONDS:g} s "
+                "(a pattern that backtracks badly)"
+            ) from None
+        if matched is None:
+            raise InputValueError(f"it must match the pattern `{validator}`")
     return text
 
 
