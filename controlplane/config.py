@@ -33,6 +33,11 @@ class Settings(BaseSettings):
     heartbeat_interval_seconds: float = Field(5.0, description="Heartbeat interval told to workers.")
     worker_dead_after_seconds: float = Field(60.0, description="A worker silent this long is dead.")
     reaper_interval_seconds: float = Field(1.0, description="How often expired leases are looked for.")
+    timeout_grace_seconds: float = Field(
+        15.0,
+        description="An attempt still RUNNING this long after its task's `timeout` is failed with reason "
+        "TIMEOUT by the control plane (the worker normally stops it and reports TIMEOUT itself).",
+    )
     executor_interval_seconds: float = Field(0.5, description="How often the executor queue is swept.")
     max_redeliveries: int = Field(
         5,

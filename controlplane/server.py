@@ -143,7 +143,19 @@ class ControlPlane:
         return row.namespace, row.flow_id, row.revision, created
 
     async def sweep_once(self) -> int:
-        """Advance executions waiting on the executor queue (timers, recovery); returns how many."""
+        """Advance executions waiting on the executor queue (timers, recovery) and start the
+        attempts whose retry date has come (durable timers in ``task_runs.next_attempt_at``);
+        returns how many were handled."""
+        async with self.transaction() as unit:
+            due_attempts = await repo.due_next_attempts(unit.conn)
+        for execution_id, task_run_id in due_attempts:
+            try:
+                async with self.transaction() as unit:
+                    await self.executor.start_due_attempt(unit, execution_id, task_run_id)
+            except Exception:
+                log.exception("starting the next attempt of task run %s failed; retrying in 2 s", task_run_id)
+                async with self.transaction() as unit:
+                    await repo.postpone_next_attempt(unit.conn, task_run_id, 2.0)
         async with self.transaction() as unit:
             due = await repo.due_dirty_executions(unit.conn)
         for execution_id in due:
@@ -158,7 +170,7 @@ class ControlPlane:
                         await self.executor.fail_execution(
                             unit, execution_id, f"executor error after {failures} tries: {type(exc).__name__}: {exc}"
                         )
-        return len(due)
+        return len(due) + len(due_attempts)
 
     async def _loop(self, name: str, interval: float, once, leadership: Leadership) -> None:
         """Run ``once()`` every ``interval`` seconds while this replica leads ``name``."""

@@ -1,7 +1,8 @@
 """The variables an expression sees when the executor renders a task's properties.
 
 Names follow Kestra's predefined variables (FEATURES.md §11): ``flow``, ``execution``,
-``inputs``, ``vars``, ``outputs``, ``labels``, ``task``, ``taskrun``, ``envs``, ``globals``.
+``inputs``, ``vars``, ``outputs`` (nested by loop values, §9), ``labels``, ``task``, ``taskrun``
+(``taskrun.value`` = the loop value), ``parent``/``parents``, ``envs``, ``globals``.
 """
 
 from __future__ import annotations
@@ -43,13 +44,62 @@ def _envs() -> dict[str, str]:
     return {k[len("KESTRA_"):].lower(): v for k, v in os.environ.items() if k.startswith("KESTRA_")}
 
 
-def outputs_of(view: ExecutionView) -> dict[str, Any]:
-    """``outputs``: task id -> outputs of its task run (the latest one when several exist)."""
+def _loop_path(view: ExecutionView, tr: TaskRun) -> list[str]:
+    """Loop values of the task runs ``tr`` runs under, outermost first (the values Kestra's
+    ``Execution.outputs()`` nests by)."""
+    values = [p.value for p in view.ancestors(tr) if p.value is not None]
+    values.reverse()
+    return values
+
+
+def _compute_outputs(view: ExecutionView) -> dict[str, Any]:
     outputs: dict[str, Any] = {}
     for tr in view.all:
-        if tr.outputs is not None and tr.value is None:
+        if tr.outputs is None:
+            continue
+        path = _loop_path(view, tr)
+        if tr.value is not None:
+            path.append(tr.value)
+        if not path:
             outputs[tr.task_id] = tr.outputs
+            continue
+        node = outputs.get(tr.task_id)
+        if not isinstance(node, dict):
+            node = outputs[tr.task_id] = {}
+        for value in path[:-1]:
+            child = node.get(value)
+            if not isinstance(child, dict):
+                child = node[value] = {}
+            node = child
+        node[path[-1]] = tr.outputs
     return outputs
+
+
+def outputs_of(view: ExecutionView) -> dict[str, Any]:
+    """``outputs``: task id -> outputs of its task run, as Kestra's ``Execution.outputs()``.
+
+    A task run inside loops is nested under the loop values of its enclosing task runs,
+    outermost first, then its own value: ``outputs.t['s1']['a a']`` for ``t`` run for value
+    ``a a`` of an inner loop inside iteration ``s1`` of an outer one. Outside loops the latest
+    task run's outputs win. Cached on the view (:meth:`ExecutionView.memo`).
+    """
+    return view.memo("outputs", lambda: _compute_outputs(view))
+
+
+def parents_of(view: ExecutionView, task_run: TaskRun) -> list[dict[str, Any]]:
+    """``parents``: the enclosing task runs that have a loop value or outputs, closest first,
+    each ``{"taskrun": {"value": v}, "outputs": {...}}`` with only the keys that apply (Kestra's
+    ``Execution.parents``). ``parent`` is the first of them."""
+    found: list[dict[str, Any]] = []
+    for parent in view.ancestors(task_run):
+        entry: dict[str, Any] = {}
+        if parent.value is not None:
+            entry["taskrun"] = {"value": parent.value}
+        if parent.outputs is not None:
+            entry["outputs"] = parent.outputs
+        if entry:
+            found.append(entry)
+    return found
 
 
 def expression_context(
@@ -77,7 +127,7 @@ def expression_context(
         "vars": dict(flow.variables),
         "outputs": outputs_of(view),
         "labels": nest_dotted(execution.labels),
-        "envs": _envs(),
+        "envs": view.memo("envs", _envs),
         "globals": dict(globals_ or {}),
     }
     if task is not None:
@@ -90,4 +140,8 @@ def expression_context(
             "parentId": task_run.parent_id,
             "value": task_run.value,
         }
+        parents = parents_of(view, task_run)
+        ctx["parents"] = parents
+        if parents:
+            ctx["parent"] = parents[0]
     return ctx

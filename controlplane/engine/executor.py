@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from controlplane.engine import retry as retry_rules
 from controlplane.engine.context import expression_context
 from controlplane.engine.flowables import FLOWABLES
-from controlplane.engine.plan import NewTaskRun, apply_allow_failure
+from controlplane.engine.plan import FlowableError, NewTaskRun, apply_allow_failure
 from controlplane.engine.sequence import sequence_step
 from controlplane.engine.unit import Unit
 from controlplane.engine.view import ExecutionView
@@ -25,6 +26,7 @@ from controlplane.errors import ExpressionError, FailedPreconditionError, NotFou
 from controlplane.expressions import render
 from controlplane.flows.inputs import InputValueError, coerce_value
 from controlplane.model import Execution, Flow, Input, Output, State, StateHistory, TaskRun, change_state
+from controlplane.model.state import can_transition
 from controlplane.store import repository as repo
 from controlplane.store.ids import new_id
 from controlplane.tokens import TaskTokenClaims
@@ -119,11 +121,11 @@ class Executor:
         for _ in range(_MAX_ROUNDS):
             changed = False
             for tr in view.all:
-                step_fn = FLOWABLES.get(tr.task_type)
-                if step_fn is None or tr.state.is_terminal:
+                flowable = FLOWABLES.get(tr.task_type)
+                if flowable is None or tr.state.is_terminal:
                     continue
                 task = tasks_by_id[tr.task_id]
-                step = step_fn(view, task, tr, killed)
+                step = flowable.step(view, task, tr, killed)
                 for new in step.create:
                     await self._create_task_run(unit, flow, execution, view, new, now)
                     changed = True
@@ -168,8 +170,13 @@ class Executor:
     ) -> TaskRun:
         """Insert one task run: flowables start RUNNING here; runnables are rendered and queued.
 
-        A property or ``runIf`` that fails to render makes the task run FAILED at once, with the
-        error stored on it and logged at ERROR.
+        A flowable with a ``prepare`` hook renders its decision inputs now; they are stored as
+        the task run's ``properties`` (and Kestra's flowable outputs as its ``outputs``) so every
+        later decision reuses them. A property or ``runIf`` that fails to render, or a flowable
+        that refuses its rendered properties, makes the task run FAILED at once, with the error
+        stored on it and logged at ERROR. A runnable's properties that fail to render are
+        instead its first attempt failing: the task run is parked for :meth:`start_due_attempt`,
+        which renders again, records the attempt and applies the retry policy.
         """
         task = new.task
         tr = TaskRun(
@@ -187,26 +194,39 @@ class Executor:
         )
         tr.histories.append(StateHistory(State.CREATED, now))
         ctx = expression_context(flow, execution, view, task, tr, self._globals)
-        properties: dict[str, Any] | None = None
+        flowable = FLOWABLES.get(task.type)
+        render_failed = False
         try:
             if task.run_if is not None:
                 condition = render(task.run_if, ctx, where=f"task '{task.id}' property 'runIf'")
                 if not _truthy(condition):
                     change_state(tr, State.SKIPPED, now)
                     tr.ended_at = now
-            if tr.state is State.CREATED and task.type not in FLOWABLES:
-                properties = render(task.properties, ctx, where=f"task '{task.id}'")
-        except ExpressionError as exc:
+            if tr.state is State.CREATED and flowable is None:
+                try:
+                    tr.properties = render(task.properties, ctx, where=f"task '{task.id}'")
+                except ExpressionError:
+                    # Rendering is part of an attempt (Kestra renders on the worker): the executor
+                    # sweep renders again as attempt 1, and a failure there is retried like any.
+                    render_failed = True
+            elif tr.state is State.CREATED and flowable is not None and flowable.prepare is not None:
+                prepared = flowable.prepare(
+                    task, lambda value, prop: render(value, ctx, where=f"task '{task.id}' property '{prop}'")
+                )
+                tr.properties, tr.outputs = prepared.properties, prepared.outputs
+        except (ExpressionError, FlowableError) as exc:
             tr.error = str(exc)
             change_state(tr, apply_allow_failure(task, State.FAILED), now)
             tr.ended_at = now
             await self._log_error(unit, tr, str(exc))
-        if tr.state is State.CREATED and task.type in FLOWABLES:
+        if tr.state is State.CREATED and flowable is not None:
             change_state(tr, State.RUNNING, now)
             tr.started_at = now
-        await repo.insert_task_run(unit.conn, tr, properties=properties, timeout_seconds=task.timeout,
+        await repo.insert_task_run(unit.conn, tr, properties=tr.properties, timeout_seconds=task.timeout,
                                    worker_group=task.worker_group or "")
-        if tr.state is State.CREATED:
+        if tr.state is State.CREATED and render_failed:
+            await repo.park_for_next_attempt(unit.conn, tr.id, now)
+        elif tr.state is State.CREATED:
             await repo.enqueue_task_run(unit.conn, tr.id, tr.task_type, task.worker_group or "")
             unit.tasks_queued = True
         view.add(tr)
@@ -268,6 +288,9 @@ class Executor:
     async def complete(self, unit: Unit, claims: TaskTokenClaims, outputs: dict[str, Any] | None, state: State) -> None:
         """Record a successful attempt and advance the execution.
 
+        Kestra's ``warningOnRetry``: a task run whose retry policy sets it and that succeeds
+        after more than one attempt ends WARNING (then ``allowWarning`` applies as usual).
+
         Raises:
             NotFoundError: the token is stale (lease lost, task run re-dispatched or ended). A
                 repeat of a completion already recorded with the same token is accepted.
@@ -282,22 +305,32 @@ class Executor:
         task = flow.find_task(tr.task_id)
         now = repo.utcnow()
         await repo.finish_attempt(unit.conn, tr.id, claims.attempt, state)
+        if state is State.SUCCESS and await self._warn_after_retries(unit, flow, tr):
+            state = State.WARNING
         final = apply_allow_failure(task, state)
         tr.outputs = outputs
+        tr.error = None  # an earlier failed attempt's error stays on that attempt only
         tr.ended_at = now
         change_state(tr, final, now, f"task run {tr.id} ({tr.task_id})")
         await repo.save_task_run_state(unit.conn, tr)
         await repo.clear_lease(unit.conn, tr.id)
         unit.executions.add(execution.id)
-        await self.advance_safely(unit, execution.id)
+        await self._advance_after_result(unit, execution, now)
 
     async def fail(
         self, unit: Unit, claims: TaskTokenClaims, error: str, reason: str, outputs: dict[str, Any] | None = None
     ) -> None:
         """Record a failed attempt (reason TASK_ERROR, TIMEOUT or CANCELLED) and advance.
 
-        A FAILED task run with ``allowFailure`` is recorded WARNING (SUCCESS with ``allowWarning``);
-        a task stopped because its execution was killed is KILLED.
+        When a retry policy applies (the task's own ``retry``, else the nearest ancestor's, else
+        the flow's: :func:`controlplane.engine.retry.resolve_retry`) and allows another attempt,
+        the task run is retried as Kestra's executor does (FEATURES.md §7): with
+        ``RETRY_FAILED_TASK`` it goes RETRYING and its next attempt starts at the retry date (a
+        durable timer, see :meth:`start_due_attempt`); with ``CREATE_NEW_EXECUTION`` it and the
+        execution end RETRIED and a new execution of the flow revision is created at the retry
+        date. ``errors`` tasks therefore run only once retries are exhausted. Otherwise a FAILED
+        task run with ``allowFailure`` is recorded WARNING (SUCCESS with ``allowWarning``); a
+        task stopped because its execution was killed is KILLED and never retried.
 
         Raises:
             NotFoundError: the token is stale.
@@ -317,15 +350,17 @@ class Executor:
                                   reason=reason, error=error)
         tr.outputs = outputs
         tr.error = error
-        tr.ended_at = now
-        change_state(tr, State.KILLED if killed else apply_allow_failure(task, State.FAILED), now,
-                     f"task run {tr.id} ({tr.task_id})")
-        await repo.save_task_run_state(unit.conn, tr)
         await repo.clear_lease(unit.conn, tr.id)
         if error and not killed:
             await self._log_error(unit, tr, error)
         unit.executions.add(execution.id)
-        await self.advance_safely(unit, execution.id)
+        if not killed and await self._retry_after_failure(unit, flow, execution, task, tr, now):
+            return
+        tr.ended_at = now
+        change_state(tr, State.KILLED if killed else apply_allow_failure(task, State.FAILED), now,
+                     f"task run {tr.id} ({tr.task_id})")
+        await repo.save_task_run_state(unit.conn, tr)
+        await self._advance_after_result(unit, execution, now)
 
     async def lose(self, unit: Unit, claims: TaskTokenClaims, lost: Lost) -> None:
         """An attempt ended without a result (lease expired, worker shut down).
@@ -363,6 +398,231 @@ class Executor:
         await self.advance_safely(unit, execution.id)
 
     # ------------------------------------------------------------------------------------------
+    # retries (FEATURES.md §7) and attempts started by the executor
+
+    async def start_due_attempt(self, unit: Unit, execution_id: str, task_run_id: str) -> None:
+        """Act on a task run whose ``next_attempt_at`` has come (called by the executor sweep).
+
+        - RETRYING (a retry date) or CREATED (a first attempt whose properties failed to render
+          when the task run was created): the next attempt starts. Its properties are rendered
+          again, with ``taskrun.attemptsCount`` = attempts made so far, as Kestra renders them
+          at the start of every attempt; the task run is put on the dispatch queue and a
+          RETRYING execution is RUNNING again. A rendering error is that attempt failing: it is
+          recorded as an attempt and the retry policy applies again.
+        - RETRIED (``behavior: CREATE_NEW_EXECUTION``): the new execution of the same flow
+          revision, with the same inputs and labels, is created and started (``original_id`` =
+          the chain's first execution, attempt number + 1).
+        - Anything else (killed meanwhile): the timer is dropped.
+
+        The timer lives in Postgres (``task_runs.next_attempt_at``), so a retry scheduled before a
+        control-plane restart still happens after it. Safe to call twice: the execution lock and
+        the re-check of the timer make the second call a no-op.
+        """
+        conn = unit.conn
+        execution = await repo.lock_execution(conn, execution_id)
+        if execution is None:
+            return
+        tr = await repo.lock_task_run(conn, task_run_id)
+        now = repo.utcnow()
+        if tr is None or tr.next_attempt_at is None or tr.next_attempt_at > now:
+            return
+        await repo.set_next_attempt_at(conn, tr.id, None)
+        tr.next_attempt_at = None
+        unit.executions.add(execution.id)
+        if tr.state is State.RETRIED:
+            await self._create_retry_execution(unit, execution, tr, now)
+            return
+        if tr.state not in (State.CREATED, State.RETRYING):
+            return
+        if execution.state.is_terminal or execution.kill_requested:
+            # Ended or killed while waiting (kill normally dequeues the parked row itself).
+            await repo.unpark(conn, tr.id)
+            tr.ended_at = now
+            change_state(tr, State.KILLED, now, f"task run {tr.id} ({tr.task_id})")
+            await repo.save_task_run_state(conn, tr)
+            await self.advance_safely(unit, execution.id)
+            return
+        flow = await self._load_flow(conn, execution.namespace, execution.flow_id, execution.flow_revision)
+        task = flow.find_task(tr.task_id)
+        execution.task_runs = await repo.load_task_runs(conn, execution.id)
+        view = ExecutionView(flow, execution)
+        upcoming = replace(view.get(tr.id), attempt=tr.attempt + 1)
+        ctx = expression_context(flow, execution, view, task, upcoming, self._globals)
+        try:
+            properties = render(task.properties, ctx, where=f"task '{task.id}'")
+        except ExpressionError as exc:
+            await self._fail_unstarted_attempt(unit, flow, execution, task, tr, str(exc), now)
+            return
+        await repo.release_for_dispatch(conn, tr.id, properties)
+        unit.tasks_queued = True
+        if execution.state is State.RETRYING:
+            change_state(execution, State.RUNNING, now, f"execution {execution.id}")
+            await repo.save_execution_state(conn, execution)
+
+    async def _fail_unstarted_attempt(
+        self, unit: Unit, flow: Flow, execution: Execution, task: Any, tr: TaskRun, error: str, now: datetime
+    ) -> None:
+        """An attempt that failed before reaching a worker (its properties did not render):
+        recorded as a failed attempt, then retried or failed like a worker's failure."""
+        conn = unit.conn
+        await repo.unpark(conn, tr.id)
+        attempt = await repo.record_unstarted_attempt(conn, tr.id, error)
+        tr.attempt = attempt.number
+        tr.started_at = tr.started_at or now
+        change_state(tr, State.RUNNING, now, f"task run {tr.id} ({tr.task_id})")
+        tr.error = error
+        await self._log_error(unit, tr, error)
+        if await self._retry_after_failure(unit, flow, execution, task, tr, now):
+            return
+        tr.ended_at = now
+        change_state(tr, apply_allow_failure(task, State.FAILED), now, f"task run {tr.id} ({tr.task_id})")
+        await repo.save_task_run_state(conn, tr)
+        await self._advance_after_result(unit, execution, now)
+
+    async def _retry_after_failure(
+        self, unit: Unit, flow: Flow, execution: Execution, task: Any, tr: TaskRun, now: datetime
+    ) -> bool:
+        """Apply the retry policy to a task run whose attempt just failed (already recorded).
+
+        Returns:
+            True when the task run is retried (RETRYING with a retry date, or RETRIED with a new
+            execution scheduled); False when it must fail (no policy, retries exhausted, or the
+            execution is being killed or is over).
+        """
+        if execution.state.is_terminal or execution.kill_requested or execution.state is State.KILLING:
+            return False
+        if task.type in FLOWABLES:
+            return False  # only runnable task runs are retried (a flowable's retry re-runs its child)
+        resolved = retry_rules.resolve_retry(flow, task.id)
+        if resolved is None:
+            return False
+        policy = resolved.policy
+        if policy.behavior is retry_rules.RetryBehavior.CREATE_NEW_EXECUTION:
+            original_created = execution.original_created_at or execution.created_at or now
+            due = retry_rules.next_execution_at(policy, execution.attempt_number, now, original_created)
+            if due is None or not can_transition(execution.state, State.RETRIED):
+                return False
+            await self._end_retried(unit, execution, tr, due, now)
+            await self._log(unit, tr, "INFO",
+                            f"execution attempt {execution.attempt_number} failed; a new execution of the flow "
+                            f"starts at {due.isoformat()} ({policy.type} retry of {resolved.source})")
+            return True
+        attempts = await repo.load_attempts(unit.conn, tr.id)
+        counted = retry_rules.counted_attempts(attempts)
+        if not counted:
+            return False
+        first_start = min(a.started_at for a in attempts if a.started_at is not None)
+        due = retry_rules.next_attempt_at(policy, counted, first_start)
+        if due is None:
+            return False
+        change_state(tr, State.RETRYING, now, f"task run {tr.id} ({tr.task_id})")
+        tr.next_attempt_at = due
+        await repo.save_task_run_state(unit.conn, tr)
+        await repo.park_for_next_attempt(unit.conn, tr.id, due)
+        limit = f" of {policy.max_attempts}" if policy.max_attempts else ""
+        await self._log(unit, tr, "INFO",
+                        f"attempt {len(counted)} failed; attempt {len(counted) + 1}{limit} starts at "
+                        f"{due.isoformat()} ({policy.type} retry of {resolved.source})")
+        await self._sync_retrying(unit, execution.id, now)
+        return True
+
+    async def _end_retried(self, unit: Unit, execution: Execution, tr: TaskRun, due: datetime, now: datetime) -> None:
+        """``CREATE_NEW_EXECUTION``: the task run, its ancestors and the execution end RETRIED
+        (Kestra's ``markWithTaskRunAs(RETRIED)``); nothing else of the execution starts: queued
+        task runs are KILLED and running ones are asked to stop. The task run keeps the timer
+        that creates the new execution."""
+        conn = unit.conn
+        tr.ended_at = now
+        change_state(tr, State.RETRIED, now, f"task run {tr.id} ({tr.task_id})")
+        await repo.save_task_run_state(conn, tr)
+        await repo.set_next_attempt_at(conn, tr.id, due)
+        runs = await repo.load_task_runs(conn, execution.id)
+        by_id = {r.id: r for r in runs}
+        ancestors: set[str] = set()
+        parent = tr.parent_id
+        while parent is not None and parent in by_id:
+            ancestors.add(parent)
+            parent = by_id[parent].parent_id
+        await repo.dequeue_execution_task_runs(conn, execution.id)
+        for r in runs:
+            if r.id == tr.id or r.state.is_terminal or (r.worker_id is not None and r.id not in ancestors):
+                continue  # held by a worker: asked to stop below, its result is still recorded
+            target = State.RETRIED if r.id in ancestors else State.KILLED
+            if can_transition(r.state, target):
+                r.ended_at = now
+                change_state(r, target, now, f"task run {r.id} ({r.task_id})")
+                await repo.save_task_run_state(conn, r)
+        await repo.request_cancel(conn, execution.id)
+        execution.ended_at = now
+        change_state(execution, State.RETRIED, now, f"execution {execution.id}")
+        await repo.save_execution_state(conn, execution)
+        await repo.clear_execution_dirty(conn, execution.id)
+        unit.executions.add(execution.id)
+
+    async def _create_retry_execution(self, unit: Unit, execution: Execution, tr: TaskRun, now: datetime) -> None:
+        """Create and start the next execution of a ``CREATE_NEW_EXECUTION`` retry chain."""
+        new = Execution(
+            id=new_id(),
+            namespace=execution.namespace,
+            flow_id=execution.flow_id,
+            flow_revision=execution.flow_revision,
+            state=State.CREATED,
+            histories=[StateHistory(State.CREATED, now)],
+            inputs=dict(execution.inputs),
+            labels=dict(execution.labels),
+            parent_id=execution.parent_id,
+            original_id=execution.original_id or execution.id,
+            trigger=execution.trigger,
+            created_at=now,
+            attempt_number=execution.attempt_number + 1,
+            original_created_at=execution.original_created_at or execution.created_at,
+        )
+        await repo.insert_execution(unit.conn, new, None)
+        await self._log(unit, tr, "INFO", f"retry: execution {new.id} created (attempt {new.attempt_number})")
+        unit.executions.add(new.id)
+        await self.advance_safely(unit, new.id)
+
+    async def _warn_after_retries(self, unit: Unit, flow: Flow, tr: TaskRun) -> bool:
+        """Kestra's ``warningOnRetry``: the policy sets it and the task run made more than one
+        attempt (lost attempts do not count)."""
+        resolved = retry_rules.resolve_retry(flow, tr.task_id)
+        if resolved is None or not resolved.policy.warning_on_retry:
+            return False
+        return len(retry_rules.counted_attempts(await repo.load_attempts(unit.conn, tr.id))) > 1
+
+    async def _advance_after_result(self, unit: Unit, execution: Execution, now: datetime) -> None:
+        """Advance after a task run ended; a RETRYING execution is RUNNING while it advances (its
+        final state may be decided now) and RETRYING again if it still only waits for a retry."""
+        retrying = execution.state is State.RETRYING
+        if retrying:
+            change_state(execution, State.RUNNING, now, f"execution {execution.id}")
+            await repo.save_execution_state(unit.conn, execution)
+        await self.advance_safely(unit, execution.id)
+        if retrying or await repo.has_pending_retry(unit.conn, execution.id):
+            await self._sync_retrying(unit, execution.id, now)
+
+    async def _sync_retrying(self, unit: Unit, execution_id: str, now: datetime) -> None:
+        """Kestra shows a RETRYING execution while a task run waits for its retry date: RETRYING
+        when every unfinished task run is either waiting for a retry or a flowable waiting on its
+        children; RUNNING as soon as anything else is going on."""
+        execution = await repo.lock_execution(unit.conn, execution_id)
+        if execution is None or execution.state not in (State.RUNNING, State.RETRYING):
+            return
+        runs = await repo.load_task_runs(unit.conn, execution_id)
+        target = State.RETRYING if _only_waiting_for_retries(runs) else State.RUNNING
+        if target is not execution.state:
+            change_state(execution, target, now, f"execution {execution_id}")
+            await repo.save_execution_state(unit.conn, execution)
+            unit.executions.add(execution_id)
+
+    async def _log(self, unit: Unit, tr: TaskRun, level: str, message: str) -> None:
+        await repo.append_logs(
+            unit.conn,
+            [{"execution_id": tr.execution_id, "task_run_id": tr.id, "task_id": tr.task_id,
+              "attempt": tr.attempt, "level": level, "message": message, "timestamp": repo.utcnow()}],
+        )
+
+    # ------------------------------------------------------------------------------------------
     # kill
 
     async def kill(self, unit: Unit, execution_id: str) -> Execution:
@@ -393,6 +653,21 @@ class Executor:
         result = await self.advance(unit, execution_id)
         assert result is not None
         return result
+
+
+def _only_waiting_for_retries(runs: list[TaskRun]) -> bool:
+    """True when some task run waits for its retry date and nothing else is going on (every
+    other unfinished task run is a flowable with unfinished children)."""
+    open_parents = {r.parent_id for r in runs if not r.state.is_terminal and r.parent_id is not None}
+    waiting = False
+    for r in runs:
+        if r.state.is_terminal or r.id in open_parents:
+            continue
+        if r.state is State.RETRYING and r.next_attempt_at is not None:
+            waiting = True
+            continue
+        return False
+    return waiting
 
 
 def _typed_output(out: Output, ctx: dict[str, Any]) -> Any:

@@ -208,6 +208,14 @@ SUPPORTED_TASK_TYPES: frozenset[str] = frozenset(
         _CORE + "flow.Sleep",
         SHELL_COMMANDS,
         _CORE + "flow.Sequential",
+        _CORE + "flow.Parallel",
+        _CORE + "flow.If",
+        _CORE + "flow.Switch",
+        _CORE + "flow.ForEach",
+        _CORE + "flow.EachSequential",
+        _CORE + "flow.EachParallel",
+        _CORE + "flow.Dag",
+        _CORE + "flow.AllowFailure",
     }
 )
 

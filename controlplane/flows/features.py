@@ -6,13 +6,14 @@ plainly what will be ignored, instead of ignoring it silently.
 
 from __future__ import annotations
 
+from controlplane.engine import retry as retry_rules
 from controlplane.errors import Issue
+from controlplane.flows.catalogue import task_type_info
 from controlplane.flows.walk import walk_with_paths
 from controlplane.model import Flow
 
 #: Flow-level properties -> what is not applied yet.
 _FLOW_FEATURES = {
-    "retry": "flow-level 'retry' is not applied yet: failed tasks are not retried",
     "sla": "'sla' is not enforced yet",
     "concurrency": "'concurrency' limits are not enforced yet",
     "triggers": "'triggers' do not fire yet (the scheduler is not built)",
@@ -32,11 +33,15 @@ def not_applied_warnings(flow: Flow) -> list[Issue]:
         for name, text in _FLOW_FEATURES.items()
         if getattr(flow, name, None)
     ]
+    warnings += _retry_warnings(flow.retry, "retry", f"{ref}: flow retry", 0)
     for path, task in walk_with_paths(flow):
-        if task.retry:
+        warnings += _retry_warnings(task.retry, f"{path}.retry", f"{ref}: task '{task.id}': retry", task.line)
+        info = task_type_info(task.type)
+        if info is not None and info.executable and retry_rules.resolve_retry(flow, task.id) is not None:
             warnings.append(Issue(
                 path=f"{path}.retry",
-                message=f"{ref}: task '{task.id}': 'retry' is not applied yet: a failed attempt is not retried",
+                message=f"{ref}: task '{task.id}': 'retry' is not applied yet to {task.type} tasks: "
+                "a failed subflow execution is not retried",
                 line=task.line,
             ))
         for prop in ("logToFile", "timeout"):
@@ -54,3 +59,16 @@ def not_applied_warnings(flow: Flow) -> list[Issue]:
                 line=task.line,
             ))
     return warnings
+
+
+def _retry_warnings(raw: object, path: str, what: str, line: int) -> list[Issue]:
+    """Valid but suspicious retry settings (a retry that never retries or never stops)."""
+    if not raw:
+        return []
+    policy, _ = retry_rules.check_retry(raw)
+    if policy is None:
+        return []  # invalid blocks are errors, reported by the parser
+    return [
+        Issue(path=f"{path}.{w.field}" if w.field else path, message=f"{what}: {w.message}", line=line)
+        for w in retry_rules.retry_warnings(policy)
+    ]

@@ -35,6 +35,7 @@ from typing import Any
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
+from controlplane.engine import retry as retry_rules
 from controlplane.errors import FlowValidationError, Issue
 from controlplane.flows import _yaml
 from controlplane.flows.catalogue import (
@@ -765,7 +766,18 @@ class _FlowParser:
                 f"{what}invalid retry type '{kind}'; one of {', '.join(RETRY_TYPES)}",
                 _yaml.value_line(block, "type"),
             )
-        return self.plain(block)
+        plain = self.plain(block)
+        if kind in RETRY_TYPES:
+            # Kestra's retry validation (engine.retry): required fields, durations, and orders
+            # such as interval < maxDuration, without which the task could never be retried.
+            for problem in retry_rules.check_retry(plain)[1]:
+                field = problem.field
+                self.issue(
+                    f"{path}.{field}" if field else path,
+                    f"{what}retry: {problem.message}",
+                    _yaml.value_line(block, field) if field and field in block else _yaml.key_line(node, key),
+                )
+        return plain
 
     def _children(
         self, node: CommentedMap, path: str, what: str, info: TaskTypeInfo, task_id: str | None

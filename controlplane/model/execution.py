@@ -39,6 +39,13 @@ class TaskRun:
         seq: Creation order within the execution.
         attempt: Current attempt number (0 before the first dispatch).
         outputs: Task outputs (JSON-compatible), None when the task produced none.
+        properties: Rendered properties: what a runnable was dispatched with, or the decision
+            inputs a flowable rendered once when it started (ForEach ``values``, If
+            ``condition``...), so later decisions reuse them instead of rendering again.
+        next_attempt_at: When the executor starts the next attempt (renders the properties
+            again and dispatches it): the retry date of a RETRYING task run; for a RETRIED one
+            (retry ``behavior: CREATE_NEW_EXECUTION``), when the new execution is created.
+            None when nothing is scheduled.
     """
 
     id: str
@@ -55,17 +62,28 @@ class TaskRun:
     lease_epoch: int = 0
     worker_id: str | None = None
     outputs: dict[str, Any] | None = None
+    properties: dict[str, Any] | None = None
     error: str | None = None
     attempts: list[Attempt] = field(default_factory=list)
     redeliveries: int = 0
     created_at: datetime | None = None
     started_at: datetime | None = None
     ended_at: datetime | None = None
+    next_attempt_at: datetime | None = None
 
 
 @dataclass
 class Execution:
-    """One execution of a flow revision (Kestra's Execution)."""
+    """One execution of a flow revision (Kestra's Execution).
+
+    Attributes:
+        original_id: The first execution of a chain of retries (``CREATE_NEW_EXECUTION``) or
+            of a replay.
+        attempt_number: 1 for a first execution; n for the n-th execution of a chain created
+            by a ``CREATE_NEW_EXECUTION`` retry (Kestra's ``metadata.attemptNumber``).
+        original_created_at: Creation date of the chain's first execution (Kestra's
+            ``metadata.originalCreatedDate``; the origin of ``maxDuration``); None = its own.
+    """
 
     id: str
     namespace: str
@@ -85,6 +103,8 @@ class Execution:
     started_at: datetime | None = None
     ended_at: datetime | None = None
     task_runs: list[TaskRun] = field(default_factory=list)
+    attempt_number: int = 1
+    original_created_at: datetime | None = None
 
 
 def change_state(obj: Execution | TaskRun | Attempt, state: State, at: datetime, what: str = "") -> None:

@@ -163,14 +163,33 @@ class Dispatcher:
         return count
 
     async def reap_once(self) -> int:
-        """Turn expired leases into lost attempts (re-dispatched or failed); returns how many.
+        """Turn expired leases into lost attempts (re-dispatched or failed), and attempts running
+        past their task's ``timeout`` (plus ``Settings.timeout_grace_seconds``) into TIMEOUT
+        failures (retried or failed by the retry policy); returns how many.
 
-        Several replicas may run this at once: rows are taken with SKIP LOCKED and every change
-        is fenced, so each expired attempt is handled once.
+        The worker enforces ``timeout`` itself and reports TIMEOUT; the server-side check covers
+        a worker that keeps heartbeating but never reports. Several replicas may run this at
+        once: rows are taken with SKIP LOCKED and every change is fenced, so each expired attempt
+        is handled once.
         """
+        grace = self._settings.timeout_grace_seconds
         async with self._tx() as unit:
             expired = await repo.expired_leases(unit.conn)
+            timed_out = await repo.timed_out_attempts(unit.conn, grace)
         count = 0
+        for late in timed_out:
+            error = (f"Timeout after {late.timeout_seconds:g} seconds: worker {late.worker_id} did not stop and "
+                     f"report the attempt within the {grace:g} s grace period; the control plane failed it")
+            try:
+                async with self._tx() as unit:
+                    await self._executor.fail(
+                        unit, TaskTokenClaims(late.execution_id, late.task_run_id, late.attempt, late.lease_epoch,
+                                              late.worker_id),
+                        error, "TIMEOUT",
+                    )
+                count += 1
+            except NotFoundError:
+                pass  # reported meanwhile
         for task_run_id, attempt, epoch, execution_id in expired:
             try:
                 async with self._tx() as unit:

@@ -163,6 +163,8 @@ def _execution(row: Any) -> Execution:
         created_at=row.created_at,
         started_at=row.started_at,
         ended_at=row.ended_at,
+        attempt_number=row.attempt_number,
+        original_created_at=row.original_created_at,
     )
 
 
@@ -185,6 +187,8 @@ async def insert_execution(conn: AsyncConnection, execution: Execution, request_
             trigger=execution.trigger,
             request_id=request_id,
             created_at=execution.created_at,
+            attempt_number=execution.attempt_number,
+            original_created_at=execution.original_created_at,
         )
         .on_conflict_do_nothing(constraint="uq_executions_request_id")
         .returning(t.executions.c.id)
@@ -290,11 +294,13 @@ def _task_run(row: Any) -> TaskRun:
         lease_epoch=row.lease_epoch,
         worker_id=row.worker_id,
         outputs=row.outputs,
+        properties=row.properties,
         error=row.error,
         redeliveries=row.redeliveries,
         created_at=row.created_at,
         started_at=row.started_at,
         ended_at=row.ended_at,
+        next_attempt_at=row.next_attempt_at,
     )
 
 
@@ -619,6 +625,183 @@ async def request_cancel(conn: AsyncConnection, execution_id: str) -> None:
         .where(t.task_runs.c.execution_id == execution_id, t.task_runs.c.state == State.RUNNING.value)
         .values(cancel_requested=True)
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# retries and timeouts (durable timers on task runs)
+
+#: ``available_at`` of a parked dispatch-queue row: a task run waiting for the executor to start
+#: its next attempt (a retry date, or a first attempt whose properties failed to render). No
+#: worker can claim it, but killing the execution dequeues it like any other queued task run.
+PARKED = datetime(9999, 1, 1, tzinfo=UTC)
+
+
+def _attempt(a: Any) -> Attempt:
+    return Attempt(
+        number=a.attempt,
+        state=State(a.state),
+        histories=histories_from_json(a.histories),
+        worker_id=a.worker_id,
+        started_at=a.started_at,
+        ended_at=a.ended_at,
+        reason=a.reason,
+        error=a.error,
+    )
+
+
+async def load_attempts(conn: AsyncConnection, task_run_id: str) -> list[Attempt]:
+    """The attempts of one task run, oldest first."""
+    q = (
+        select(t.task_run_attempts)
+        .where(t.task_run_attempts.c.task_run_id == task_run_id)
+        .order_by(t.task_run_attempts.c.attempt)
+    )
+    return [_attempt(a) for a in (await conn.execute(q)).all()]
+
+
+async def lock_task_run(conn: AsyncConnection, task_run_id: str) -> TaskRun | None:
+    """Read and row-lock a task run with its attempts (lock the execution first)."""
+    row = (await conn.execute(select(t.task_runs).where(t.task_runs.c.id == task_run_id).with_for_update())).first()
+    if row is None:
+        return None
+    tr = _task_run(row)
+    tr.attempts = await load_attempts(conn, task_run_id)
+    return tr
+
+
+async def park_for_next_attempt(conn: AsyncConnection, task_run_id: str, due: datetime) -> None:
+    """Schedule the executor to start the task run's next attempt at ``due``: sets
+    ``next_attempt_at`` and puts a parked row (:data:`PARKED`) on the dispatch queue."""
+    row = (
+        await conn.execute(
+            update(t.task_runs)
+            .where(t.task_runs.c.id == task_run_id)
+            .values(next_attempt_at=due, worker_id=None, lease_expires_at=None, cancel_requested=False)
+            .returning(t.task_runs.c.task_type, t.task_runs.c.worker_group)
+        )
+    ).one()
+    await enqueue_task_run(conn, task_run_id, row.task_type, row.worker_group, PARKED)
+
+
+async def release_for_dispatch(conn: AsyncConnection, task_run_id: str, properties: dict[str, Any] | None) -> None:
+    """The next attempt starts now: store its freshly rendered ``properties``, clear the timer and
+    make the parked queue row claimable (re-inserting it if it is gone)."""
+    now = utcnow()
+    row = (
+        await conn.execute(
+            update(t.task_runs)
+            .where(t.task_runs.c.id == task_run_id)
+            .values(properties=properties, next_attempt_at=None, ready_at=now)
+            .returning(t.task_runs.c.task_type, t.task_runs.c.worker_group)
+        )
+    ).one()
+    moved = await conn.execute(
+        update(t.task_queue).where(t.task_queue.c.task_run_id == task_run_id).values(available_at=now)
+        .returning(t.task_queue.c.id)
+    )
+    if moved.first() is None:
+        await enqueue_task_run(conn, task_run_id, row.task_type, row.worker_group, now)
+
+
+async def set_next_attempt_at(conn: AsyncConnection, task_run_id: str, due: datetime | None) -> None:
+    """Set (or clear, with None) a task run's ``next_attempt_at`` timer."""
+    await conn.execute(update(t.task_runs).where(t.task_runs.c.id == task_run_id).values(next_attempt_at=due))
+
+
+async def unpark(conn: AsyncConnection, task_run_id: str) -> None:
+    """Remove a task run's parked queue row (its pending attempt will not start)."""
+    await conn.execute(
+        delete(t.task_queue).where(t.task_queue.c.task_run_id == task_run_id, t.task_queue.c.available_at == PARKED)
+    )
+
+
+async def record_unstarted_attempt(conn: AsyncConnection, task_run_id: str, error: str) -> Attempt:
+    """Record an attempt that failed on the control plane before any worker ran it (its
+    properties failed to render): a new attempt number, RUNNING then FAILED at once."""
+    now = utcnow()
+    number = (
+        await conn.execute(
+            update(t.task_runs)
+            .where(t.task_runs.c.id == task_run_id)
+            .values(attempt=t.task_runs.c.attempt + 1, started_at=func.coalesce(t.task_runs.c.started_at, now))
+            .returning(t.task_runs.c.attempt)
+        )
+    ).scalar_one()
+    histories = [{"state": State.RUNNING.value, "date": now.isoformat()},
+                 {"state": State.FAILED.value, "date": now.isoformat()}]
+    await conn.execute(
+        insert(t.task_run_attempts).values(
+            task_run_id=task_run_id, attempt=number, state=State.FAILED.value, histories=histories,
+            reason="TASK_ERROR", error=error, started_at=now, ended_at=now,
+        )
+    )
+    return Attempt(number=number, state=State.FAILED, histories=histories_from_json(histories),
+                   started_at=now, ended_at=now, reason="TASK_ERROR", error=error)
+
+
+async def due_next_attempts(conn: AsyncConnection, limit: int = 100) -> list[tuple[str, str]]:
+    """``(execution_id, task_run_id)`` of task runs whose ``next_attempt_at`` has come, oldest first."""
+    q = (
+        select(t.task_runs.c.execution_id, t.task_runs.c.id)
+        .where(t.task_runs.c.next_attempt_at.is_not(None), t.task_runs.c.next_attempt_at <= utcnow())
+        .order_by(t.task_runs.c.next_attempt_at)
+        .limit(limit)
+    )
+    return [(r.execution_id, r.id) for r in (await conn.execute(q)).all()]
+
+
+async def has_pending_retry(conn: AsyncConnection, execution_id: str) -> bool:
+    """Whether a task run of the execution waits for its retry date (RETRYING with a timer)."""
+    q = select(t.task_runs.c.id).where(
+        t.task_runs.c.execution_id == execution_id,
+        t.task_runs.c.next_attempt_at.is_not(None),
+        t.task_runs.c.state == State.RETRYING.value,
+    ).limit(1)
+    return (await conn.execute(q)).first() is not None
+
+
+async def postpone_next_attempt(conn: AsyncConnection, task_run_id: str, seconds: float) -> None:
+    """Push a task run's ``next_attempt_at`` back (the executor failed to start the attempt)."""
+    await conn.execute(
+        update(t.task_runs)
+        .where(t.task_runs.c.id == task_run_id, t.task_runs.c.next_attempt_at.is_not(None))
+        .values(next_attempt_at=utcnow() + timedelta(seconds=seconds))
+    )
+
+
+@dataclass(frozen=True)
+class TimedOutAttempt:
+    """A RUNNING attempt older than its task's ``timeout`` plus the grace period."""
+
+    task_run_id: str
+    attempt: int
+    lease_epoch: int
+    execution_id: str
+    worker_id: str
+    timeout_seconds: float
+
+
+async def timed_out_attempts(conn: AsyncConnection, grace_seconds: float, limit: int = 100) -> list[TimedOutAttempt]:
+    """Attempts held by a worker that have run longer than ``timeout_seconds + grace_seconds``
+    (the worker should have stopped them and reported TIMEOUT; it did not). ``SKIP LOCKED``."""
+    a = t.task_run_attempts
+    deadline = a.c.started_at + func.make_interval(0, 0, 0, 0, 0, 0, t.task_runs.c.timeout_seconds + grace_seconds)
+    q = (
+        select(t.task_runs.c.id, t.task_runs.c.attempt, t.task_runs.c.lease_epoch, t.task_runs.c.execution_id,
+               t.task_runs.c.worker_id, t.task_runs.c.timeout_seconds)
+        .join(a, and_(a.c.task_run_id == t.task_runs.c.id, a.c.attempt == t.task_runs.c.attempt))
+        .where(
+            t.task_runs.c.state == State.RUNNING.value,
+            t.task_runs.c.timeout_seconds.is_not(None),
+            t.task_runs.c.worker_id.is_not(None),
+            a.c.state == State.RUNNING.value,
+            deadline < utcnow(),
+        )
+        .limit(limit)
+        .with_for_update(of=t.task_runs, skip_locked=True)
+    )
+    return [TimedOutAttempt(r.id, r.attempt, r.lease_epoch, r.execution_id, r.worker_id, r.timeout_seconds)
+            for r in (await conn.execute(q)).all()]
 
 
 # ---------------------------------------------------------------------------------------------

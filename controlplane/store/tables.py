@@ -70,6 +70,10 @@ executions = Table(
     Column("started_at", DateTime(timezone=True)),
     Column("ended_at", DateTime(timezone=True)),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # Retries with behavior CREATE_NEW_EXECUTION (Kestra's metadata.attemptNumber and
+    # originalCreatedDate): n-th execution of the chain, and when the chain's first was created.
+    Column("attempt_number", Integer, nullable=False, server_default="1"),
+    Column("original_created_at", DateTime(timezone=True)),
     UniqueConstraint("namespace", "flow_id", "request_id", name="uq_executions_request_id"),
     Index("ix_executions_listing", "namespace", "flow_id", "created_at"),
     Index("ix_executions_created", "created_at"),
@@ -104,6 +108,9 @@ task_runs = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("started_at", DateTime(timezone=True)),
     Column("ended_at", DateTime(timezone=True)),
+    # Durable retry timer: when the executor sweep starts the next attempt (or, for a RETRIED
+    # task run, creates the new execution). Survives a control-plane restart.
+    Column("next_attempt_at", DateTime(timezone=True)),
     UniqueConstraint("execution_id", "seq", name="uq_task_runs_seq"),
     # One task run per (parent, task, loop value): two executors racing on the same execution
     # cannot both create it.
@@ -117,6 +124,7 @@ task_runs = Table(
     ),
     Index("ix_task_runs_lease", "lease_expires_at", postgresql_where=text("state = 'RUNNING'")),
     Index("ix_task_runs_worker", "worker_id", postgresql_where=text("state = 'RUNNING'")),
+    Index("ix_task_runs_next_attempt", "next_attempt_at", postgresql_where=text("next_attempt_at IS NOT NULL")),
 )
 
 task_run_attempts = Table(

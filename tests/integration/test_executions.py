@@ -228,24 +228,19 @@ def test_parsed_but_not_applied_properties_are_warned_about(stubs):
     src = """
 id: warned
 namespace: tests.exec
-retry:
-  type: constant
-  interval: PT1S
-  maxAttempt: 3
+concurrency:
+  limit: 1
 tasks:
   - id: a
     type: io.kestra.plugin.core.log.Log
     message: hi
-    retry:
-      type: constant
-      interval: PT1S
-      maxAttempt: 2
+    logLevel: INFO
 """
     resp = stubs.flows.RegisterFlow(flow_pb2.RegisterFlowRequest(source=src))
     messages = [w.message for w in resp.warnings]
-    assert any("flow-level 'retry' is not applied yet" in m for m in messages)
-    assert any("task 'a': 'retry' is not applied yet" in m for m in messages)
-    assert [w.line for w in resp.warnings if w.path == "tasks[0].retry"] == [9]  # the task's line
+    assert any("'concurrency' limits are not enforced yet" in m for m in messages)
+    assert any("task 'a': 'logLevel' is not applied yet" in m for m in messages)
+    assert [w.line for w in resp.warnings if w.path == "tasks[0].logLevel"] == [7]  # the task's line
 
 
 def test_flow_outputs_are_typed_and_a_wrong_type_fails_the_execution(stubs):

@@ -19,4 +19,4 @@ def test_migrations_match_the_table_definitions_and_are_idempotent(database_url)
         version = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one()
     engine.dispose()
     assert diff == [], f"tables.py and the migrations disagree; add a migration: {diff}"
-    assert version == "0001"
+    assert version == "0002"

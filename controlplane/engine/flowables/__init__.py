@@ -1,20 +1,66 @@
-"""Flowable tasks, one module each; :data:`FLOWABLES` maps a canonical type to its step function.
+"""Flowable tasks, one module each; :data:`FLOWABLES` maps a canonical type to its :class:`Flowable`.
 
-A step function has the signature ``step(view, task, task_run, killed) -> Step`` and decides, for
-one running task run of that flowable, which children to create and whether it is done.
+A flowable module exposes ``TYPE``, a pure ``step(view, task, task_run, killed) -> Step`` that
+decides, for one running task run of that flowable, which children to create and whether it is
+done, and, when its decisions depend on rendered properties, a pure
+``prepare(task, render) -> Prepared`` that the executor calls once when the task run is created
+(its result is stored on the task run and read back by ``step``). ``prepare`` raises
+:class:`~controlplane.engine.plan.FlowableError` (or the renderer's ``ExpressionError``) to fail
+the flowable's task run at once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
-from controlplane.engine.flowables import sequential
-from controlplane.engine.plan import Step
+from controlplane.engine.flowables import (
+    allow_failure,
+    dag,
+    each_parallel,
+    each_sequential,
+    for_each,
+    if_,
+    parallel,
+    sequential,
+    switch,
+)
+from controlplane.engine.plan import Prepared, Renderer, Step
 from controlplane.engine.view import ExecutionView
 from controlplane.model import Task, TaskRun
 
 StepFunction = Callable[[ExecutionView, Task, TaskRun, bool], Step]
+PrepareFunction = Callable[[Task, Renderer], Prepared]
 
-FLOWABLES: dict[str, StepFunction] = {
-    sequential.TYPE: sequential.step,
+
+@dataclass(frozen=True)
+class Flowable:
+    """One flowable type as the executor sees it.
+
+    Attributes:
+        type: Canonical Kestra type name.
+        step: Decides children and final state (pure).
+        prepare: Renders the decision inputs once at start (pure given ``render``); None when
+            the flowable's decisions depend on no rendered property.
+    """
+
+    type: str
+    step: StepFunction
+    prepare: PrepareFunction | None = None
+
+
+def _flowable(module: object) -> Flowable:
+    return Flowable(
+        type=module.TYPE,  # type: ignore[attr-defined]
+        step=module.step,  # type: ignore[attr-defined]
+        prepare=getattr(module, "prepare", None),
+    )
+
+
+FLOWABLES: dict[str, Flowable] = {
+    f.type: f
+    for f in map(
+        _flowable,
+        (sequential, parallel, if_, switch, for_each, each_sequential, each_parallel, dag, allow_failure),
+    )
 }

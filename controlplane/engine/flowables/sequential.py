@@ -1,4 +1,8 @@
-"""``io.kestra.plugin.core.flow.Sequential``: run ``tasks`` one after another (as Kestra's)."""
+"""``io.kestra.plugin.core.flow.Sequential``: run ``tasks`` one after another (as Kestra's).
+
+The state is the aggregate of the children (see ``engine.sequence``); a failing child stops the
+list and runs the Sequential's own ``errors``, after which it still ends FAILED.
+"""
 
 from __future__ import annotations
 
