@@ -102,7 +102,15 @@ class ControlPlane:
         self.executor = Executor(self.flows.load, s.max_redeliveries, s.namespace_prefix_globals)
         self.dispatcher = Dispatcher(self.transaction, self.executor, self.signer, self.events, s)
 
-        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        server = grpc.aio.server(
+            options=[
+                ("grpc.so_reuseport", 0),
+                # Requests: flow sources (<= 2 MiB), log batches, outputs. Responses: poll batches
+                # of rendered properties (<= 1 MiB each), executions with many task runs.
+                ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+                ("grpc.max_send_message_length", 64 * 1024 * 1024),
+            ]
+        )
         flow_pb2_grpc.add_FlowServiceServicer_to_server(FlowServicer(self), server)
         execution_pb2_grpc.add_ExecutionServiceServicer_to_server(ExecutionServicer(self), server)
         worker_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerServicer(self), server)

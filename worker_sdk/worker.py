@@ -84,6 +84,8 @@ DEFAULT_HEARTBEAT_SECONDS = 5.0
 CANCEL_GRACE_SECONDS = 5.0
 """Time a stopped task gets to clean up (e.g. kill its processes) before it is reported."""
 RPC_TIMEOUT_SECONDS = 10.0
+#: Largest gRPC message this worker accepts (poll responses), as the control plane allows.
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 REPORT_ATTEMPTS = 5
 """Attempts of CompleteTaskRun/FailTaskRun/AppendLogs on transient errors (same token each time)."""
 MAX_LOG_MESSAGE_CHARS = 256 * 1024
@@ -371,7 +373,11 @@ class Worker:
             if self._force_requested:
                 self._force_event.set()
         signals = self._install_signal_handlers(loop) if handle_signals else []
-        self._channel = grpc.aio.insecure_channel(self.server)
+        self._channel = grpc.aio.insecure_channel(
+            self.server,
+            # An assignment carries up to 1 MiB of rendered properties; a poll returns several.
+            options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)],
+        )
         self._workers = worker_pb2_grpc.WorkerServiceStub(self._channel)
         self._logs = log_pb2_grpc.LogServiceStub(self._channel)
         try:

@@ -18,6 +18,7 @@ from typing import Any
 from controlplane.engine import retry as retry_rules
 from controlplane.engine.context import expression_context
 from controlplane.engine.flowables import FLOWABLES
+from controlplane.engine.flowables.props import is_truthy
 from controlplane.engine.plan import FlowableError, NewTaskRun, apply_allow_failure
 from controlplane.engine.sequence import sequence_step
 from controlplane.engine.unit import Unit
@@ -25,7 +26,17 @@ from controlplane.engine.view import ExecutionView
 from controlplane.errors import ExpressionError, FailedPreconditionError, NotFoundError
 from controlplane.expressions import render
 from controlplane.flows.inputs import InputValueError, coerce_value
-from controlplane.model import Execution, Flow, Input, Output, State, StateHistory, TaskRun, change_state
+from controlplane.model import (
+    Execution,
+    Flow,
+    Input,
+    Output,
+    State,
+    StateHistory,
+    Task,
+    TaskRun,
+    change_state,
+)
 from controlplane.model.state import can_transition
 from controlplane.store import repository as repo
 from controlplane.store.ids import new_id
@@ -199,12 +210,12 @@ class Executor:
         try:
             if task.run_if is not None:
                 condition = render(task.run_if, ctx, where=f"task '{task.id}' property 'runIf'")
-                if not _truthy(condition):
+                if not is_truthy(condition):
                     change_state(tr, State.SKIPPED, now)
                     tr.ended_at = now
             if tr.state is State.CREATED and flowable is None:
                 try:
-                    tr.properties = render(task.properties, ctx, where=f"task '{task.id}'")
+                    tr.properties = _render_properties(task, ctx)
                 except ExpressionError:
                     # Rendering is part of an attempt (Kestra renders on the worker): the executor
                     # sweep renders again as attempt 1, and a failure there is retried like any.
@@ -340,6 +351,10 @@ class Executor:
             return
         locked = await self._lock_for_result(unit, claims)
         if locked is None:
+            outcome = await repo.attempt_outcome(unit.conn, claims.task_run_id, claims.attempt)
+            if outcome is not None and outcome[0] in (State.FAILED, State.KILLED) and outcome[1] == reason:
+                return  # the same failure reported again (a retried call): already recorded
+            # Any other end (e.g. LEASE_EXPIRED: the lease was lost first) makes this result stale.
             raise NotFoundError(f"task run {claims.task_run_id} attempt {claims.attempt}: lease is no longer held")
         execution, tr = locked
         flow = await self._load_flow(unit.conn, execution.namespace, execution.flow_id, execution.flow_revision)
@@ -449,7 +464,7 @@ class Executor:
         upcoming = replace(view.get(tr.id), attempt=tr.attempt + 1)
         ctx = expression_context(flow, execution, view, task, upcoming, self._globals)
         try:
-            properties = render(task.properties, ctx, where=f"task '{task.id}'")
+            properties = _render_properties(task, ctx)
         except ExpressionError as exc:
             await self._fail_unstarted_attempt(unit, flow, execution, task, tr, str(exc), now)
             return
@@ -689,10 +704,22 @@ def _typed_output(out: Output, ctx: dict[str, Any]) -> Any:
         raise InputValueError(f"{where} of type {out.type}: {exc} (got {value!r})") from None
 
 
-def _truthy(value: Any) -> bool:
-    """Kestra's truthiness for ``runIf``/conditions: false, "false", "0", "", null and 0 are false."""
-    if isinstance(value, str):
-        return value.strip().lower() not in ("", "false", "0", "null")
-    return bool(value)
+#: Largest rendered properties sent to a worker (bytes of JSON); the gRPC message limit is far
+#: above it, so one task cannot make a poll response undeliverable.
+MAX_PROPERTIES_BYTES = 1024 * 1024
 
 
+def _render_properties(task: Task, ctx: dict[str, Any]) -> dict[str, Any]:
+    """Render a runnable task's properties for its next attempt.
+
+    Raises:
+        ExpressionError: rendering failed, or the result is over :data:`MAX_PROPERTIES_BYTES`.
+    """
+    properties = render(task.properties, ctx, where=f"task '{task.id}'")
+    size = len(json.dumps(properties, separators=(",", ":"), default=str, ensure_ascii=False).encode())
+    if size > MAX_PROPERTIES_BYTES:
+        raise ExpressionError(
+            f"task '{task.id}': its rendered properties are {size} bytes; at most {MAX_PROPERTIES_BYTES} "
+            "go to a worker (pass large data through internal storage)"
+        )
+    return properties

@@ -51,13 +51,17 @@ from controlplane.flows.inputs import (
     COMMON_INPUT_PROPERTIES,
     INPUT_TYPE_PROPERTIES,
     INPUT_TYPES,
+    UNSUPPORTED_INPUT_TYPES,
+    InputValueError,
     check_declaration,
+    coerce_value,
 )
 from controlplane.model.flow import Flow, Input, Output, Task
 
 FLOW_ID_PATTERN = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9._-]*")
 NAMESPACE_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]*")
 TASK_ID_PATTERN = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_-]*")
+TASK_ID_MAX = 100
 INPUT_ID_PATTERN = re.compile(r"[a-zA-Z0-9][.a-zA-Z0-9_-]*")
 FLOW_ID_MAX = 100
 NAMESPACE_MAX = 150
@@ -459,10 +463,28 @@ class _FlowParser:
             extra=extra,
             line=line,
         )
-        for field_name, message in check_declaration(declared):
+        problems = check_declaration(declared)
+        for field_name, message in problems:
             field_line = _yaml.value_line(node, field_name) if field_name in node else line
             self.issue(f"{path}.{field_name}", what + message, field_line)
+        if not problems:
+            self._check_default(declared, node, path, what)
         return declared
+
+    def _check_default(self, declared: Input, node: CommentedMap, path: str, what: str) -> None:
+        """A default must be a valid value of its input (else every run without the input
+        would fail); an expression default is checked when an execution renders it."""
+        value = declared.defaults
+        if value is None or declared.type in UNSUPPORTED_INPUT_TYPES:
+            return
+        if isinstance(value, str) and ("{{" in value or "{%" in value):
+            return
+        try:
+            coerce_value(declared, value)
+        except InputValueError as exc:
+            self.issue(f"{path}.defaults", f"{what}invalid default: {exc.reason}", _yaml.value_line(node, "defaults"))
+        except (ValueError, OverflowError, TypeError, RecursionError) as exc:
+            self.issue(f"{path}.defaults", f"{what}invalid default: {exc}", _yaml.value_line(node, "defaults"))
 
     def _check_input_nesting(self, inputs: list[Input], seq: CommentedSeq) -> None:
         ids = {i.id: i for i in inputs}
@@ -685,6 +707,10 @@ class _FlowParser:
                 id_line,
             )
             return task_id
+        if len(task_id) > TASK_ID_MAX:
+            self.issue(f"{path}.id", f"task '{task_id[:40]}…': a task id has at most {TASK_ID_MAX} characters",
+                       id_line)
+            return task_id
         if task_id in self.task_ids:
             self.issue(
                 f"{path}.id",
@@ -726,7 +752,12 @@ class _FlowParser:
         group = self.mapping(node, "workerGroup", f"{path}.workerGroup", what)
         if group is None:
             return None
-        return self.string(group, "key", f"{path}.workerGroup.key", what)
+        key = self.string(group, "key", f"{path}.workerGroup.key", what)
+        if key is not None and len(key) > TASK_ID_MAX:
+            self.issue(f"{path}.workerGroup.key", f"{what}a worker group key has at most {TASK_ID_MAX} characters",
+                       _yaml.value_line(group, "key"))
+            return None
+        return key
 
     def _timeout(self, node: CommentedMap, path: str, what: str) -> tuple[float | None, str | None]:
         if node.get("timeout") is None:

@@ -75,6 +75,7 @@ class FlowRegistry:
                 a concurrent registration took the same revision number.
         """
         flow, warnings = await self.validate(conn, source)
+        await repo.lock_flow_key(conn, flow.namespace, flow.id)
         latest = await repo.get_flow(conn, flow.namespace, flow.id)
         latest_rev = latest.revision if latest else 0
         if expected_revision and expected_revision != latest_rev:

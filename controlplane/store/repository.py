@@ -75,6 +75,14 @@ async def get_flow(conn: AsyncConnection, namespace: str, flow_id: str, revision
     return _flow_row(row) if row else None
 
 
+async def lock_flow_key(conn: AsyncConnection, namespace: str, flow_id: str) -> None:
+    """Serialise registrations of one flow until the transaction ends (Postgres advisory lock);
+    the primary key still refuses a duplicate revision should the lock ever be bypassed."""
+    await conn.execute(
+        select(func.pg_advisory_xact_lock(func.hashtextextended(f"kestrel.flow:{namespace}/{flow_id}", 0)))
+    )
+
+
 async def insert_flow_revision(
     conn: AsyncConnection, namespace: str, flow_id: str, revision: int, source: str, spec: dict[str, Any]
 ) -> FlowRow:
@@ -108,7 +116,7 @@ async def list_flows(
         ),
     )
     if namespace_prefix:
-        q = q.where(or_(t.flows.c.namespace == namespace_prefix, t.flows.c.namespace.startswith(namespace_prefix + ".")))
+        q = q.where(or_(t.flows.c.namespace == namespace_prefix, t.flows.c.namespace.startswith(namespace_prefix + ".", autoescape=True)))
     if not include_deleted:
         q = q.where(t.flows.c.deleted.is_(False))
     if after:
@@ -257,7 +265,7 @@ async def list_executions(
     q = select(t.executions)
     if namespace_prefix:
         q = q.where(
-            or_(t.executions.c.namespace == namespace_prefix, t.executions.c.namespace.startswith(namespace_prefix + "."))
+            or_(t.executions.c.namespace == namespace_prefix, t.executions.c.namespace.startswith(namespace_prefix + ".", autoescape=True))
         )
     if flow_id:
         q = q.where(t.executions.c.flow_id == flow_id)
@@ -546,6 +554,18 @@ async def lock_running_task_run(
 async def get_task_run_row(conn: AsyncConnection, task_run_id: str) -> Any:
     """The raw task run row (or None), for idempotency checks."""
     return (await conn.execute(select(t.task_runs).where(t.task_runs.c.id == task_run_id))).first()
+
+
+async def attempt_outcome(conn: AsyncConnection, task_run_id: str, attempt: int) -> tuple[State, str | None] | None:
+    """(state, reason) of one attempt, or None when it does not exist."""
+    row = (
+        await conn.execute(
+            select(t.task_run_attempts.c.state, t.task_run_attempts.c.reason).where(
+                t.task_run_attempts.c.task_run_id == task_run_id, t.task_run_attempts.c.attempt == attempt
+            )
+        )
+    ).first()
+    return (State(row.state), row.reason) if row else None
 
 
 async def finish_attempt(

@@ -128,3 +128,48 @@ def test_listing_leaves_sources_out(stubs):
     assert flows and all(f.source == "" for f in flows)
     one = stubs.flows.GetFlow(flow_pb2.GetFlowRequest(namespace="tests.bad", id="raw")).flow
     assert "io.kestrel.tests.Raw" in one.source
+
+
+def test_duplicate_fail_with_the_same_token_is_ok(stubs):
+    worker = stubs.register_worker([CUSTOM])
+    execution = stubs.start("tests.bad", "raw")
+    a = wait_until(lambda: stubs.poll(worker, wait=1), what="assignment")[0]
+    req = worker_pb2.FailTaskRunRequest(task_token=a.task_token, error_message="boom",
+                                        reason=worker_pb2.FAILURE_REASON_TASK_ERROR)
+    stubs.workers.FailTaskRun(req)
+    stubs.workers.FailTaskRun(req)  # a retried call: OK, recorded once
+    final = stubs.wait(execution.id)
+    assert state_name(final.state.current) == "FAILED" and len(final.task_runs[0].attempts) == 1
+
+
+def test_concurrent_deploys_without_expected_revision_all_succeed(stubs, server):
+    import concurrent.futures
+
+    def deploy(i: int):
+        s = connect(server.address)
+        try:
+            return s.deploy(FLOW.replace("id: raw", "id: raced") + f"# v{i}\n").revision
+        finally:
+            s.close()
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        revisions = list(pool.map(deploy, range(8)))
+    assert sorted(revisions) == list(range(1, 9))
+
+
+def test_namespace_prefix_is_not_a_pattern(stubs):
+    assert stubs.flows.ListFlows(flow_pb2.ListFlowsRequest(namespace="_")).flows == []
+    assert stubs.flows.ListFlows(flow_pb2.ListFlowsRequest(namespace="tests%")).flows == []
+
+
+def test_flows_that_could_never_run_are_refused_at_deploy(stubs):
+    long_id = "t" * 101
+    bad = [
+        (f"id: x\nnamespace: tests.bad\ntasks:\n  - id: {long_id}\n    type: io.kestra.plugin.core.log.Log\n"
+         "    message: hi\n", "at most 100 characters"),
+        ("id: x\nnamespace: tests.bad\ninputs:\n  - id: n\n    type: INT\n    defaults: abc\ntasks:\n"
+         "  - id: a\n    type: io.kestra.plugin.core.log.Log\n    message: hi\n", "invalid default"),
+    ]
+    for source, needle in bad:
+        code, details = _code(stubs.flows.RegisterFlow, flow_pb2.RegisterFlowRequest(source=source))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and needle in details, details
