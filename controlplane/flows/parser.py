@@ -62,6 +62,9 @@ FLOW_ID_PATTERN = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9._-]*")
 NAMESPACE_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]*")
 TASK_ID_PATTERN = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_-]*")
 TASK_ID_MAX = 100
+#: Most tasks one flow may hold, and most problems one validation reports.
+MAX_TASKS = 5000
+MAX_ISSUES = 500
 INPUT_ID_PATTERN = re.compile(r"[a-zA-Z0-9][.a-zA-Z0-9_-]*")
 FLOW_ID_MAX = 100
 NAMESPACE_MAX = 150
@@ -140,11 +143,16 @@ class _FlowParser:
         self.flow_id: str | None = None
         self.namespace: str | None = None
         self.budget = [_yaml.MAX_PLAIN_NODES]
+        self.tasks_seen = 0
 
     # --- helpers ----------------------------------------------------------------------------
 
     def issue(self, path: str, message: str, line: int = 0) -> None:
         self.issues.append(Issue(path=path, message=message, line=line))
+        if len(self.issues) >= MAX_ISSUES:
+            raise _yaml.DocumentTooLargeError(
+                f"more than {MAX_ISSUES} problems: fix these first (the rest was not checked)"
+            )
 
     def plain(self, value: Any) -> Any:
         return _yaml.to_plain(value, self.budget)
@@ -213,7 +221,7 @@ class _FlowParser:
         try:
             flow = self._flow(root)
         except _yaml.DocumentTooLargeError as exc:
-            self.issue("", str(exc), 0)
+            self.issues.append(Issue(path="", message=str(exc), line=0))  # not self.issue: no limit here
             flow = None
         ref = f"{self.namespace}.{self.flow_id}" if self.namespace and self.flow_id else ""
         if self.issues or flow is None:
@@ -617,6 +625,12 @@ class _FlowParser:
     def _task(
         self, node: Any, path: str, line: int, extra_properties: dict[str, Any] | None = None
     ) -> Task | None:
+        self.tasks_seen += 1
+        if self.tasks_seen > MAX_TASKS:
+            # YAML aliases can make a small file describe millions of tasks.
+            raise _yaml.DocumentTooLargeError(
+                f"the flow has more than {MAX_TASKS} tasks (YAML aliases included); split it into subflows"
+            )
         if not isinstance(node, CommentedMap):
             self.issue(path, f"a task must be a mapping with 'id' and 'type', not {_kind(node)}", line)
             return None

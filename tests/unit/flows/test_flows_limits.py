@@ -1,0 +1,31 @@
+"""Limits that keep a small hostile flow from costing the control plane seconds of CPU."""
+
+from __future__ import annotations
+
+import pytest
+
+from controlplane.errors import FlowValidationError
+from controlplane.flows import parse_flow
+from controlplane.flows.parser import MAX_ISSUES, MAX_TASKS
+
+
+def _alias_bomb(levels: int) -> str:
+    lines = ["id: b", "namespace: n", "tasks:", "  - &t0\n    id: l0\n    type: io.kestra.plugin.core.log.Log\n    message: x"]
+    for level in range(1, levels + 1):
+        kids = "\n".join(f"      - *t{level - 1}" for _ in range(10))
+        lines.append(f"  - &t{level}\n    id: l{level}\n    type: io.kestra.plugin.core.flow.Sequential\n    tasks:\n{kids}")
+    return "\n".join(lines) + "\n"
+
+
+def test_an_alias_bomb_of_tasks_stops_at_the_issue_limit():
+    with pytest.raises(FlowValidationError) as err:
+        parse_flow(_alias_bomb(7))  # ~1 KB describing 10 million tasks
+    assert len(err.value.issues) == MAX_ISSUES + 1
+    assert "more than" in err.value.issues[0].message
+
+
+def test_too_many_distinct_tasks_are_refused():
+    tasks = "".join(f"  - id: t{i}\n    type: io.kestra.plugin.core.log.Log\n    message: x\n" for i in range(MAX_TASKS + 1))
+    with pytest.raises(FlowValidationError) as err:
+        parse_flow(f"id: big\nnamespace: n\ntasks:\n{tasks}")
+    assert any(f"more than {MAX_TASKS} tasks" in i.message for i in err.value.issues)
