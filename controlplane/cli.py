@@ -90,33 +90,9 @@ class OutputFormat(StrEnum):
     json = "json"
 
 
-class StateName(StrEnum):
-    """Execution states accepted by ``--state`` (Kestra names)."""
-
-    CREATED = "CREATED"
-    QUEUED = "QUEUED"
-    RUNNING = "RUNNING"
-    PAUSED = "PAUSED"
-    RETRYING = "RETRYING"
-    RESTARTED = "RESTARTED"
-    KILLING = "KILLING"
-    KILLED = "KILLED"
-    SUCCESS = "SUCCESS"
-    WARNING = "WARNING"
-    FAILED = "FAILED"
-    CANCELLED = "CANCELLED"
-    RETRIED = "RETRIED"
-    SKIPPED = "SKIPPED"
-
-
-class LevelName(StrEnum):
-    """Log levels accepted by ``--level``."""
-
-    TRACE = "TRACE"
-    DEBUG = "DEBUG"
-    INFO = "INFO"
-    WARN = "WARN"
-    ERROR = "ERROR"
+#: Choices of ``--state`` and ``--level``: the client's enums without their UNSPECIFIED member.
+StateName = StrEnum("StateName", {s.name: s.value for s in State if s is not State.UNSPECIFIED})
+LevelName = StrEnum("LevelName", {lv.name: lv.value for lv in LogLevel if lv is not LogLevel.UNSPECIFIED})
 
 
 ServerOption = Annotated[
