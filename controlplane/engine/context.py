@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from controlplane.engine.flowables.loop import stored_values
 from controlplane.engine.view import ExecutionView
 from controlplane.flows.inputs import format_datetime
 from controlplane.model import Execution, Flow, Task, TaskRun
@@ -102,6 +103,19 @@ def parents_of(view: ExecutionView, task_run: TaskRun) -> list[dict[str, Any]]:
     return found
 
 
+def _iteration(view: ExecutionView, task_run: TaskRun) -> int | None:
+    """``taskrun.iteration`` inside a loop: the 0-based position of the task run's value among
+    the values its loop stored when it started (Kestra's ForEach/Each* iteration)."""
+    if task_run.value is None or task_run.parent_id is None:
+        return None
+    try:
+        parent = view.get(task_run.parent_id)
+    except KeyError:
+        return None
+    values = stored_values(parent.properties)
+    return values.index(task_run.value) if task_run.value in values else None
+
+
 def expression_context(
     flow: Flow,
     execution: Execution,
@@ -140,6 +154,9 @@ def expression_context(
             "parentId": task_run.parent_id,
             "value": task_run.value,
         }
+        iteration = _iteration(view, task_run)
+        if iteration is not None:
+            ctx["taskrun"]["iteration"] = iteration
         parents = parents_of(view, task_run)
         ctx["parents"] = parents
         if parents:

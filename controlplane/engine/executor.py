@@ -329,7 +329,14 @@ class Executor:
         await self._advance_after_result(unit, execution, now)
 
     async def fail(
-        self, unit: Unit, claims: TaskTokenClaims, error: str, reason: str, outputs: dict[str, Any] | None = None
+        self,
+        unit: Unit,
+        claims: TaskTokenClaims,
+        error: str,
+        reason: str,
+        outputs: dict[str, Any] | None = None,
+        *,
+        log_error: bool = False,
     ) -> None:
         """Record a failed attempt (reason TASK_ERROR, TIMEOUT or CANCELLED) and advance.
 
@@ -342,6 +349,9 @@ class Executor:
         date. ``errors`` tasks therefore run only once retries are exhausted. Otherwise a FAILED
         task run with ``allowFailure`` is recorded WARNING (SUCCESS with ``allowWarning``); a
         task stopped because its execution was killed is KILLED and never retried.
+
+        ``log_error``: also store ``error`` as an ERROR log line; False for a worker's own report
+        (the worker already logged it), True for a failure the control plane decided.
 
         Raises:
             NotFoundError: the token is stale.
@@ -366,7 +376,7 @@ class Executor:
         tr.outputs = outputs
         tr.error = error
         await repo.clear_lease(unit.conn, tr.id)
-        if error and not killed:
+        if error and not killed and log_error:
             await self._log_error(unit, tr, error)
         unit.executions.add(execution.id)
         if not killed and await self._retry_after_failure(unit, flow, execution, task, tr, now):

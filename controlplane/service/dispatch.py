@@ -185,7 +185,7 @@ class Dispatcher:
                     await self._executor.fail(
                         unit, TaskTokenClaims(late.execution_id, late.task_run_id, late.attempt, late.lease_epoch,
                                               late.worker_id),
-                        error, "TIMEOUT",
+                        error, "TIMEOUT", log_error=True,
                     )
                 count += 1
             except NotFoundError:

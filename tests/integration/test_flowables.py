@@ -370,3 +370,21 @@ tasks:
     ]
     time.sleep(0.5)
     assert len(stubs.get(execution.id).task_runs) == 4  # nothing started afterwards
+
+
+def test_taskrun_iteration_is_the_position_of_the_loop_value(stubs):
+    final = _run(stubs, """
+id: iteration
+namespace: tests.flowables
+tasks:
+  - id: each
+    type: io.kestra.plugin.core.flow.ForEach
+    values: ["a", "b", "c"]
+    tasks:
+      - id: ret
+        type: io.kestra.plugin.core.debug.Return
+        format: "{{ taskrun.value }}={{ taskrun.iteration }}"
+""")
+    assert state_name(final.state.current) == "SUCCESS"
+    values = sorted(json.loads(tr.outputs_json)["value"] for tr in final.task_runs if tr.task_id == "ret")
+    assert values == ["a=0", "b=1", "c=2"]
