@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
@@ -509,21 +509,37 @@ class _FlowParser:
                     )
                     break
 
+    def _check_graph(
+        self,
+        edges: dict[str, tuple[list[str], str, int]],
+        ids: set[str],
+        missing: Callable[[str, str], str],
+        cycle_message: Callable[[list[str]], str],
+    ) -> None:
+        """Dependencies (input ``dependsOn``, Dag ``dependsOn``): each must exist, no cycle.
+
+        ``edges`` maps a node to (its dependencies, YAML path, line) for the messages.
+        """
+        graph: dict[str, list[str]] = {}
+        for node, (deps, path, line) in edges.items():
+            for dep in deps:
+                if dep not in ids:
+                    self.issue(path, missing(node, dep), line)
+            graph[node] = [d for d in deps if d in ids]
+        cycle = _find_cycle(graph)
+        if cycle:
+            _, path, line = edges[cycle[0]]
+            self.issue(path, cycle_message(cycle), line)
+
     def _check_input_dependencies(
         self, depends: dict[str, tuple[list[str], str, int]], ids: set[str]
     ) -> None:
-        graph: dict[str, list[str]] = {}
-        for ident, (deps, path, line) in depends.items():
-            for dep in deps:
-                if dep not in ids:
-                    self.issue(path, f"Input with id '{ident}' depends on a non-existent input '{dep}'", line)
-            graph[ident] = [d for d in deps if d in ids]
-        cycle = _find_cycle(graph)
-        if cycle:
-            _, path, line = depends[cycle[0]]
-            self.issue(
-                path, f"Cycle dependency detected for input with id '{cycle[0]}': [{', '.join(cycle)}]", line
-            )
+        self._check_graph(
+            depends,
+            ids,
+            lambda ident, dep: f"Input with id '{ident}' depends on a non-existent input '{dep}'",
+            lambda cycle: f"Cycle dependency detected for input with id '{cycle[0]}': [{', '.join(cycle)}]",
+        )
 
     def _outputs(self, root: CommentedMap) -> tuple[Output, ...]:
         seq = self.sequence(root, "outputs", "outputs", "")
@@ -944,16 +960,12 @@ class _FlowParser:
             dep_line = _yaml.value_line(item, "dependsOn") if "dependsOn" in item else child.line
             edges[child.id] = (deps, f"{item_path}.dependsOn", dep_line)
         ids = {c.id for c in children}
-        graph: dict[str, list[str]] = {}
-        for child_id, (deps, dep_path, dep_line) in edges.items():
-            for dep in deps:
-                if dep not in ids:
-                    self.issue(dep_path, f"{what}dag: Not existing task id in dependency: {dep}", dep_line)
-            graph[child_id] = [d for d in deps if d in ids]
-        cycle = _find_cycle(graph)
-        if cycle:
-            _, dep_path, dep_line = edges[cycle[0]]
-            self.issue(dep_path, f"{what}dag: Cyclic dependency detected: {', '.join(cycle)}", dep_line)
+        self._check_graph(
+            edges,
+            ids,
+            lambda _child, dep: f"{what}dag: Not existing task id in dependency: {dep}",
+            lambda cycle: f"{what}dag: Cyclic dependency detected: {', '.join(cycle)}",
+        )
         return tuple(children)
 
     def _check_recursion(self, node: CommentedMap, path: str, what: str) -> None:
