@@ -28,13 +28,14 @@ from __future__ import annotations
 
 import difflib
 import enum
+import math
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from controlplane.flows.durations import format_duration, parse_duration
+from controlplane.flows.durations import check_seconds, format_duration, parse_duration
 from controlplane.model import Attempt, Flow, Task
 
 #: Attempt end reasons that are not failures of the task itself: a lost lease or a worker shutting
@@ -190,8 +191,8 @@ def check_retry(raw: Any) -> tuple[RetryPolicy | None, list[RetryProblem]]:
         factor = raw["delayFactor"]
         if isinstance(factor, bool) or not isinstance(factor, int | float):
             problems.append(RetryProblem("delayFactor", f"'delayFactor' must be a number, not {_kind(factor)}"))
-        elif factor <= 0:
-            problems.append(RetryProblem("delayFactor", f"'delayFactor' must be positive, got {factor}"))
+        elif not math.isfinite(factor) or factor <= 0 or factor > 1000:
+            problems.append(RetryProblem("delayFactor", f"'delayFactor' must be a number in (0, 1000], got {factor}"))
         else:
             delay_factor = float(factor)
     warning = raw.get("warningOnRetry", False)
@@ -364,7 +365,11 @@ def _duration(value: Any, name: str, problems: list[RetryProblem]) -> timedelta 
         problems.append(RetryProblem(name, f"'{name}' must be an ISO-8601 duration like PT5S, not a boolean"))
         return None
     if isinstance(value, int | float):
-        seconds = float(value)  # Jackson reads a bare number as seconds
+        try:
+            seconds = check_seconds(float(value), value)  # Jackson reads a bare number as seconds
+        except ValueError as exc:
+            problems.append(RetryProblem(name, f"invalid '{name}': {exc}"))
+            return None
     elif isinstance(value, str):
         if "{{" in value:
             problems.append(RetryProblem(

@@ -9,6 +9,7 @@ that grammar.
 
 from __future__ import annotations
 
+import math
 import re
 from decimal import Decimal
 
@@ -22,6 +23,22 @@ _DURATION = re.compile(
     r")?",
     re.IGNORECASE,
 )
+
+
+#: Longest duration accepted anywhere (100 years, in seconds): far beyond any real timeout or
+#: retry, and far below what datetime arithmetic overflows on.
+MAX_DURATION_SECONDS = 100 * 365 * 86400
+
+
+def check_seconds(seconds: float, written: object) -> float:
+    """A duration given as a bare number of seconds: finite and at most 100 years.
+
+    Raises:
+        ValueError: NaN, infinite or too long.
+    """
+    if not math.isfinite(seconds) or abs(seconds) > MAX_DURATION_SECONDS:
+        raise ValueError(f"{written!r} is not a usable number of seconds (finite, at most 100 years)")
+    return seconds
 
 
 def parse_duration(text: str) -> float:
@@ -50,6 +67,8 @@ def parse_duration(text: str) -> float:
         total += -value if seconds.startswith("-") else value
     if match.group("sign") == "-":
         total = -total
+    if abs(total) > MAX_DURATION_SECONDS:
+        raise ValueError(f"'{text}' is longer than Kestrel accepts (at most 100 years)")
     return float(total)
 
 

@@ -46,7 +46,7 @@ from controlplane.flows.catalogue import (
     is_flowable,
     task_type_info,
 )
-from controlplane.flows.durations import parse_duration
+from controlplane.flows.durations import check_seconds, parse_duration
 from controlplane.flows.inputs import (
     COMMON_INPUT_PROPERTIES,
     INPUT_TYPE_PROPERTIES,
@@ -797,7 +797,11 @@ class _FlowParser:
         if isinstance(value, str) and "{{" in value:
             return None, value
         if isinstance(value, int | float) and not isinstance(value, bool):
-            seconds = float(value)  # Jackson reads a bare number as seconds
+            try:
+                seconds = check_seconds(float(value), value)  # Jackson reads a bare number as seconds
+            except ValueError as exc:
+                self.issue(f"{path}.timeout", f"{what}invalid 'timeout': {exc}", line)
+                return None, None
         elif isinstance(value, str):
             try:
                 seconds = parse_duration(value)

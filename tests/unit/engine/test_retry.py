@@ -92,7 +92,11 @@ def test_parse_every_field_and_the_later_kestra_spelling_max_attempts():
          "did you mean 'RETRY_FAILED_TASK'"),
         ({"type": "constant", "interval": "PT1S", "warningOnRetry": "yes"}, "warningOnRetry", "true or false"),
         ({"type": "exponential", "interval": "PT1S", "maxInterval": "PT2S", "delayFactor": 0}, "delayFactor",
-         "must be positive"),
+         "must be a number in (0, 1000]"),
+        ({"type": "exponential", "interval": "PT1S", "maxInterval": "PT2S", "delayFactor": float("nan")},
+         "delayFactor", "must be a number in (0, 1000]"),
+        ({"type": "constant", "interval": float("inf")}, "interval", "not a usable number of seconds"),
+        ({"type": "constant", "interval": "PT99999999999999999999H"}, "interval", "at most 100 years"),
         ({"type": "linear", "interval": "PT1S"}, "type", "one of constant, exponential, random"),
     ],
 )
