@@ -59,6 +59,10 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
             if flow.disabled:
                 raise FailedPreconditionError(f"flow {flow.namespace}.{flow.id} is disabled: cannot execute a disabled flow")
             inputs = _coerce(flow, raw_inputs)
+            try:
+                inputs = checks.clean_json(inputs)  # NaN/Infinity cannot be stored (jsonb)
+            except InvalidArgumentError as exc:
+                raise InputValidationError(f"flow {flow.namespace}.{flow.id}: inputs: {exc}") from None
             execution_id, created = await self._cp.executor.create_execution(
                 unit, flow, inputs, labels, request.request_id or None
             )

@@ -83,6 +83,8 @@ def load(source: str) -> Any:
         raise YamlSyntaxError(_clean(problem), line, column) from exc
     except YAMLError as exc:  # pragma: no cover - unmarked errors are rare (e.g. reader errors)
         raise YamlSyntaxError(_clean(str(exc))) from exc
+    except RecursionError:
+        raise YamlSyntaxError("the document is nested too deeply") from None
 
 
 def _clean(text: str) -> str:

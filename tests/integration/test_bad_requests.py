@@ -173,3 +173,17 @@ def test_flows_that_could_never_run_are_refused_at_deploy(stubs):
     for source, needle in bad:
         code, details = _code(stubs.flows.RegisterFlow, flow_pb2.RegisterFlowRequest(source=source))
         assert code == grpc.StatusCode.INVALID_ARGUMENT and needle in details, details
+
+
+def test_non_finite_json_inputs_and_deep_yaml_are_invalid_argument(stubs):
+    stubs.deploy(FLOW.replace("id: raw", "id: raw-json"))
+    req = execution_pb2.StartExecutionRequest(namespace="tests.bad", flow_id="raw-json",
+                                              inputs_json=json.dumps({"j": '{"x": NaN}'}))
+    code, details = _code(stubs.executions.StartExecution, req)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT, details
+    assert "raw-json" in details
+    deep = "id: x\nnamespace: tests.bad\nvariables:\n  a: " + "[" * 3000 + "]" * 3000 + "\ntasks: []\n"
+    result = stubs.flows.ValidateFlow(flow_pb2.ValidateFlowRequest(source=deep))
+    assert not result.valid and "nested too deeply" in result.errors[0].message
+    code, details = _code(stubs.flows.RegisterFlow, flow_pb2.RegisterFlowRequest(source=deep))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "nested too deeply" in details
