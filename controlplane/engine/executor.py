@@ -726,7 +726,13 @@ def _render_properties(task: Task, ctx: dict[str, Any]) -> dict[str, Any]:
         ExpressionError: rendering failed, or the result is over :data:`MAX_PROPERTIES_BYTES`.
     """
     properties = render(task.properties, ctx, where=f"task '{task.id}'")
-    size = len(json.dumps(properties, separators=(",", ":"), default=str, ensure_ascii=False).encode())
+    try:
+        text = json.dumps(properties, separators=(",", ":"), default=str, ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        raise ExpressionError(
+            f"task '{task.id}': a property renders to NaN or Infinity, which JSON (and a worker) cannot hold"
+        ) from None
+    size = len(text.encode())
     if size > MAX_PROPERTIES_BYTES:
         raise ExpressionError(
             f"task '{task.id}': its rendered properties are {size} bytes; at most {MAX_PROPERTIES_BYTES} "

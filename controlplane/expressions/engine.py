@@ -21,6 +21,7 @@ Rules:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -261,6 +262,9 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+_log = logging.getLogger(__name__)
+
+
 def render_string(template: str, context: Mapping[str, Any], *, where: str = "") -> Any:
     """Render one template string.
 
@@ -289,6 +293,14 @@ def render_string(template: str, context: Mapping[str, Any], *, where: str = "")
             RecursionError, MemoryError, AttributeError) as exc:
         place = f" in {where}" if where else ""
         raise ExpressionError(f"cannot render {_shorten(template)}{place}: {_describe(exc)}") from exc
+    except Exception as exc:
+        # A template the engine itself mishandles fails its task run with a message; it must
+        # never escape into the executor (where it would stall the whole execution).
+        _log.exception("expression engine error on %r", template[:200])
+        place = f" in {where}" if where else ""
+        raise ExpressionError(
+            f"cannot render {_shorten(template)}{place}: unsupported expression ({type(exc).__name__}: {exc})"
+        ) from exc
 
 
 def render(value: Any, context: Mapping[str, Any], *, where: str = "") -> Any:

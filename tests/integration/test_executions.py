@@ -277,3 +277,17 @@ outputs:
     final = stubs.wait(stubs.start("tests.exec", "bad-output").id)
     assert state_name(final.state.current) == "FAILED"
     assert "flow output 'count' of type INT" in final.error and final.outputs_json == ""
+
+
+def test_a_property_rendering_to_nan_fails_the_task_run_with_a_message(stubs):
+    stubs.deploy("""
+id: nan-prop
+namespace: tests.exec
+tasks:
+  - id: nan
+    type: io.kestra.plugin.core.debug.Return
+    format: "{{ 0.0 / 0 }}"
+""")
+    final = stubs.wait(stubs.start("tests.exec", "nan-prop").id, timeout=60)
+    assert state_name(final.state.current) == "FAILED"
+    assert "NaN or Infinity" in final.task_runs[0].error
