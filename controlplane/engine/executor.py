@@ -732,6 +732,9 @@ def _render_properties(task: Task, ctx: dict[str, Any]) -> dict[str, Any]:
         raise ExpressionError(
             f"task '{task.id}': a property renders to NaN or Infinity, which JSON (and a worker) cannot hold"
         ) from None
+    if "\\u0000" in text:
+        # Postgres cannot store NUL; keep the data as the API does (NUL -> U+FFFD).
+        properties = _without_nul(properties)
     size = len(text.encode())
     if size > MAX_PROPERTIES_BYTES:
         raise ExpressionError(
@@ -739,3 +742,14 @@ def _render_properties(task: Task, ctx: dict[str, Any]) -> dict[str, Any]:
             "go to a worker (pass large data through internal storage)"
         )
     return properties
+
+
+def _without_nul(value: Any) -> Any:
+    """``value`` with NUL characters in strings (and keys) replaced by U+FFFD."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    if isinstance(value, dict):
+        return {_without_nul(str(k)): _without_nul(v) for k, v in value.items()}
+    return value

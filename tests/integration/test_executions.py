@@ -291,3 +291,17 @@ tasks:
     final = stubs.wait(stubs.start("tests.exec", "nan-prop").id, timeout=60)
     assert state_name(final.state.current) == "FAILED"
     assert "NaN or Infinity" in final.task_runs[0].error
+
+
+def test_a_property_rendering_a_nul_character_is_kept_as_replacement_character(stubs):
+    stubs.deploy("""
+id: nul-prop
+namespace: tests.exec
+tasks:
+  - id: ret
+    type: io.kestra.plugin.core.debug.Return
+    format: "x{{ '%00' | urldecode }}y"
+""")
+    final = stubs.wait(stubs.start("tests.exec", "nul-prop").id, timeout=60)
+    assert state_name(final.state.current) == "SUCCESS"
+    assert json.loads(final.task_runs[0].outputs_json) == {"value": "x\ufffdy"}
