@@ -20,6 +20,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from controlplane.model import Attempt, Execution, State, StateHistory, TaskRun
 from controlplane.store import tables as t
 
+#: Longest error text or log line stored (characters); longer text is cut with a marker.
+MAX_TEXT = 64 * 1024
+
+
+def storable_text(text: str | None) -> str | None:
+    """Text Postgres can hold and the API can return: NUL -> U+FFFD, at most ``MAX_TEXT`` chars."""
+    if text is None:
+        return None
+    text = text.replace("\x00", "\ufffd")
+    return text if len(text) <= MAX_TEXT else text[:MAX_TEXT] + f"… ({len(text) - MAX_TEXT} characters cut)"
+
 
 def utcnow() -> datetime:
     """The current time, timezone-aware UTC."""
@@ -244,7 +255,7 @@ async def save_execution_state(conn: AsyncConnection, execution: Execution) -> N
             histories=histories_to_json(execution.histories),
             outputs=execution.outputs,
             labels=execution.labels,
-            error=execution.error,
+            error=storable_text(execution.error),
             kill_requested=execution.kill_requested,
             started_at=execution.started_at,
             ended_at=execution.ended_at,
@@ -366,7 +377,7 @@ async def insert_task_run(
             properties=properties,
             timeout_seconds=timeout_seconds,
             outputs=tr.outputs,
-            error=tr.error,
+            error=storable_text(tr.error),
             created_at=tr.created_at,
             started_at=tr.started_at,
             ended_at=tr.ended_at,
@@ -384,7 +395,7 @@ async def save_task_run_state(conn: AsyncConnection, tr: TaskRun) -> None:
             state=tr.state.value,
             histories=histories_to_json(tr.histories),
             outputs=tr.outputs,
-            error=tr.error,
+            error=storable_text(tr.error),
             started_at=tr.started_at,
             ended_at=tr.ended_at,
         )
@@ -582,7 +593,7 @@ async def finish_attempt(
             state=state.value,
             histories=t.task_run_attempts.c.histories.op("||")(literal(entry, type_=JSONB)),
             reason=reason,
-            error=error,
+            error=storable_text(error),
             ended_at=now,
         )
     )
@@ -752,11 +763,11 @@ async def record_unstarted_attempt(conn: AsyncConnection, task_run_id: str, erro
     await conn.execute(
         insert(t.task_run_attempts).values(
             task_run_id=task_run_id, attempt=number, state=State.FAILED.value, histories=histories,
-            reason="TASK_ERROR", error=error, started_at=now, ended_at=now,
+            reason="TASK_ERROR", error=storable_text(error), started_at=now, ended_at=now,
         )
     )
     return Attempt(number=number, state=State.FAILED, histories=histories_from_json(histories),
-                   started_at=now, ended_at=now, reason="TASK_ERROR", error=error)
+                   started_at=now, ended_at=now, reason="TASK_ERROR", error=storable_text(error))
 
 
 async def due_next_attempts(conn: AsyncConnection, limit: int = 100) -> list[tuple[str, str]]:
@@ -928,7 +939,7 @@ async def known_task_types(conn: AsyncConnection) -> set[str]:
 async def append_logs(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
     """Insert log rows (keys: execution_id, task_run_id, task_id, attempt, level, message, timestamp)."""
     if rows:
-        await conn.execute(insert(t.logs), rows)
+        await conn.execute(insert(t.logs), [{**row, "message": storable_text(row["message"])} for row in rows])
 
 
 async def list_logs(
