@@ -49,6 +49,7 @@ from datetime import UTC, date, datetime, time
 from enum import Enum
 from importlib import metadata
 from pathlib import Path
+from time import monotonic
 from typing import Any
 
 import grpc
@@ -87,7 +88,12 @@ RPC_TIMEOUT_SECONDS = 10.0
 #: Largest gRPC message this worker accepts (poll responses), as the control plane allows.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 REPORT_ATTEMPTS = 5
-"""Attempts of CompleteTaskRun/FailTaskRun/AppendLogs on transient errors (same token each time)."""
+"""Attempts of short unary calls (ShutdownWorker, AppendLogs) on transient errors."""
+REPORT_GRACE_SECONDS = 30.0
+"""How long past its lease's last known expiry a worker keeps retrying a result report
+(CompleteTaskRun/FailTaskRun) that fails with a transient error. A control plane that was down
+reaps expired leases only once it is back, so a report arriving before that still wins;
+after it, the report is refused with NOT_FOUND and the worker stops trying."""
 MAX_LOG_MESSAGE_CHARS = 256 * 1024
 """Longer log messages are cut (with a marker) so that every AppendLogs call stays small."""
 BACKOFF_BASE_SECONDS = 0.5
@@ -251,6 +257,8 @@ class _TaskRun:
         self.stop_reason: _Stop | None = None
         self.reported = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
+        self.lease_deadline = _monotonic_deadline(assignment.lease_expires_at)
+        """`monotonic()` value at which the lease ends unless extended (last known)."""
 
     def request_stop(self, reason: _Stop) -> None:
         if self.stop_reason is None:
@@ -651,6 +659,28 @@ class Worker:
                 await asyncio.sleep(backoff.next())
         raise AssertionError("unreachable")
 
+    async def _call_until(
+        self,
+        method: Callable[..., Awaitable[Any]],
+        request: Any,
+        deadline: float,
+        *,
+        timeout: float = RPC_TIMEOUT_SECONDS,
+    ) -> Any:
+        """Calls a unary RPC, retrying transient errors (backoff 0.2 s doubling to 5 s) until the
+        `time.monotonic` ``deadline``; then raises the last error. Used for result reports, which
+        carry the same task token each time, so a retry the server already applied is harmless."""
+        backoff = _Backoff(base=0.2, cap=5.0)
+        while True:
+            try:
+                return await method(request, timeout=timeout)
+            except grpc.aio.AioRpcError as exc:
+                pause = backoff.next()
+                if exc.code() not in _TRANSIENT or monotonic() + pause > deadline:
+                    raise
+                _log.debug("report failed (%s); retrying in %.1f s", exc.code().name, pause)
+                await asyncio.sleep(pause)
+
     # ------------------------------------------------------------------ one task run
 
     def _start(self, assignment: Assignment) -> None:
@@ -771,6 +801,8 @@ class Worker:
                     return
                 _log.debug("heartbeat of %s failed: %s", run, exc.code().name)
                 continue
+            if response.HasField("lease_expires_at"):
+                run.lease_deadline = _monotonic_deadline(_dt(response, "lease_expires_at"))
             if response.cancel_requested:
                 _log.info("%s: execution killed, cancelling", run)
                 run.request_stop(_Stop.CANCELLED)
@@ -796,9 +828,10 @@ class Worker:
                 outputs_json=outcome.outputs_json,
             )
             method = self._workers.FailTaskRun
+        deadline = max(run.lease_deadline, monotonic()) + REPORT_GRACE_SECONDS
         try:
             try:
-                await self._call(method, request)
+                await self._call_until(method, request, deadline)
             except grpc.aio.AioRpcError as exc:
                 if not (outcome.success and exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED):
                     raise
@@ -809,7 +842,7 @@ class Worker:
                 request = worker_pb2.FailTaskRunRequest(
                     task_token=token, error_message=message, reason=FailureReason.TASK_ERROR.value
                 )
-                await self._call(self._workers.FailTaskRun, request)
+                await self._call_until(self._workers.FailTaskRun, request, deadline)
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.NOT_FOUND:
                 _log.warning("lease of %s lost before its result was reported; result dropped", run)
@@ -849,6 +882,14 @@ class Worker:
 
 
 # ---------------------------------------------------------------------- task invocation helpers
+
+
+def _monotonic_deadline(expires_at: datetime | None) -> float:
+    """The `time.monotonic` value of a UTC lease expiry (now when unknown or already past)."""
+    now = monotonic()
+    if expires_at is None:
+        return now
+    return now + max((expires_at - datetime.now(UTC)).total_seconds(), 0.0)
 
 
 def _log_sink(buffer: LogBuffer, a: Assignment) -> Callable[[LogRecord], None]:
