@@ -30,6 +30,9 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import regex
+
+from controlplane.expressions import limits
 from controlplane.expressions.errors import EvaluationError
 
 MONTHS = [
@@ -81,6 +84,9 @@ def _offset_zone(seconds: int) -> Zone:
     ident = f"{sign}{hours:02d}:{minutes:02d}" + (f":{secs:02d}" if secs else "")
     return Zone(ident, timezone(timedelta(seconds=seconds)), True)
 
+
+MAX_DATE_TEXT_LENGTH = 256
+"""Longest date text or pattern `parse_with_pattern` accepts (characters)."""
 
 _OFFSET_RE = re.compile(r"^([+-])(\d{1,2})(?::?(\d{2}))?(?::?(\d{2}))?$")
 
@@ -737,8 +743,15 @@ def parse_with_pattern(text: str, pattern: str, zone: Zone) -> Moment:
         raise EvaluationError(f"The named format '{pattern}' cannot be used as existingFormat")
     pattern = _NAMED_PATTERNS.get(pattern, pattern)
     names: dict[str, _Field] = {}
-    regex = _items_regex(compile_pattern(pattern), names)
-    match = re.fullmatch(regex, text)
+    if len(text) > MAX_DATE_TEXT_LENGTH or len(pattern) > MAX_DATE_TEXT_LENGTH:
+        raise EvaluationError(
+            f"Text '{text[:60]}…' could not be parsed: dates and patterns are at most {MAX_DATE_TEXT_LENGTH} characters"
+        )
+    pattern_regex = _items_regex(compile_pattern(pattern), names)
+    try:
+        match = regex.fullmatch(pattern_regex, text, timeout=limits.regex_timeout())
+    except TimeoutError as exc:
+        raise limits.regex_timed_out(pattern) from exc
     if not match:
         raise EvaluationError(f"Text '{text}' could not be parsed with the pattern '{pattern}'")
     values: dict[str, str] = {}

@@ -21,6 +21,8 @@ from collections.abc import Callable, Mapping
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any
 
+import regex
+
 from controlplane.expressions import dates, jq, limits
 from controlplane.expressions.errors import EvaluationError
 from controlplane.expressions.values import (
@@ -132,9 +134,12 @@ def f_replace(value: Any, /, replace_pairs: Any = None, regexp: Any = False) -> 
             limits.check_deadline()
             if regexp:
                 pattern = _java_regex(old)
-                count = len(pattern.findall(text))
-                limits.check_string_length(len(text) + count * len(new), "replace result")
-                text = pattern.sub(_java_replacement(new), text)
+                try:
+                    count = len(pattern.findall(text, timeout=limits.regex_timeout()))
+                    limits.check_string_length(len(text) + count * len(new), "replace result")
+                    text = pattern.sub(_java_replacement(new), text, timeout=limits.regex_timeout())
+                except TimeoutError as exc:
+                    raise limits.regex_timed_out(old) from exc
             else:
                 if old == "":
                     count = len(text) + 1
@@ -156,18 +161,19 @@ def f_replace(value: Any, /, replace_pairs: Any = None, regexp: Any = False) -> 
     return walk(value)
 
 
-def _java_regex(pattern: str) -> re.Pattern[str]:
-    """A Java regular expression in Python's dialect (the common subset is the same)."""
+def _java_regex(pattern: str) -> regex.Pattern[str]:
+    """A Java regular expression in the ``regex`` module's dialect (the common subset is the
+    same); matching calls pass ``timeout=limits.regex_timeout()``."""
     converted = pattern.replace("\\p{Alpha}", "[A-Za-z]").replace("\\p{Digit}", "[0-9]")
     converted = re.sub(r"\(\?<([A-Za-z])", r"(?P<\1", converted)
     try:
-        return re.compile(converted)
-    except re.error as exc:
+        return regex.compile(converted)
+    except regex.error as exc:
         raise EvaluationError(f"Invalid regular expression '{pattern}': {exc}") from exc
 
 
-def _java_replacement(replacement: str) -> Callable[[re.Match[str]], str]:
-    def expand(match: re.Match[str]) -> str:
+def _java_replacement(replacement: str) -> Callable[[regex.Match[str]], str]:
+    def expand(match: regex.Match[str]) -> str:
         out, i = [], 0
         while i < len(replacement):
             char = replacement[i]
@@ -188,10 +194,10 @@ def _java_replacement(replacement: str) -> Callable[[re.Match[str]], str]:
     return expand
 
 
-def _java_split(text: str, pattern: re.Pattern[str], limit: int) -> list[str]:
+def _java_split(text: str, pattern: regex.Pattern[str], limit: int) -> list[str]:
     parts: list[str] = []
     start = 0
-    for match in pattern.finditer(text):
+    for match in pattern.finditer(text, timeout=limits.regex_timeout()):
         if limit > 0 and len(parts) == limit - 1:
             break
         if match.end() == 0:  # a zero-width match at the start never yields an empty first part
@@ -213,7 +219,10 @@ def f_split(value: Any, /, delimiter: Any = None, limit: Any = None) -> Any:
     count = 0 if limit is None else _int_arg(limit, "limit", "split")
     if text == "":
         return [""]
-    parts = _java_split(text, _java_regex(delimiter), count)
+    try:
+        parts = _java_split(text, _java_regex(delimiter), count)
+    except TimeoutError as exc:
+        raise limits.regex_timed_out(delimiter) from exc
     if count == 0:
         while len(parts) > 1 and parts[-1] == "":
             parts.pop()

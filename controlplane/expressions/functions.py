@@ -16,6 +16,7 @@ from __future__ import annotations
 import random
 import uuid
 from collections.abc import Callable, Mapping
+from functools import lru_cache
 from typing import Any
 
 from controlplane.expressions import dates, limits, state
@@ -96,6 +97,20 @@ def _yaml_size(value: Any, budget: list[int]) -> None:
             _yaml_size(item, budget)
 
 
+@lru_cache(maxsize=1)
+def _deadline_composer() -> type:
+    """ruamel's composer, checking the render deadline at every node, so that a large document
+    (or one of many aliases) stops at the render limit instead of blocking the control plane."""
+    from ruamel.yaml.composer import Composer
+
+    class DeadlineComposer(Composer):  # type: ignore[misc]
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            limits.check_deadline()
+            return super().compose_node(parent, index)
+
+    return DeadlineComposer
+
+
 def fn_yaml(yaml: Any = None) -> Any:
     """``yaml(text)``: parse YAML text (aliases are expanded, within the collection limit)."""
     from ruamel.yaml import YAML
@@ -104,8 +119,10 @@ def fn_yaml(yaml: Any = None) -> Any:
     if not isinstance(yaml, str):
         raise EvaluationError("The 'yaml' function expects an argument 'yaml' with type string.")
     limits.check_string_length(len(yaml), "yaml text")
+    loader = YAML(typ="safe", pure=True)
+    loader.Composer = _deadline_composer()
     try:
-        value = YAML(typ="safe", pure=True).load(yaml)
+        value = loader.load(yaml)
     except (YAMLError, ValueError) as exc:
         raise EvaluationError(f"Invalid yaml: {exc}") from exc
     _yaml_size(value, [limits.MAX_COLLECTION_SIZE])

@@ -70,9 +70,15 @@ for line in sys.stdin:
 """
 
 
+SIMPLE_PROGRAM_MAX_LENGTH = 256
+"""Longer programs always go to the helper process: matching the plain-path pattern and
+compiling are then bounded in this process whatever the program."""
+
+
 def is_simple(program: str) -> bool:
-    """A plain path program (bounded output), safe to run in this process."""
-    return bool(_SIMPLE_PROGRAM.match(program))
+    """A plain path program (bounded output) of at most `SIMPLE_PROGRAM_MAX_LENGTH` characters,
+    safe to run in this process."""
+    return len(program) <= SIMPLE_PROGRAM_MAX_LENGTH and bool(_SIMPLE_PROGRAM.match(program))
 
 
 def _in_process(program: str, value: Any) -> list[Any]:
@@ -194,6 +200,10 @@ def run(value: Any, program: Any) -> list[Any] | None:
         return None
     if not isinstance(program, str):
         raise EvaluationError("The 'jq' filter expects an argument 'expression'.")
+    if len(program) > limits.MAX_JQ_PROGRAM_LENGTH:
+        raise LimitError(
+            f"the jq program is {len(program)} characters long, more than the limit of {limits.MAX_JQ_PROGRAM_LENGTH}"
+        )
     if isinstance(value, str):
         try:
             data = json.loads(value)

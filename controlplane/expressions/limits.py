@@ -12,6 +12,12 @@ The limits (module constants, read at call time so tests may lower them):
   parsed YAML (aliases expanded).
 - ``MAX_RANGE_SIZE`` (1,000,000 items): ``range()``/``..``, as Kestra's BoundedRangeFunction.
 - ``MAX_NESTING`` (64): nesting of brackets/operators in one expression.
+- ``MAX_TEMPLATE_TOKENS`` (10,000): tokens of one template (text runs, names, operators…),
+  checked after lexing and before compiling, which cannot be interrupted by the deadline.
+- Regular expressions (``replace(regexp=true)``, ``split``, ``date`` parsing) run on the
+  ``regex`` module with the render's remaining time as timeout, so a backtracking pattern stops.
+- ``MAX_JQ_PROGRAM_LENGTH`` (64 Ki characters) per jq program; ``yaml()`` checks the deadline
+  for every node it composes and constructs.
 - ``MAX_RENDER_DEPTH`` (8) nested ``render()`` calls and ``MAX_RENDER_ROUNDS`` (16) rounds of a
   recursive ``render()``.
 - Integers follow Java ``long`` arithmetic (64-bit, wrapping), as Pebble's, so numbers stay small.
@@ -34,6 +40,8 @@ MAX_STRING_LENGTH = 10 * 1024 * 1024
 MAX_COLLECTION_SIZE = 1_000_000
 MAX_RANGE_SIZE = 1_000_000
 MAX_NESTING = 64
+MAX_TEMPLATE_TOKENS = 10_000
+MAX_JQ_PROGRAM_LENGTH = 64 * 1024
 MAX_RENDER_DEPTH = 8
 MAX_RENDER_ROUNDS = 16
 
@@ -73,3 +81,17 @@ def check_collection_size(size: int, what: str = "list") -> None:
     """Raise when a collection of ``size`` items would exceed ``MAX_COLLECTION_SIZE``."""
     if size > MAX_COLLECTION_SIZE:
         raise LimitError(f"{what} would have {size} items, more than the limit of {MAX_COLLECTION_SIZE}")
+
+
+def regex_timeout() -> float:
+    """Timeout (seconds) for one regular-expression operation of the render in progress: its
+    remaining time, at least 1 ms (the ``regex`` module's ``timeout`` argument)."""
+    return max(remaining_seconds(), 0.001)
+
+
+def regex_timed_out(pattern: str) -> LimitError:
+    """The error for a regular expression that ran out of time (catastrophic backtracking)."""
+    return LimitError(
+        f"regular expression '{pattern[:200]}' took longer than the {RENDER_TIMEOUT_SECONDS:g} s "
+        "render limit (catastrophic backtracking?)"
+    )

@@ -251,8 +251,16 @@ def tokenize(source: str) -> list[Token]:
 
     Raises:
         PebbleSyntaxError: unclosed delimiter, string or bracket; unexpected character.
+        LimitError: more than ``limits.MAX_TEMPLATE_TOKENS`` tokens (compiling is ~0.1 ms per
+            token and cannot be interrupted, so the size is bounded before it starts).
     """
-    return _Lexer(source).tokenize()
+    tokens = _Lexer(source).tokenize()
+    if len(tokens) > limits.MAX_TEMPLATE_TOKENS:
+        raise LimitError(
+            f"template has {len(tokens)} tokens, more than the limit of {limits.MAX_TEMPLATE_TOKENS} "
+            "(split it, or move the logic into a task)"
+        )
+    return tokens
 
 
 # --- expression AST ------------------------------------------------------------------------------

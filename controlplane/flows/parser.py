@@ -65,6 +65,9 @@ TASK_ID_MAX = 100
 #: Most tasks one flow may hold, and most problems one validation reports.
 MAX_TASKS = 5000
 MAX_ISSUES = 500
+#: Largest flow source accepted (UTF-8 bytes). Parsing costs up to ~8 s per MiB for the worst
+#: shapes (tens of thousands of keys or list items), so the size is bounded before parsing.
+MAX_SOURCE_BYTES = 512 * 1024
 INPUT_ID_PATTERN = re.compile(r"[a-zA-Z0-9][.a-zA-Z0-9_-]*")
 FLOW_ID_MAX = 100
 NAMESPACE_MAX = 150
@@ -118,7 +121,8 @@ def parse_flow(source: str) -> Flow:
         ``source``. See the module docstring for how tasks are represented.
 
     Raises:
-        FlowValidationError: The source is not valid YAML or breaks any rule; ``issues`` lists
+        FlowValidationError: The source is larger than ``MAX_SOURCE_BYTES``, is not valid YAML
+            or breaks any rule; ``issues`` lists
             every problem found (not just the first), each with a dotted path, a message naming
             the task and field, and the 1-based YAML line. ``flow_ref`` is ``namespace.id`` when
             both could be read.
@@ -126,6 +130,12 @@ def parse_flow(source: str) -> Flow:
     """
     if not isinstance(source, str):
         raise TypeError(f"parse_flow expects YAML text, not {type(source).__name__}")
+    size = len(source.encode("utf-8", "surrogatepass"))
+    if size > MAX_SOURCE_BYTES:
+        raise FlowValidationError(
+            [Issue("", f"the flow source is {size} bytes, more than the limit of {MAX_SOURCE_BYTES} bytes; "
+                   "move large scripts or data to namespace files or subflows")]
+        )
     try:
         root = _yaml.load(source)
     except _yaml.YamlSyntaxError as exc:

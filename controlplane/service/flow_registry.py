@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import OrderedDict
 from dataclasses import replace
@@ -55,7 +56,8 @@ class FlowRegistry:
         Raises:
             FlowValidationError: every problem found, with paths and YAML lines.
         """
-        flow = parse_flow(source)
+        # Parsing is pure Python and can take seconds for a large source: off the event loop.
+        flow = await asyncio.to_thread(parse_flow, source)
         issues = check_task_types(flow, await repo.known_task_types(conn))
         if issues:
             raise FlowValidationError(issues, f"{flow.namespace}.{flow.id}")
@@ -109,7 +111,7 @@ class FlowRegistry:
         row = await repo.get_flow(conn, namespace, flow_id, revision)
         if row is None:
             raise NotFoundError(f"flow {namespace}.{flow_id} revision {revision} not found")
-        flow = replace(parse_flow(row.source), revision=row.revision)
+        flow = replace(await asyncio.to_thread(parse_flow, row.source), revision=row.revision)
         self._cache[key] = flow
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)

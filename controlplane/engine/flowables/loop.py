@@ -25,6 +25,11 @@ from controlplane.engine.sequence import Progress, sequential_progress
 from controlplane.engine.view import ExecutionView
 from controlplane.model import Task
 
+MAX_LOOP_VALUES = 10_000
+"""Most values one loop task may iterate over (each is a task run group tracked by the executor)."""
+MAX_LOOP_VALUE_BYTES = 2048
+"""Longest loop value (UTF-8 bytes): values are part of the task-run identity key in Postgres."""
+
 
 def resolve_values(rendered: Any, *, task_id: str, prop: str) -> list[str]:
     """The loop values from a rendered ``values``/``value`` property.
@@ -37,7 +42,8 @@ def resolve_values(rendered: Any, *, task_id: str, prop: str) -> list[str]:
         Distinct values as strings, in order.
 
     Raises:
-        FlowableError: not a list or JSON array text, or a null item.
+        FlowableError: not a list or JSON array text, a null item, more than `MAX_LOOP_VALUES`
+            values or a value longer than `MAX_LOOP_VALUE_BYTES`.
     """
     items = rendered
     if isinstance(rendered, str):
@@ -54,10 +60,20 @@ def resolve_values(rendered: Any, *, task_id: str, prop: str) -> list[str]:
     nulls = sum(1 for item in items if item is None)
     if nulls:
         raise FlowableError(f"task '{task_id}': Found '{nulls}' null values on Each, with values={to_json(list(items))}")
+    if len(items) > MAX_LOOP_VALUES:
+        raise FlowableError(
+            f"task '{task_id}': property '{prop}' has {len(items)} values, more than the limit of "
+            f"{MAX_LOOP_VALUES}; use ForEachItem or subflows for larger batches"
+        )
     values: list[str] = []
     seen: set[str] = set()
     for item in items:
         text = item if isinstance(item, str) else to_json(item)
+        if len(text.encode("utf-8", "surrogatepass")) > MAX_LOOP_VALUE_BYTES:
+            raise FlowableError(
+                f"task '{task_id}': property '{prop}': a value is longer than {MAX_LOOP_VALUE_BYTES} bytes "
+                f"({text[:60]!r}…); loop over keys or indexes and look the data up instead"
+            )
         if text not in seen:
             seen.add(text)
             values.append(text)

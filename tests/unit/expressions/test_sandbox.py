@@ -206,3 +206,51 @@ def test_no_python_code_runs_from_values() -> None:
     assert render_string("{{ inputs.x }} {{ inputs.y }}", ctx) == f"{ctx['inputs']['x']} {ctx['inputs']['y']}"
     with pytest.raises(ExpressionError, match="Unable to find `__class__`"):
         render_string("{{ render(inputs.x) }}", ctx)
+
+
+# --- work that one library call would do without checking the deadline is bounded beforehand --
+
+
+def test_templates_with_too_many_tokens_are_refused_before_compiling() -> None:
+    many = "".join(f"line {i} {{{{ inputs.x ~ {i} }}}}\n" for i in range(3000))
+    fails(many, "tokens, more than the limit of 10000")
+    fails("{{ " + " ~ ".join(["'a'"] * 6000) + " }}", "tokens, more than the limit")
+    # below the limit the same shape renders
+    assert render_string("".join(f"{{{{ {i} }}}}" for i in range(500)), {}) == "".join(str(i) for i in range(500))
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{{ inputs.s | replace({'(x+x+)+y': 'z'}, regexp=true) }}",
+        "{{ inputs.s | split('(x+x+)+y') }}",
+    ],
+)
+def test_backtracking_regular_expressions_stop_at_the_render_limit(template: str) -> None:
+    with pytest.raises(ExpressionError, match="catastrophic backtracking"):
+        render_string(template, {"inputs": {"s": "x" * 5000}})
+
+
+def test_regular_expression_filters_still_work() -> None:
+    assert render_string("{{ 'abc' | replace({'(b)': '[$1]'}, regexp=true) }}", {}) == "a[b]c"
+    assert render_string("{{ 'a1b22c' | split('[0-9]+') }}", {}) == ["a", "b", "c"]
+
+
+def test_date_parsing_is_bounded() -> None:
+    fails("{{ '" + "2" * 300 + "' | date(existingFormat='yyyy') }}", "at most 256 characters")
+    assert render_string("{{ '2024-02-03' | date('dd.MM.yyyy', existingFormat='yyyy-MM-dd') }}", {}) == "03.02.2024"
+
+
+def test_yaml_of_a_large_document_stops_at_the_render_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(limits, "RENDER_TIMEOUT_SECONDS", 0.05)
+    text = "".join(f"k{i}: [a, b, {{x: {i}}}]\n" for i in range(20000))
+    with pytest.raises(ExpressionError, match="longer than the 0.05 s limit"):
+        render_string("{{ yaml(t) }}", {"t": text})
+    assert render_string("{{ yaml('a: [1, 2]') }}", {}) == {"a": [1, 2]}
+
+
+def test_long_jq_programs_never_run_in_process() -> None:
+    from controlplane.expressions import jq
+
+    assert not jq.is_simple("." + " " * 131072 + "a")  # answers at once (was quadratic)
+    fails("{{ [1] | jq(p) }}".replace("p", "'" + "." * (limits.MAX_JQ_PROGRAM_LENGTH + 1) + "'"), "jq program is")

@@ -6,7 +6,7 @@ import pytest
 
 from controlplane.errors import FlowValidationError
 from controlplane.flows import parse_flow
-from controlplane.flows.parser import MAX_ISSUES, MAX_TASKS
+from controlplane.flows.parser import MAX_ISSUES, MAX_SOURCE_BYTES, MAX_TASKS
 
 
 def _alias_bomb(levels: int) -> str:
@@ -29,3 +29,12 @@ def test_too_many_distinct_tasks_are_refused():
     with pytest.raises(FlowValidationError) as err:
         parse_flow(f"id: big\nnamespace: n\ntasks:\n{tasks}")
     assert any(f"more than {MAX_TASKS} tasks" in i.message for i in err.value.issues)
+
+
+def test_a_source_over_the_size_limit_is_refused_before_parsing():
+    header = "id: big\nnamespace: a.b\ntasks:\n  - id: t\n    type: io.kestra.plugin.core.log.Log\n    message: "
+    source = header + '"' + "é" * (MAX_SOURCE_BYTES // 2) + '"\n'  # 2 bytes per character in UTF-8
+    with pytest.raises(FlowValidationError, match=f"more than the limit of {MAX_SOURCE_BYTES} bytes"):
+        parse_flow(source)
+    ok = header + '"' + "x" * (MAX_SOURCE_BYTES - len(header) - 3) + '"\n'
+    assert parse_flow(ok).id == "big"
