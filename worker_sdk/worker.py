@@ -84,6 +84,8 @@ DEFAULT_HEARTBEAT_SECONDS = 5.0
 """Used when RegisterWorker answers no heartbeat interval."""
 CANCEL_GRACE_SECONDS = 5.0
 """Time a stopped task gets to clean up (e.g. kill its processes) before it is reported."""
+CANCEL_CHECK_SECONDS = 1.0
+"""Longest gap between worker heartbeats while task runs are running (they carry kills)."""
 RPC_TIMEOUT_SECONDS = 10.0
 #: Largest gRPC message this worker accepts (poll responses), as the control plane allows.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -620,12 +622,18 @@ class Worker:
         return self.concurrency - self._in_use
 
     async def _worker_heartbeat_loop(self) -> None:
+        """Keeps the worker alive and learns which running task runs were killed: while task
+        runs are running it beats every ``CANCEL_CHECK_SECONDS`` (at most), so a kill stops them
+        within about a second instead of at their own (slower) task-run heartbeat."""
         assert self._workers is not None
         while True:
-            await asyncio.sleep(self.heartbeat_interval_seconds)
+            interval = self.heartbeat_interval_seconds
+            if self._runs:
+                interval = min(interval, CANCEL_CHECK_SECONDS)
+            await asyncio.sleep(interval)
             seen = self._registration
             try:
-                await self._workers.WorkerHeartbeat(
+                response = await self._workers.WorkerHeartbeat(
                     worker_pb2.WorkerHeartbeatRequest(worker_id=self._worker_id),
                     timeout=max(self.heartbeat_interval_seconds, 1.0),
                 )
@@ -634,6 +642,12 @@ class Worker:
                     await self._reregister(seen)
                 else:
                     _log.debug("WorkerHeartbeat failed: %s", exc.code().name)
+                continue
+            cancelled = set(response.cancel_task_run_ids)
+            for run in list(self._runs.values()):
+                if run.assignment.task_run_id in cancelled:
+                    _log.info("%s: execution killed, cancelling", run)
+                    run.request_stop(_Stop.CANCELLED)
 
     async def _sleep_or_stop(self, seconds: float) -> None:
         assert self._stop_event is not None

@@ -165,6 +165,9 @@ def execution_to_proto(execution: Execution) -> execution_pb2.Execution:
         error=execution.error or "",
         parent_id=execution.parent_id or "",
         original_id=execution.original_id or "",
+        trigger_json=dump_json(execution.trigger) if execution.trigger else "",
+        caller_execution_id=execution.caller_execution_id or "",
+        caller_task_run_id=execution.caller_task_run_id or "",
     )
 
 

@@ -104,7 +104,56 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
         checks.text_field(request.id, "id", max_len=checks.MAX_EXECUTION_ID, required=True)
         async with self._cp.transaction() as unit:
             await self._cp.executor.kill(unit, request.id)
+            pending = await self._cp.executor.children(unit, request.id)
+        await self._kill_children(pending)
         return execution_pb2.KillExecutionResponse(execution=convert.execution_to_proto(await self._get(request.id)))
+
+    async def _kill_children(self, pending: list[str]) -> None:
+        """Kill subflow executions (and theirs), each in its own transaction: one execution lock
+        at a time, so a parent and its child never wait on each other."""
+        seen: set[str] = set()
+        while pending:
+            child = pending.pop()
+            if child in seen:
+                continue
+            seen.add(child)
+            async with self._cp.transaction() as unit:
+                with contextlib.suppress(FailedPreconditionError, NotFoundError):  # ended meanwhile
+                    await self._cp.executor.kill(unit, child)
+                pending.extend(await self._cp.executor.children(unit, child))
+
+    @rpc
+    async def ResumeExecution(self, request: execution_pb2.ResumeExecutionRequest, context: grpc.aio.ServicerContext):
+        checks.text_field(request.id, "id", max_len=checks.MAX_EXECUTION_ID, required=True)
+        inputs = convert.parse_json_object(request.inputs_json, "inputs_json") or {}
+        async with self._cp.transaction() as unit:
+            await self._cp.executor.resume(unit, request.id, inputs)
+        return execution_pb2.ResumeExecutionResponse(execution=convert.execution_to_proto(await self._get(request.id)))
+
+    @rpc
+    async def RestartExecution(self, request: execution_pb2.RestartExecutionRequest, context: grpc.aio.ServicerContext):
+        checks.text_field(request.id, "id", max_len=checks.MAX_EXECUTION_ID, required=True)
+        async with self._cp.transaction() as unit:
+            await self._cp.executor.restart(unit, request.id)
+        return execution_pb2.RestartExecutionResponse(execution=convert.execution_to_proto(await self._get(request.id)))
+
+    @rpc
+    async def ReplayExecution(self, request: execution_pb2.ReplayExecutionRequest, context: grpc.aio.ServicerContext):
+        checks.text_field(request.id, "id", max_len=checks.MAX_EXECUTION_ID, required=True)
+        checks.text_field(request.task_run_id, "task_run_id", max_len=checks.MAX_EXECUTION_ID, required=True)
+        async with self._cp.transaction() as unit:
+            new = await self._cp.executor.replay(unit, request.id, request.task_run_id)
+        return execution_pb2.ReplayExecutionResponse(execution=convert.execution_to_proto(await self._get(new.id)))
+
+    @rpc
+    async def SetExecutionLabels(
+        self, request: execution_pb2.SetExecutionLabelsRequest, context: grpc.aio.ServicerContext
+    ):
+        checks.text_field(request.id, "id", max_len=checks.MAX_EXECUTION_ID, required=True)
+        labels = checks.labels(convert.labels_from_proto(request.labels))
+        async with self._cp.transaction() as unit:
+            await self._cp.executor.set_labels(unit, request.id, labels)
+        return execution_pb2.SetExecutionLabelsResponse(execution=convert.execution_to_proto(await self._get(request.id)))
 
     @rpc
     async def WatchExecution(self, request: execution_pb2.WatchExecutionRequest, context: grpc.aio.ServicerContext):

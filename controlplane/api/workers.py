@@ -112,8 +112,8 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
     @rpc
     async def WorkerHeartbeat(self, request: worker_pb2.WorkerHeartbeatRequest, context: grpc.aio.ServicerContext):
         checks.text_field(request.worker_id, "worker_id", max_len=checks.MAX_ID, required=True)
-        await self._dispatch.worker_heartbeat(request.worker_id)
-        return worker_pb2.WorkerHeartbeatResponse()
+        cancel = await self._dispatch.worker_heartbeat(request.worker_id)
+        return worker_pb2.WorkerHeartbeatResponse(cancel_task_run_ids=cancel)
 
     @rpc
     async def ShutdownWorker(self, request: worker_pb2.ShutdownWorkerRequest, context: grpc.aio.ServicerContext):

@@ -12,20 +12,28 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from controlplane.engine import retry as retry_rules
 from controlplane.engine.context import expression_context
 from controlplane.engine.flowables import FLOWABLES
+from controlplane.engine.flowables import pause as pause_rules
+from controlplane.engine.flowables import subflow as subflow_rules
 from controlplane.engine.flowables.props import is_truthy
 from controlplane.engine.plan import FlowableError, NewTaskRun, apply_allow_failure
 from controlplane.engine.sequence import sequence_step
 from controlplane.engine.unit import Unit
-from controlplane.engine.view import ExecutionView
-from controlplane.errors import ExpressionError, FailedPreconditionError, NotFoundError
+from controlplane.engine.view import ChildExecution, ExecutionView
+from controlplane.errors import (
+    ExpressionError,
+    FailedPreconditionError,
+    InputValidationError,
+    InvalidArgumentError,
+    NotFoundError,
+)
 from controlplane.expressions import render
-from controlplane.flows.inputs import InputValueError, coerce_value
+from controlplane.flows.inputs import InputValueError, coerce_inputs, coerce_value
 from controlplane.model import (
     Execution,
     Flow,
@@ -38,6 +46,7 @@ from controlplane.model import (
     change_state,
 )
 from controlplane.model.state import can_transition
+from controlplane.store import executor_ops as ops
 from controlplane.store import repository as repo
 from controlplane.store.ids import new_id
 from controlplane.tokens import TaskTokenClaims
@@ -83,20 +92,7 @@ class Executor:
             (execution id, created) — ``created`` is False when ``request_id`` was seen before
             and the earlier execution's id is returned.
         """
-        now = repo.utcnow()
-        execution = Execution(
-            id=new_id(),
-            namespace=flow.namespace,
-            flow_id=flow.id,
-            flow_revision=flow.revision,
-            state=State.CREATED,
-            histories=[],
-            inputs=inputs,
-            labels={**{k: v for k, v in flow.labels.items() if not k.startswith("system.")}, **labels},
-            created_at=now,
-        )
-        execution.histories.append(StateHistory(State.CREATED, now))
-        execution.labels.setdefault("system.correlationId", execution.id)
+        execution = new_execution(flow, inputs, labels, repo.utcnow())
         if not await repo.insert_execution(unit.conn, execution, request_id):
             existing = await repo.find_execution_by_request_id(unit.conn, flow.namespace, flow.id, request_id or "")
             assert existing is not None
@@ -124,11 +120,17 @@ class Executor:
         now = repo.utcnow()
         exec_changed = False
         if execution.state in (State.CREATED, State.QUEUED, State.RESTARTED):
+            if flow.concurrency and not execution.concurrency_slot and not await self._take_slot(unit, flow, execution, now):
+                await repo.clear_execution_dirty(conn, execution_id)
+                return execution  # QUEUED, or ended by the limit's behavior
             change_state(execution, State.RUNNING, now, f"execution {execution.id}")
             execution.started_at = execution.started_at or now
             exec_changed = True
         killed = execution.kill_requested
         tasks_by_id = {task.id: task for task in flow.walk()}
+        view.subflows = await ops.child_executions(
+            conn, [tr.id for tr in view.all if tr.task_type == subflow_rules.TYPE and not tr.state.is_terminal]
+        )
         for _ in range(_MAX_ROUNDS):
             changed = False
             for tr in view.all:
@@ -140,9 +142,16 @@ class Executor:
                 for new in step.create:
                     await self._create_task_run(unit, flow, execution, view, new, now)
                     changed = True
+                if step.pause:
+                    await self._pause(unit, tr, now)
+                    changed = True
                 if step.done is not None:
                     tr.ended_at = now
-                    change_state(tr, apply_allow_failure(task, step.done), now, f"task run {tr.id} ({tr.task_id})")
+                    done = step.done
+                    if tr.task_type == subflow_rules.TYPE:
+                        done = await self._subflow_result(unit, task, tr, view, done)
+                        view.invalidate()
+                    change_state(tr, apply_allow_failure(task, done), now, f"task run {tr.id} ({tr.task_id})")
                     await repo.save_task_run_state(conn, tr)
                     changed = True
             root = sequence_step(view, None, flow.tasks, flow.errors, flow.finally_, killed=killed)
@@ -155,9 +164,19 @@ class Executor:
                     exec_changed = True
                 break
             exec_changed = True
+        if not execution.state.is_terminal:
+            paused = any(tr.state is State.PAUSED for tr in view.all)
+            if paused and execution.state is State.RUNNING:
+                change_state(execution, State.PAUSED, now, f"execution {execution.id}")
+                exec_changed = True
+            elif not paused and execution.state is State.PAUSED:
+                change_state(execution, State.RUNNING, now, f"execution {execution.id}")
+                exec_changed = True
         if exec_changed:
             await repo.save_execution_state(conn, execution)
             unit.executions.add(execution.id)
+            if execution.state.is_terminal:
+                await self._on_terminal(unit, execution)
         await repo.clear_execution_dirty(conn, execution_id)
         return execution
 
@@ -173,6 +192,8 @@ class Executor:
                 state = State.FAILED
         if execution.state is State.KILLING and state is not State.KILLED:
             state = State.KILLED
+        elif any(tr.state is State.CANCELLED and tr.task_type == pause_rules.TYPE for tr in view.all):
+            state = State.CANCELLED  # a Pause with behavior CANCEL ran out
         execution.ended_at = now
         change_state(execution, state, now, f"execution {execution.id}")
 
@@ -241,6 +262,8 @@ class Executor:
             await repo.enqueue_task_run(unit.conn, tr.id, tr.task_type, task.worker_group or "")
             unit.tasks_queued = True
         view.add(tr)
+        if tr.state is State.RUNNING and task.type == subflow_rules.TYPE:
+            await self._start_subflow(unit, execution, view, task, tr, now)
         return tr
 
     async def _log_error(self, unit: Unit, tr: TaskRun, message: str) -> None:
@@ -274,6 +297,7 @@ class Executor:
         await repo.request_cancel(unit.conn, execution_id)
         await repo.clear_execution_dirty(unit.conn, execution_id)
         unit.executions.add(execution_id)
+        await self._on_terminal(unit, execution)
 
     # ------------------------------------------------------------------------------------------
     # worker results
@@ -457,7 +481,10 @@ class Executor:
         if tr.state is State.RETRIED:
             await self._create_retry_execution(unit, execution, tr, now)
             return
-        if tr.state not in (State.CREATED, State.RETRYING):
+        if tr.state is State.PAUSED:
+            await self._resume_by_timer(unit, execution, tr, now)
+            return
+        if tr.state not in (State.CREATED, State.RETRYING, State.RESTARTED):
             return
         if execution.state.is_terminal or execution.kill_requested:
             # Ended or killed while waiting (kill normally dequeues the parked row itself).
@@ -583,6 +610,7 @@ class Executor:
         await repo.save_execution_state(conn, execution)
         await repo.clear_execution_dirty(conn, execution.id)
         unit.executions.add(execution.id)
+        await self._on_terminal(unit, execution)
 
     async def _create_retry_execution(self, unit: Unit, execution: Execution, tr: TaskRun, now: datetime) -> None:
         """Create and start the next execution of a ``CREATE_NEW_EXECUTION`` retry chain."""
@@ -598,6 +626,8 @@ class Executor:
             parent_id=execution.parent_id,
             original_id=execution.original_id or execution.id,
             trigger=execution.trigger,
+            caller_execution_id=execution.caller_execution_id,
+            caller_task_run_id=execution.caller_task_run_id,
             created_at=now,
             attempt_number=execution.attempt_number + 1,
             original_created_at=execution.original_created_at or execution.created_at,
@@ -652,7 +682,10 @@ class Executor:
 
     async def kill(self, unit: Unit, execution_id: str) -> Execution:
         """Kill an execution (as Kestra's kill): queued task runs become KILLED at once, running
-        ones are asked to stop; the execution is KILLING until they have, then KILLED.
+        ones are asked to stop; the execution is KILLING until they have, then KILLED. A QUEUED
+        execution (waiting for a concurrency slot) is KILLED at once. Subflow executions it
+        started are not killed here: the caller kills :meth:`children` in their own
+        transactions (one lock at a time, so parent and child never wait on each other).
 
         Raises:
             NotFoundError: unknown execution.
@@ -665,6 +698,14 @@ class Executor:
             raise FailedPreconditionError(f"execution '{execution_id}' already ended in state {execution.state}")
         now = repo.utcnow()
         execution.kill_requested = True
+        if execution.state in (State.CREATED, State.QUEUED) and not execution.concurrency_slot:
+            execution.ended_at = now
+            change_state(execution, State.KILLED, now, f"execution {execution_id}")
+            await repo.save_execution_state(unit.conn, execution)
+            await repo.clear_execution_dirty(unit.conn, execution_id)
+            unit.executions.add(execution_id)
+            await self._on_terminal(unit, execution)
+            return execution
         change_state(execution, State.KILLING, now, f"execution {execution_id}")
         await repo.save_execution_state(unit.conn, execution)
         dequeued = set(await repo.dequeue_execution_task_runs(unit.conn, execution_id))
@@ -673,11 +714,478 @@ class Executor:
                 tr.ended_at = now
                 change_state(tr, State.KILLED, now)
                 await repo.save_task_run_state(unit.conn, tr)
+                if tr.next_attempt_at is not None:
+                    await repo.set_next_attempt_at(unit.conn, tr.id, None)
         await repo.request_cancel(unit.conn, execution_id)
         unit.executions.add(execution_id)
         result = await self.advance(unit, execution_id)
         assert result is not None
         return result
+
+    async def children(self, unit: Unit, execution_id: str) -> list[str]:
+        """Ids of the unfinished subflow executions ``execution_id`` started (to kill them too)."""
+        return await ops.running_children(unit.conn, execution_id)
+
+    # ------------------------------------------------------------------------------------------
+    # concurrency limits (flow ``concurrency``: limit, behavior QUEUE / CANCEL / FAIL)
+
+    async def _take_slot(self, unit: Unit, flow: Flow, execution: Execution, now: datetime) -> bool:
+        """Take one of the flow's ``concurrency.limit`` slots for an execution about to run.
+
+        The flow's counter row is locked (``FOR UPDATE``) for the rest of the transaction, so a
+        burst of starts is counted exactly. When every slot is taken, ``behavior`` decides:
+        QUEUE (default) leaves the execution QUEUED (started in creation order as slots free
+        up), CANCEL ends it CANCELLED and FAIL ends it FAILED, as Kestra does.
+
+        Returns:
+            True when the execution holds a slot and may run now.
+        """
+        limit = int((flow.concurrency or {}).get("limit") or 0)
+        if limit < 1:
+            return True
+        in_use = await ops.lock_flow_slots(unit.conn, flow.namespace, flow.id)
+        if in_use < limit:
+            await ops.add_flow_slots(unit.conn, flow.namespace, flow.id, 1)
+            await ops.set_slot(unit.conn, execution.id, True)
+            execution.concurrency_slot = True
+            return True
+        behavior = str((flow.concurrency or {}).get("behavior") or "QUEUE").upper()
+        what = f"execution {execution.id}"
+        if behavior == "QUEUE":
+            if execution.state is not State.QUEUED:
+                change_state(execution, State.QUEUED, now, what)
+                await repo.save_execution_state(unit.conn, execution)
+                unit.executions.add(execution.id)
+            return False
+        execution.ended_at = now
+        if behavior == "FAIL":
+            execution.error = f"flow {flow.namespace}.{flow.id}: concurrency limit of {limit} reached (behavior FAIL)"
+            change_state(execution, State.FAILED, now, what)
+        else:
+            change_state(execution, State.CANCELLED, now, what)
+        await repo.save_execution_state(unit.conn, execution)
+        unit.executions.add(execution.id)
+        await self._on_terminal(unit, execution)
+        return False
+
+    async def _on_terminal(self, unit: Unit, execution: Execution) -> None:
+        """An execution just ended: free its concurrency slot (handing it to the oldest QUEUED
+        execution of the flow, which the executor sweep then starts) and wake the execution
+        that started it through a Subflow task."""
+        conn = unit.conn
+        if execution.concurrency_slot:
+            await ops.lock_flow_slots(conn, execution.namespace, execution.flow_id)
+            await ops.set_slot(conn, execution.id, False)
+            execution.concurrency_slot = False
+            queued = await ops.oldest_queued(conn, execution.namespace, execution.flow_id)
+            if queued is None:
+                await ops.add_flow_slots(conn, execution.namespace, execution.flow_id, -1)
+            else:
+                await ops.set_slot(conn, queued, True)  # the slot moves: the count is unchanged
+                await repo.mark_execution_dirty(conn, queued)
+                unit.executions.add(queued)
+        if execution.caller_execution_id:
+            await repo.mark_execution_dirty(conn, execution.caller_execution_id)
+
+    # ------------------------------------------------------------------------------------------
+    # pause and resume
+
+    async def _pause(self, unit: Unit, tr: TaskRun, now: datetime) -> None:
+        """PAUSE a Pause task run; with a duration or timeout, set its durable resume timer."""
+        change_state(tr, State.PAUSED, now, f"task run {tr.id} ({tr.task_id})")
+        await repo.save_task_run_state(unit.conn, tr)
+        after = pause_rules.resume_after(tr)
+        if after is not None:
+            tr.next_attempt_at = now + timedelta(seconds=after[0])
+            await repo.set_next_attempt_at(unit.conn, tr.id, tr.next_attempt_at)
+
+    async def _resume_by_timer(self, unit: Unit, execution: Execution, tr: TaskRun, now: datetime) -> None:
+        """A PAUSED task run's timer ran out: apply ``behavior`` (or fail on ``timeout``)."""
+        after = pause_rules.resume_after(tr)
+        target = after[1] if after is not None else State.RUNNING
+        what = f"task run {tr.id} ({tr.task_id})"
+        if target is State.RUNNING:
+            change_state(tr, State.RUNNING, now, what)
+            await ops.save_properties(unit.conn, tr.id, {**(tr.properties or {}), "resumedByTimer": True})
+        else:
+            # Kestra's history of a timed-out pause: PAUSED, RUNNING, FAILED.
+            change_state(tr, State.RUNNING, now, what)
+            tr.ended_at = now
+            if target is State.FAILED:
+                tr.error = "Pause timed out before it was resumed"
+                await self._log_error(unit, tr, f"task '{tr.task_id}': {tr.error}")
+            change_state(tr, target, now, what)
+        await repo.save_task_run_state(unit.conn, tr)
+        if target is State.CANCELLED:
+            await self._stop_everything(unit, execution, now)
+        await self.advance_safely(unit, execution.id)
+
+    async def _stop_everything(self, unit: Unit, execution: Execution, now: datetime) -> None:
+        """Nothing else of the execution starts and running task runs are asked to stop (a
+        Pause with ``behavior: CANCEL``; the execution then ends CANCELLED)."""
+        execution.kill_requested = True
+        await repo.save_execution_state(unit.conn, execution)
+        dequeued = set(await repo.dequeue_execution_task_runs(unit.conn, execution.id))
+        for r in await repo.load_task_runs(unit.conn, execution.id):
+            if r.id in dequeued:
+                r.ended_at = now
+                change_state(r, State.KILLED, now)
+                await repo.save_task_run_state(unit.conn, r)
+        await repo.request_cancel(unit.conn, execution.id)
+
+    async def resume(self, unit: Unit, execution_id: str, inputs: dict[str, Any]) -> Execution:
+        """Resume a PAUSED execution (Kestra's ``POST /executions/{id}/resume``): every PAUSED
+        Pause task run goes RUNNING (a manual resume always succeeds, whatever ``behavior``),
+        with output ``onResume`` = the inputs validated against its ``onResume`` declarations
+        (typed and defaulted like flow inputs).
+
+        Raises:
+            NotFoundError: unknown execution.
+            FailedPreconditionError: the execution is not PAUSED.
+            InputValidationError: an input is missing, of the wrong type, or not declared in
+                ``onResume`` (the message names the flow, task and input).
+        """
+        conn = unit.conn
+        execution = await repo.lock_execution(conn, execution_id)
+        if execution is None:
+            raise NotFoundError(f"execution '{execution_id}' not found")
+        if execution.state is not State.PAUSED:
+            raise FailedPreconditionError(
+                f"execution '{execution_id}' is {execution.state}, only a PAUSED execution can be resumed"
+            )
+        flow = await self._load_flow(conn, execution.namespace, execution.flow_id, execution.flow_revision)
+        paused = [tr for tr in await repo.load_task_runs(conn, execution_id)
+                  if tr.state is State.PAUSED and tr.task_type == pause_rules.TYPE]
+        if not paused:
+            raise FailedPreconditionError(f"execution '{execution_id}' has no paused task run to resume")
+        now = repo.utcnow()
+        typed_by_run: dict[str, dict[str, Any] | None] = {}
+        for tr in paused:
+            task = flow.find_task(tr.task_id)
+            declared = pause_rules.on_resume_inputs(task)
+            where = f"flow {flow.namespace}.{flow.id}: task '{task.id}'"
+            unknown = sorted(set(inputs) - {d.id for d in declared})
+            if unknown:
+                raise InputValidationError(
+                    f"{where}: onResume declares no input {', '.join(repr(u) for u in unknown)}"
+                    + (f" (declared: {', '.join(d.id for d in declared)})" if declared else "")
+                )
+            if not declared:
+                typed_by_run[tr.id] = None
+                continue
+            pseudo = Flow(id=flow.id, namespace=flow.namespace, tasks=(), inputs=declared)
+            try:
+                typed = coerce_inputs(pseudo, inputs)
+            except InputValidationError as exc:
+                raise InputValidationError(f"{where}: onResume: {exc}") from None
+            try:
+                json.dumps(typed, allow_nan=False, default=str)
+            except ValueError:
+                raise InputValidationError(f"{where}: onResume: NaN or Infinity cannot be stored") from None
+            typed_by_run[tr.id] = typed
+        for tr in paused:
+            change_state(tr, State.RUNNING, now, f"task run {tr.id} ({tr.task_id})")
+            if typed_by_run[tr.id] is not None:
+                tr.outputs = {**(tr.outputs or {}), "onResume": typed_by_run[tr.id]}
+            await repo.save_task_run_state(conn, tr)
+            await repo.set_next_attempt_at(conn, tr.id, None)
+            await self._log(unit, tr, "INFO", "resumed through the API")
+        change_state(execution, State.RUNNING, now, f"execution {execution_id}")
+        await repo.save_execution_state(conn, execution)
+        unit.executions.add(execution_id)
+        await self.advance_safely(unit, execution_id)
+        result = await repo.get_execution(conn, execution_id, with_task_runs=False)
+        assert result is not None
+        return result
+
+    # ------------------------------------------------------------------------------------------
+    # subflows
+
+    async def _start_subflow(
+        self, unit: Unit, execution: Execution, view: ExecutionView, task: Task, tr: TaskRun, now: datetime
+    ) -> None:
+        """Create and start the child execution of a Subflow task run (its properties are
+        rendered). A flow that does not exist or inputs it refuses fail the task run."""
+        conn = unit.conn
+        props = tr.properties or {}
+        namespace, flow_id, revision = props["namespace"], props["flowId"], int(props.get("revision") or 0)
+        error: str | None = None
+        child: Execution | None = None
+        row = await repo.get_flow(conn, namespace, flow_id, revision)
+        if row is None or row.deleted:
+            at = f" revision {revision}" if revision else ""
+            error = f"task '{task.id}': Unable to find flow {namespace}.{flow_id}{at} to start as a subflow"
+        else:
+            child_flow = await self._load_flow(conn, namespace, flow_id, row.revision)
+            try:
+                if child_flow.disabled:
+                    raise InvalidArgumentError(f"flow {namespace}.{flow_id} is disabled")
+                inputs = coerce_inputs(child_flow, props.get("inputs") or {})
+                json.dumps(inputs, allow_nan=False, default=str)
+            except (InvalidArgumentError, ValueError, TypeError) as exc:
+                error = f"task '{task.id}': cannot start subflow {namespace}.{flow_id}: {exc}"
+            else:
+                labels = dict(props.get("labels") or {})
+                if props.get("inheritLabels"):
+                    labels = {**{k: v for k, v in execution.labels.items() if not k.startswith("system.")}, **labels}
+                labels["system.correlationId"] = execution.labels.get("system.correlationId", execution.id)
+                child = new_execution(child_flow, inputs, labels, now)
+                child.caller_execution_id, child.caller_task_run_id = execution.id, tr.id
+                child.trigger = {
+                    "id": task.id,
+                    "type": subflow_rules.TYPE,
+                    "variables": {"executionId": execution.id, "namespace": execution.namespace,
+                                  "flowId": execution.flow_id, "flowRevision": execution.flow_revision,
+                                  "taskRunId": tr.id},
+                }
+        if child is None:
+            tr.error = error
+            tr.ended_at = now
+            change_state(tr, apply_allow_failure(task, State.FAILED), now, f"task run {tr.id} ({tr.task_id})")
+            await repo.save_task_run_state(conn, tr)
+            await self._log_error(unit, tr, error or "")
+            return
+        await repo.insert_execution(conn, child, None)
+        tr.outputs = {"executionId": child.id}
+        await repo.save_task_run_state(conn, tr)
+        await self._log(unit, tr, "INFO", f"subflow execution {child.id} of {namespace}.{flow_id} created")
+        view.invalidate()
+        unit.executions.add(child.id)
+        await self.advance_safely(unit, child.id)
+        # The child may already have ended (nothing to run): decide on its current state.
+        view.subflows[tr.id] = (await ops.child_executions(conn, [tr.id])).get(tr.id) or ChildExecution(
+            child.id, State.CREATED)
+
+    async def _subflow_result(self, unit: Unit, task: Task, tr: TaskRun, view: ExecutionView, done: State) -> State:
+        """Outputs of a Subflow task run that is done (Kestra's ``Subflow.Output``):
+        ``executionId``, and with ``wait`` the child's ``state`` and ``outputs`` (its flow
+        outputs, else the deprecated task ``outputs`` map rendered in the child's context; a
+        map that fails to render fails the task run)."""
+        child = view.subflows.get(tr.id)
+        if child is None or not (tr.properties or {}).get("wait", True) or done is State.KILLED:
+            return done
+        outputs: dict[str, Any] = {"executionId": child.id, "state": child.state.value}
+        result = done
+        if child.outputs:
+            outputs["outputs"] = child.outputs
+        elif task.properties.get("outputs"):
+            try:
+                outputs["outputs"] = await self._render_in_child(unit, child.id, task)
+            except ExpressionError as exc:
+                tr.error = f"task '{task.id}': Failed to extract outputs with the error: {exc}"
+                await self._log_error(unit, tr, tr.error)
+                result = State.FAILED
+        tr.outputs = outputs
+        if result.is_failed or result is State.WARNING:
+            level = "ERROR" if result.is_failed else "WARNING"
+            await self._log(unit, tr, level, f"Subflow execution {child.id} ends in {child.state} state")
+        return result
+
+    async def _render_in_child(self, unit: Unit, child_id: str, task: Task) -> Any:
+        """Render the Subflow task's deprecated ``outputs`` map with the child's variables."""
+        child = await repo.get_execution(unit.conn, child_id)
+        assert child is not None
+        child_flow = await self._load_flow(unit.conn, child.namespace, child.flow_id, child.flow_revision)
+        ctx = expression_context(child_flow, child, ExecutionView(child_flow, child), globals_=self._globals)
+        return render(task.properties["outputs"], ctx, where=f"task '{task.id}' property 'outputs'")
+
+    # ------------------------------------------------------------------------------------------
+    # restart and replay
+
+    async def restart(self, unit: Unit, execution_id: str) -> Execution:
+        """Restart a FAILED or KILLED execution in place (Kestra's restart): same execution id;
+        every FAILED/KILLED runnable task run is RESTARTED and gets a new attempt (rendered
+        again), the flowables above them go RUNNING again, and the ``errors``/``finally`` task
+        runs of those flowables (and of the flow) are removed so they run again if needed. The
+        execution goes RESTARTED, then RUNNING.
+
+        Raises:
+            NotFoundError: unknown execution.
+            FailedPreconditionError: the execution is not FAILED or KILLED, or has no failed
+                task run ("No task found to restart").
+        """
+        conn = unit.conn
+        execution = await repo.lock_execution(conn, execution_id)
+        if execution is None:
+            raise NotFoundError(f"execution '{execution_id}' not found")
+        if execution.state not in (State.FAILED, State.KILLED):
+            raise FailedPreconditionError(
+                f"execution '{execution_id}' is {execution.state}: only a FAILED or KILLED execution can be "
+                "restarted; No task found to restart"
+            )
+        runs = await repo.load_task_runs(conn, execution_id)
+        by_id = {tr.id: tr for tr in runs}
+        kids: dict[str | None, list[TaskRun]] = {}
+        for tr in runs:
+            kids.setdefault(tr.parent_id, []).append(tr)
+        failed = [tr for tr in runs if tr.state.is_failed and not any(c.state.is_failed for c in kids.get(tr.id, ()))]
+        if not failed and execution.error is None:
+            raise FailedPreconditionError(f"execution '{execution_id}': No task found to restart")
+        now = repo.utcnow()
+        reopened: set[str | None] = {None}
+        for tr in failed:
+            parent = tr.parent_id
+            while parent is not None:
+                reopened.add(parent)
+                parent = by_id[parent].parent_id
+        removed: set[str] = set()
+
+        def remove(tr: TaskRun) -> None:
+            removed.add(tr.id)
+            for child in kids.get(tr.id, ()):
+                remove(child)
+
+        for tr in runs:
+            if tr.branch in ("errors", "finally") and tr.parent_id in reopened:
+                remove(tr)
+        for tr in failed:
+            if tr.task_type in FLOWABLES:
+                remove(tr)  # a flowable that failed by itself starts again from scratch
+        await ops.delete_task_runs(conn, sorted(removed))
+        failed_ids = {tr.id for tr in failed}
+        for tr in runs:
+            if tr.id in removed:
+                continue
+            what = f"task run {tr.id} ({tr.task_id})"
+            if tr.id in reopened:
+                if tr.state.is_terminal:
+                    change_state(tr, State.RESTARTED, now, what)
+                    change_state(tr, State.RUNNING, now, what)
+                    tr.ended_at = None
+                    await ops.reset_for_restart(conn, tr)
+            elif tr.id in failed_ids:
+                change_state(tr, State.RESTARTED, now, what)
+                tr.outputs, tr.error, tr.ended_at = None, None, None
+                await ops.reset_for_restart(conn, tr)
+                await repo.park_for_next_attempt(conn, tr.id, now)
+        execution.kill_requested = False
+        execution.error = None
+        execution.outputs = None
+        execution.ended_at = None
+        change_state(execution, State.RESTARTED, now, f"execution {execution_id}")
+        await repo.save_execution_state(conn, execution)
+        unit.executions.add(execution_id)
+        await repo.mark_execution_dirty(conn, execution_id)
+        return execution
+
+    async def replay(self, unit: Unit, execution_id: str, task_run_id: str) -> Execution:
+        """Replay a terminated execution from one of its task runs (Kestra's replay): a new
+        execution of the same flow revision, inputs and labels (``parent_id`` = the replayed
+        execution, ``original_id`` kept), holding copies of the task runs created before the
+        chosen one (outside it), the chosen one's ancestors RUNNING again, the chosen runnable
+        RESTARTED (a flowable is created afresh); everything after it runs again.
+
+        Raises:
+            NotFoundError: unknown execution or task run ("No task found").
+            FailedPreconditionError: the execution has not terminated.
+        """
+        conn = unit.conn
+        source = await repo.lock_execution(conn, execution_id)
+        if source is None:
+            raise NotFoundError(f"execution '{execution_id}' not found")
+        if not source.state.is_terminal:
+            raise FailedPreconditionError(
+                f"execution '{execution_id}' is {source.state}: only a terminated execution can be replayed"
+            )
+        runs = await repo.load_task_runs(conn, execution_id)
+        by_id = {tr.id: tr for tr in runs}
+        chosen = by_id.get(task_run_id)
+        if chosen is None:
+            raise NotFoundError(f"execution '{execution_id}': No task found with task run id '{task_run_id}'")
+        ancestors: set[str] = set()
+        parent = chosen.parent_id
+        while parent is not None:
+            ancestors.add(parent)
+            parent = by_id[parent].parent_id
+        within: set[str] = {chosen.id}
+        for tr in runs:
+            if tr.parent_id in within:
+                within.add(tr.id)
+        now = repo.utcnow()
+        flow = await self._load_flow(conn, source.namespace, source.flow_id, source.flow_revision)
+        new = new_execution(flow, dict(source.inputs), {}, now)
+        new.labels = dict(source.labels)
+        new.parent_id = source.id
+        new.original_id = source.original_id or source.id
+        new.trigger = source.trigger
+        new.caller_execution_id, new.caller_task_run_id = source.caller_execution_id, source.caller_task_run_id
+        new.histories = [StateHistory(State.CREATED, now)]
+        await repo.insert_execution(conn, new, None)
+        ids: dict[str, str] = {}
+        seq = 0
+        for tr in runs:
+            keep = tr.id in ancestors or (tr.seq < chosen.seq and tr.id not in within) or (
+                tr.id == chosen.id and tr.task_type not in FLOWABLES)
+            if not keep:
+                continue
+            seq += 1
+            ids[tr.id] = new_id()
+            copy = replace(tr, id=ids[tr.id], execution_id=new.id, parent_id=ids.get(tr.parent_id or "", None),
+                           seq=seq, histories=list(tr.histories), attempts=[])
+            what = f"task run {copy.id} ({copy.task_id})"
+            if tr.id in ancestors and copy.state.is_terminal:
+                change_state(copy, State.RESTARTED, now, what)
+                change_state(copy, State.RUNNING, now, what)
+                copy.ended_at = None
+            elif tr.id == chosen.id:
+                if copy.state.is_terminal:
+                    change_state(copy, State.RESTARTED, now, what)
+                copy.outputs, copy.error, copy.ended_at = None, None, None
+            await ops.copy_task_run(conn, tr.id, copy, with_attempts=True)
+            if tr.id == chosen.id:
+                await repo.park_for_next_attempt(conn, copy.id, now)
+        await self._log_execution(unit, new.id, f"replay of execution {source.id} from task run {chosen.id} "
+                                                f"({chosen.task_id})")
+        unit.executions.add(new.id)
+        await self.advance_safely(unit, new.id)
+        result = await repo.get_execution(conn, new.id, with_task_runs=False)
+        assert result is not None
+        return result
+
+    async def _log_execution(self, unit: Unit, execution_id: str, message: str) -> None:
+        await repo.append_logs(unit.conn, [{"execution_id": execution_id, "task_run_id": None, "task_id": None,
+                                            "attempt": 0, "level": "INFO", "message": message,
+                                            "timestamp": repo.utcnow()}])
+
+    # ------------------------------------------------------------------------------------------
+    # labels
+
+    async def set_labels(self, unit: Unit, execution_id: str, labels: dict[str, str]) -> Execution:
+        """Replace an execution's labels (Kestra's "set labels"); ``system.*`` labels the
+        execution already has are kept and cannot be changed.
+
+        Raises:
+            NotFoundError: unknown execution.
+            InvalidArgumentError: a ``system.`` label is given.
+        """
+        execution = await repo.lock_execution(unit.conn, execution_id)
+        if execution is None:
+            raise NotFoundError(f"execution '{execution_id}' not found")
+        system = sorted(k for k in labels if k.startswith("system."))
+        if system:
+            raise InvalidArgumentError(f"labels: system labels cannot be set: {', '.join(system)}")
+        execution.labels = {**{k: v for k, v in execution.labels.items() if k.startswith("system.")}, **labels}
+        await ops.save_labels(unit.conn, execution_id, execution.labels)
+        unit.executions.add(execution_id)
+        return execution
+
+
+def new_execution(flow: Flow, inputs: dict[str, Any], labels: dict[str, str], now: datetime) -> Execution:
+    """A CREATED execution of ``flow`` (not stored): the flow's labels (not ``system.*``) under
+    the given ones, and ``system.correlationId`` = its own id unless given."""
+    execution = Execution(
+        id=new_id(),
+        namespace=flow.namespace,
+        flow_id=flow.id,
+        flow_revision=flow.revision,
+        state=State.CREATED,
+        histories=[StateHistory(State.CREATED, now)],
+        inputs=inputs,
+        labels={**{k: v for k, v in flow.labels.items() if not k.startswith("system.")}, **labels},
+        created_at=now,
+    )
+    execution.labels.setdefault("system.correlationId", execution.id)
+    return execution
 
 
 def _only_waiting_for_retries(runs: list[TaskRun]) -> bool:

@@ -55,10 +55,13 @@ class Step:
     Attributes:
         create: Task runs to create, in order.
         done: The final state once every child is terminal and nothing is left to create.
+        pause: The flowable's task run is to be PAUSED now (Pause: the executor sets the state
+            and the resume timer).
     """
 
     create: list[NewTaskRun] = field(default_factory=list)
     done: State | None = None
+    pause: bool = False
 
 
 @dataclass(frozen=True)

@@ -4,11 +4,21 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from controlplane.model import Execution, Flow, TaskRun
+from controlplane.model import Execution, Flow, State, TaskRun
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ChildExecution:
+    """A subflow execution started by a Subflow task run (read by the executor for the view)."""
+
+    id: str
+    state: State
+    outputs: dict[str, Any] | None = None
 
 
 class ExecutionView:
@@ -31,6 +41,8 @@ class ExecutionView:
         self._ordered: list[TaskRun] = []
         self._sorted = True
         self._memo: dict[str, Any] = {}
+        #: Subflow task run id -> its child execution (filled by the executor before deciding).
+        self.subflows: dict[str, ChildExecution] = {}
         for tr in execution.task_runs:
             self.add(tr)
 

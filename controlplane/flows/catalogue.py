@@ -21,7 +21,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from controlplane.errors import Issue
-from controlplane.model.flow import Flow
+from controlplane.model.flow import Flow, Task
 
 
 class TaskKind(enum.StrEnum):
@@ -137,10 +137,15 @@ _TYPES: tuple[TaskTypeInfo, ...] = (
     ),
     _flowable("flow.Dag", dag_tasks=True),
     _flowable("flow.AllowFailure"),
-    _flowable("flow.Pause", required=()),
+    # Pause: the deprecated child ``tasks`` run after the resume (Kestra still accepts them).
+    _flowable("flow.Pause", required=(), properties=("delay", "pauseDuration", "behavior", "onResume")),
     _flowable("flow.WaitFor"),
     _flowable("flow.WorkingDirectory", runnable_children_only=True),
-    _flowable("flow.Subflow", child_lists=(), required=(), executable=True),
+    _flowable(
+        "flow.Subflow", child_lists=(), required=(), executable=True,
+        properties=("namespace", "flowId", "revision", "inputs", "labels", "wait", "transmitFailed",
+                    "inheritLabels", "outputs", "scheduleDate", "restartBehavior"),
+    ),
     _flowable("flow.ForEachItem", child_lists=("errors", "finally"), required=(), executable=True),
     _flowable("flow.Template", child_lists=("errors", "finally"), required=()),
     # flow: worker-side
@@ -216,6 +221,8 @@ SUPPORTED_TASK_TYPES: frozenset[str] = frozenset(
         _CORE + "flow.EachParallel",
         _CORE + "flow.Dag",
         _CORE + "flow.AllowFailure",
+        _CORE + "flow.Pause",
+        _CORE + "flow.Subflow",
     }
 )
 
@@ -365,6 +372,7 @@ def check_task_types(flow: Flow, extra_types: Collection[str] = ()) -> list[Issu
     for path, task in walk_with_paths(flow):
         name = task.type
         if name in SUPPORTED_TASK_TYPES:
+            issues += check_task_properties(path, task)
             continue
         if is_flowable(name):
             issues.append(_not_yet(path, task.id, name, task.line))
@@ -388,6 +396,92 @@ def check_task_types(flow: Flow, extra_types: Collection[str] = ()) -> list[Issu
             )
         )
     return issues
+
+
+#: Kestra's ``Pause.Behavior``.
+PAUSE_BEHAVIORS = ("RESUME", "WARN", "FAIL", "CANCEL")
+
+
+def _is_expression(value: object) -> bool:
+    return isinstance(value, str) and ("{{" in value or "{%" in value)
+
+
+def check_task_properties(path: str, task: Task) -> list[Issue]:
+    """Registration-time checks of the executor-side task types' own properties (literal
+    values only: a ``{{ … }}`` expression is checked when it is rendered).
+
+    - Pause: ``delay``/``pauseDuration`` ISO-8601 durations >= 0, ``behavior`` one of
+      RESUME/WARN/FAIL/CANCEL, ``onResume`` a list of inputs with an ``id`` and a known ``type``.
+    - Subflow: ``namespace`` and ``flowId`` required, ``revision`` an integer >= 1, ``wait`` /
+      ``transmitFailed`` booleans, ``inputs`` a map.
+
+    Returns:
+        Issues naming the task and property, with the task's YAML line.
+    """
+    from controlplane.flows.durations import parse_duration
+    from controlplane.flows.inputs import INPUT_TYPES
+
+    props = task.properties
+    issues: list[Issue] = []
+
+    def bad(prop: str, message: str) -> None:
+        issues.append(Issue(path=f"{path}.{prop}", message=f"task '{task.id}': {message}", line=task.line))
+
+    if task.type == _CORE + "flow.Pause":
+        for prop in ("delay", "pauseDuration"):
+            value = props.get(prop)
+            if value is None or _is_expression(value):
+                continue
+            try:
+                seconds = parse_duration(value) if isinstance(value, str) else None
+            except ValueError as exc:
+                bad(prop, f"property '{prop}': {exc}")
+                continue
+            if seconds is None or seconds < 0:
+                bad(prop, f"property '{prop}' must be an ISO-8601 duration >= 0 like PT30S, got {value!r}")
+        behavior = props.get("behavior")
+        if behavior is not None and not _is_expression(behavior) and str(behavior).upper() not in PAUSE_BEHAVIORS:
+            bad("behavior", f"property 'behavior' must be one of {', '.join(PAUSE_BEHAVIORS)}, got {behavior!r}")
+        on_resume = props.get("onResume")
+        if on_resume is not None and not isinstance(on_resume, list):
+            bad("onResume", "property 'onResume' must be a list of inputs")
+        for i, item in enumerate(on_resume if isinstance(on_resume, list) else ()):
+            where = f"onResume[{i}]"
+            if not isinstance(item, dict) or not isinstance(item.get("id", item.get("name")), str):
+                bad(where, f"property '{where}' must be an input with an 'id' and a 'type'")
+            elif str(item.get("type", "")).upper() not in INPUT_TYPES:
+                bad(f"{where}.type", f"onResume input '{item.get('id', item.get('name'))}': invalid type "
+                    f"{item.get('type')!r}; one of {', '.join(INPUT_TYPES)}")
+    elif task.type == _CORE + "flow.Subflow":
+        for prop in ("namespace", "flowId"):
+            value = props.get(prop)
+            if value is None or (isinstance(value, str) and not value.strip()):
+                bad(prop, f"property '{prop}' is required")
+            elif not isinstance(value, str):
+                bad(prop, f"property '{prop}' must be text, got {value!r}")
+        revision = props.get("revision")
+        if revision is not None and not _is_expression(revision) and (
+            isinstance(revision, bool) or not isinstance(revision, int) or revision < 1
+        ):
+            bad("revision", f"property 'revision' must be an integer >= 1, got {revision!r}")
+        for prop in ("wait", "transmitFailed"):
+            if props.get(prop) is not None and not isinstance(props[prop], bool):
+                bad(prop, f"property '{prop}' must be true or false, got {props[prop]!r}")
+        inputs = props.get("inputs")
+        if inputs is not None and not isinstance(inputs, dict) and not _is_expression(inputs):
+            bad("inputs", "property 'inputs' must be a map of input id to value")
+    return issues
+
+
+def _missing_required(path: str, task: Task) -> list[Issue]:
+    """One issue per required property (``TaskTypeInfo.required_properties``) missing or null."""
+    info = task_type_info(task.type)
+    return [
+        Issue(path=f"{path}.{prop}", message=f"task '{task.id}': property '{prop}' is required for type {task.type}",
+              line=task.line)
+        for prop in (info.required_properties if info is not None else ())
+        if task.properties.get(prop) is None
+    ]
 
 
 def _not_yet(path: str, task_id: str, name: str, line: int) -> Issue:

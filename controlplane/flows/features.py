@@ -15,7 +15,6 @@ from controlplane.model import Flow
 #: Flow-level properties -> what is not applied yet.
 _FLOW_FEATURES = {
     "sla": "'sla' is not enforced yet",
-    "concurrency": "'concurrency' limits are not enforced yet",
     "triggers": "'triggers' do not fire yet (the scheduler is not built)",
     "plugin_defaults": "'pluginDefaults'/'taskDefaults' are not applied yet",
 }

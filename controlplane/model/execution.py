@@ -83,6 +83,10 @@ class Execution:
             by a ``CREATE_NEW_EXECUTION`` retry (Kestra's ``metadata.attemptNumber``).
         original_created_at: Creation date of the chain's first execution (Kestra's
             ``metadata.originalCreatedDate``; the origin of ``maxDuration``); None = its own.
+        caller_execution_id / caller_task_run_id: The execution and its Subflow task run that
+            started this one (a subflow execution); None otherwise. ``trigger`` holds the same
+            link the way Kestra shows it (``type`` Subflow, ``variables.executionId``...).
+        concurrency_slot: Holds one of the flow's ``concurrency.limit`` slots.
     """
 
     id: str
@@ -105,6 +109,9 @@ class Execution:
     task_runs: list[TaskRun] = field(default_factory=list)
     attempt_number: int = 1
     original_created_at: datetime | None = None
+    caller_execution_id: str | None = None
+    caller_task_run_id: str | None = None
+    concurrency_slot: bool = False
 
 
 def change_state(obj: Execution | TaskRun | Attempt, state: State, at: datetime, what: str = "") -> None:

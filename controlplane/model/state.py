@@ -60,9 +60,13 @@ _ALLOWED: dict[State, frozenset[State]] = {
         {State.PAUSED, State.RETRYING, State.KILLING, State.KILLED, State.SUCCESS, State.WARNING,
          State.FAILED, State.CANCELLED, State.RETRIED}
     ),
-    State.PAUSED: frozenset({State.RUNNING, State.KILLING, State.KILLED, State.FAILED, State.SUCCESS, State.WARNING}),
+    State.PAUSED: frozenset(
+        {State.RUNNING, State.KILLING, State.KILLED, State.FAILED, State.SUCCESS, State.WARNING, State.CANCELLED}
+    ),
     State.RETRYING: frozenset({State.RUNNING, State.KILLING, State.KILLED, State.FAILED, State.RETRIED}),
-    State.RESTARTED: frozenset({State.RUNNING, State.KILLING, State.KILLED, State.FAILED, State.CREATED}),
+    State.RESTARTED: frozenset(
+        {State.RUNNING, State.QUEUED, State.KILLING, State.KILLED, State.FAILED, State.CREATED, State.CANCELLED}
+    ),
     State.KILLING: frozenset({State.KILLED}),
 }
 

@@ -16,6 +16,7 @@ from controlplane.engine.executor import Executor, Lost
 from controlplane.engine.unit import Unit
 from controlplane.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError
 from controlplane.model import State
+from controlplane.store import executor_ops as ops
 from controlplane.store import repository as repo
 from controlplane.store.ids import new_id
 from controlplane.tokens import TaskTokenClaims, TaskTokenSigner
@@ -139,11 +140,18 @@ class Dispatcher:
         async with self._tx() as unit:
             await self._executor.fail(unit, claims, error, reason, outputs)
 
-    async def worker_heartbeat(self, worker_id: str) -> None:
-        """Mark a worker alive. Raises FailedPreconditionError for an unknown or stopped worker."""
+    async def worker_heartbeat(self, worker_id: str) -> list[str]:
+        """Mark a worker alive; returns the ids of the task runs it holds that must stop (their
+        execution was killed), so a kill reaches every running task run of the worker at its next
+        worker heartbeat instead of at each task run's own heartbeat.
+
+        Raises:
+            FailedPreconditionError: unknown or stopped worker.
+        """
         async with self._tx() as unit:
             if not await repo.touch_worker(unit.conn, worker_id):
                 raise FailedPreconditionError(f"worker '{worker_id}' is not registered (or has shut down); register again")
+            return await ops.cancelled_task_runs_of_worker(unit.conn, worker_id)
 
     async def shutdown_worker(self, worker_id: str) -> int:
         """Mark a worker stopped and re-queue its unfinished task runs at once; returns how many."""

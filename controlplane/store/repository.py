@@ -184,6 +184,9 @@ def _execution(row: Any) -> Execution:
         ended_at=row.ended_at,
         attempt_number=row.attempt_number,
         original_created_at=row.original_created_at,
+        caller_execution_id=row.caller_execution_id,
+        caller_task_run_id=row.caller_task_run_id,
+        concurrency_slot=row.concurrency_slot,
     )
 
 
@@ -208,6 +211,8 @@ async def insert_execution(conn: AsyncConnection, execution: Execution, request_
             created_at=execution.created_at,
             attempt_number=execution.attempt_number,
             original_created_at=execution.original_created_at,
+            caller_execution_id=execution.caller_execution_id,
+            caller_task_run_id=execution.caller_task_run_id,
         )
         .on_conflict_do_nothing(constraint="uq_executions_request_id")
         .returning(t.executions.c.id)

@@ -74,10 +74,27 @@ executions = Table(
     # originalCreatedDate): n-th execution of the chain, and when the chain's first was created.
     Column("attempt_number", Integer, nullable=False, server_default="1"),
     Column("original_created_at", DateTime(timezone=True)),
+    # Subflows (migration 0003): the execution and Subflow task run that started this one.
+    Column("caller_execution_id", String(40)),
+    Column("caller_task_run_id", String(40)),
+    # Holds one of its flow's concurrency.limit slots (taken at start, freed once at the end).
+    Column("concurrency_slot", Boolean, nullable=False, server_default="false"),
     UniqueConstraint("namespace", "flow_id", "request_id", name="uq_executions_request_id"),
     Index("ix_executions_listing", "namespace", "flow_id", "created_at"),
     Index("ix_executions_created", "created_at"),
     Index("ix_executions_state", "state"),
+    Index("ix_executions_caller", "caller_execution_id", postgresql_where=text("caller_execution_id IS NOT NULL")),
+    Index("ix_executions_queued", "namespace", "flow_id", "created_at", postgresql_where=text("state = 'QUEUED'")),
+)
+
+# Flow concurrency limits (migration 0003): slots in use per flow, row-locked by starts and ends.
+flow_concurrency = Table(
+    "flow_concurrency",
+    metadata,
+    Column("namespace", String(150), nullable=False),
+    Column("flow_id", String(100), nullable=False),
+    Column("running", Integer, nullable=False, server_default="0"),
+    PrimaryKeyConstraint("namespace", "flow_id"),
 )
 
 task_runs = Table(

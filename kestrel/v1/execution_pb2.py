@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from kestrel.v1 import common_pb2 as kestrel_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1akestrel/v1/execution.proto\x12\nkestrel.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17kestrel/v1/common.proto\"\xc8\x01\n\x0eTaskRunAttempt\x12\x0f\n\x07\x61ttempt\x18\x01 \x01(\x05\x12$\n\x05state\x18\x02 \x01(\x0b\x32\x15.kestrel.v1.StateInfo\x12\x11\n\tworker_id\x18\x03 \x01(\t\x12.\n\nstart_date\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_date\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x06 \x01(\t\"\xf3\x01\n\x07TaskRun\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0c\x65xecution_id\x18\x02 \x01(\t\x12\x0f\n\x07task_id\x18\x03 \x01(\t\x12\x1a\n\x12parent_task_run_id\x18\x04 \x01(\t\x12\r\n\x05value\x18\x05 \x01(\t\x12$\n\x05state\x18\x06 \x01(\x0b\x32\x15.kestrel.v1.StateInfo\x12,\n\x08\x61ttempts\x18\x07 \x03(\x0b\x32\x1a.kestrel.v1.TaskRunAttempt\x12\x14\n\x0coutputs_json\x18\x08 \x01(\t\x12\x11\n\ttask_type\x18\t \x01(\t\x12\r\n\x05\x65rror\x18\n \x01(\t\"\x83\x03\n\tExecution\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0f\n\x07\x66low_id\x18\x03 \x01(\t\x12\x15\n\rflow_revision\x18\x04 \x01(\x05\x12$\n\x05state\x18\x05 \x01(\x0b\x32\x15.kestrel.v1.StateInfo\x12\x13\n\x0binputs_json\x18\x06 \x01(\t\x12\x14\n\x0coutputs_json\x18\x07 \x01(\t\x12!\n\x06labels\x18\x08 \x03(\x0b\x32\x11.kestrel.v1.Label\x12&\n\ttask_runs\x18\t \x03(\x0b\x32\x13.kestrel.v1.TaskRun\x12.\n\nstart_date\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_date\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x65rror\x18\x0c \x01(\t\x12\x11\n\tparent_id\x18\r \x01(\t\x12\x13\n\x0boriginal_id\x18\x0e \x01(\t\"\x99\x01\n\x15StartExecutionRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0f\n\x07\x66low_id\x18\x02 \x01(\t\x12\x10\n\x08revision\x18\x03 \x01(\x05\x12\x13\n\x0binputs_json\x18\x04 \x01(\t\x12!\n\x06labels\x18\x05 \x03(\x0b\x32\x11.kestrel.v1.Label\x12\x12\n\nrequest_id\x18\x06 \x01(\t\"S\n\x16StartExecutionResponse\x12(\n\texecution\x18\x01 \x01(\x0b\x32\x15.kestrel.v1.Execution\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"!\n\x13GetExecutionRequest\x12\n\n\x02id\x18\x01 \x01(\t\"@\n\x14GetExecutionResponse\x12(\n\texecution\x18\x01 \x01(\x0b\x32\x15.kestrel.v1.Execution\"\x85\x01\n\x15ListExecutionsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0f\n\x07\x66low_id\x18\x02 \x01(\t\x12!\n\x06states\x18\x03 \x03(\x0e\x32\x11.kestrel.v1.State\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"\\\n\x16ListExecutionsResponse\x12)\n\nexecutions\x18\x01 \x03(\x0b\x32\x15.kestrel.v1.Execution\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\"\n\x14KillExecutionRequest\x12\n\n\x02id\x18\x01 \x01(\t\"A\n\x15KillExecutionResponse\x12(\n\texecution\x18\x01 \x01(\x0b\x32\x15.kestrel.v1.Execution\"#\n\x15WatchExecutionRequest\x12\n\n\x02id\x18\x01 \x01(\t\"B\n\x16WatchExecutionResponse\x12(\n\texecution\x18\x01 \x01(\x0b\x32\x15.kestrel.v1.Execution2\xc8\x03\n\x10\x45xecutionService\x12W\n\x0eStartExecution\x12!.kestrel.v1.StartExecutionRequest\x1a\".kestrel.v1.StartExecutionResponse\x12Q\n\x0cGetExecution\x12\x1f.kestrel.v1.GetExecutionRequest\x1a .kestrel.v1.GetExecutionResponse\x12W\n\x0eListExecutions\x12!.kestrel.v1.ListExecutionsRequest\x1a\".kestrel.v1.ListExecutionsResponse\x12T\n\rKillExecution\x12 .kestrel.v1.KillExecutionRequest\x1a!.kestrel.v1.KillExecutionResponse\x12Y\n\x0eWatchExecution\x12!.kestrel.v1.WatchExecutionRequest\x1a\".kestrel.v1.WatchExecutionResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1akestrel/v1/execution.proto\x12\nkestrel.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17kestrel/v1/common.proto\"\xc8\x01\n\x0eTaskRunAttempt\x12\x0f\n\x07\x61ttempt\x18\x01 \x01(\x05\x12$\n\x05state\x18\x02 \x01(\x0b\x32\x15.kestrel.v1.StateInfo\x12\x11\n\tworker_id\x18\x03 \x01(\t\x12.\n\nstart_date\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_date\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x06 \x01(\t\"\xf3\x01\n\x07TaskRun\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0c\x65xecution_id\x18\x02 \x01(\t\x12\x0f\n\x07task_id\x18\x03 \x01(\t\x12\x1a\n\x12parent_task_run_id\x18\x04 \x01(\t\x12\r\n\x05value\x18\x05 \x01(\t\x12$\n\x05state\x18\x06 \x01(\x0b\x32\x15.kestrel.v1.StateInfo\x12,\n\x08\x61ttempts\x18\x07 \x03(\x0b\x32\x1a.kestrel.v1.TaskRunAttempt\x12\x14\n\x0coutputs_json\x18\x08 \x01(\t\x12\x11\n\ttask_type\x18\t \x01(\t\x12\r\n\x05\x65rror\x18\n \x01(\t\"\xd2\x03\n\tExecution\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0f\n\x07\x66low_id\x18\x03 \x01(\t\x12\x15\n\rflow_revision\x18\x04 \x01(\x05\x12$\n\x05state\x18\x05 \x01(\x0b\x32\x15.kestrel.v1.StateInfo\x12\x13\n\x0binputs_json\x18\x06 \x01(\t\x12\x14\n\x0coutputs_json\x18\x07 \x01(\t\x12!\n\x06labels\x18\x08 \x03(\x0b\x32\x11.kestrel.v1.Label\x12&\n\ttask_runs\x18\t \x03(\x0b\x32\x13.kestrel.v1.TaskRun\x12.\n\nstart_date\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_date\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x65rror\x18\x0c \x01(\t\x12\x11\n\tparent_id\x18\r \x01(\t\x12\x13\n\x0boriginal_id\x18\x0e \x01(\t\x12\x14\n\x0ctrigger_json\x18\x0f \x01(\t\x12\x1b\n\x13\x63\x61ller_execution_id\x18\x10 \x01(\t\x12\x1a\n\x12\x63\x61ller_task_run_id\x18\x11 \x01(\t\"\x99\x01\n\x15StartExecutionRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0f\n\x07\x66low_id\x18\x02 \x01(\t\x12\x10\n\x08revision\x18\x03 \x01(\x05\x12\x13\n\x0binputs_json\x18\x04 \x01(\t\x12!\n\x06labels\x18\x05 \x03(\x0b\x32\x11.kestrel.v1.Label\x12\x12\n\nrequest_id\x18\x06 \x01(\t\"S\n\x16StartExecutionResponse\x12(\n\texecution\x18\x01 \x01(\x0b\x32\x15.kestrel.v1.Execution\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"!\n\x13GetExecutionRequest\x12\n\n\x02id\x18\x01 \x01(\t\"@\n\x14GetExecutionResponse\x12(\n\texecution\x18\x01 \x01(\x0b\x32\x15.kestrel.v1.Execution\"\x85\x01\n\x15ListExecutionsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0f\n\x07\x66low_id\x18\x02 \x01(\t\x12!\n\x06states\x18\x03 \x03(\x0e\x32\x11.kestrel.v1.State\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"\\\n\x16ListExecutionsResponse\x12)\n\nexecutions\x18\x01 \x03(\x0b\x32\x15.kestrel.v1.Execution\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\"\n\x14KillExecutionRequest\x12\n\n\x02id\x18\x01 \x01(\t\"A\n\x15KillExecutionResponse\x12(\n\texecution\x18\x01 \x01(\x0b\x32\x15.kestrel.v1.Execution\"#\n\x15WatchExecutionRequest\x12\n\n\x02id\x18\x01 \x01(\t\"B\n\x16WatchExecutionResponse\x12(\n\texecution\x18\x01 \x01(\x0b\x32\x15.kestrel.v1.Execution\"9\n\x16ResumeExecutionRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0binputs_json\x18\x02 \x01(\t\"C\n\x17ResumeExecutionResponse\x12(\n\texecution\x18\x01 \x01(\x0b\x32\x15.kestrel.v1.Execution\"%\n\x17RestartExecutionRequest\x12\n\n\x02id\x18\x01 \x01(\t\"D\n\x18RestartExecutionResponse\x12(\n\texecution\x18\x01 \x01(\x0b\x32\x15.kestrel.v1.Execution\"9\n\x16ReplayExecutionRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0btask_run_id\x18\x02 \x01(\t\"C\n\x17ReplayExecutionResponse\x12(\n\texecution\x18\x01 \x01(\x0b\x32\x15.kestrel.v1.Execution\"J\n\x19SetExecutionLabelsRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12!\n\x06labels\x18\x02 \x03(\x0b\x32\x11.kestrel.v1.Label\"F\n\x1aSetExecutionLabelsResponse\x12(\n\texecution\x18\x01 \x01(\x0b\x32\x15.kestrel.v1.Execution2\xc4\x06\n\x10\x45xecutionService\x12W\n\x0eStartExecution\x12!.kestrel.v1.StartExecutionRequest\x1a\".kestrel.v1.StartExecutionResponse\x12Q\n\x0cGetExecution\x12\x1f.kestrel.v1.GetExecutionRequest\x1a .kestrel.v1.GetExecutionResponse\x12W\n\x0eListExecutions\x12!.kestrel.v1.ListExecutionsRequest\x1a\".kestrel.v1.ListExecutionsResponse\x12T\n\rKillExecution\x12 .kestrel.v1.KillExecutionRequest\x1a!.kestrel.v1.KillExecutionResponse\x12Z\n\x0fResumeExecution\x12\".kestrel.v1.ResumeExecutionRequest\x1a#.kestrel.v1.ResumeExecutionResponse\x12]\n\x10RestartExecution\x12#.kestrel.v1.RestartExecutionRequest\x1a$.kestrel.v1.RestartExecutionResponse\x12Z\n\x0fReplayExecution\x12\".kestrel.v1.ReplayExecutionRequest\x1a#.kestrel.v1.ReplayExecutionResponse\x12\x63\n\x12SetExecutionLabels\x12%.kestrel.v1.SetExecutionLabelsRequest\x1a&.kestrel.v1.SetExecutionLabelsResponse\x12Y\n\x0eWatchExecution\x12!.kestrel.v1.WatchExecutionRequest\x1a\".kestrel.v1.WatchExecutionResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,27 +39,43 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TASKRUN']._serialized_start=304
   _globals['_TASKRUN']._serialized_end=547
   _globals['_EXECUTION']._serialized_start=550
-  _globals['_EXECUTION']._serialized_end=937
-  _globals['_STARTEXECUTIONREQUEST']._serialized_start=940
-  _globals['_STARTEXECUTIONREQUEST']._serialized_end=1093
-  _globals['_STARTEXECUTIONRESPONSE']._serialized_start=1095
-  _globals['_STARTEXECUTIONRESPONSE']._serialized_end=1178
-  _globals['_GETEXECUTIONREQUEST']._serialized_start=1180
-  _globals['_GETEXECUTIONREQUEST']._serialized_end=1213
-  _globals['_GETEXECUTIONRESPONSE']._serialized_start=1215
-  _globals['_GETEXECUTIONRESPONSE']._serialized_end=1279
-  _globals['_LISTEXECUTIONSREQUEST']._serialized_start=1282
-  _globals['_LISTEXECUTIONSREQUEST']._serialized_end=1415
-  _globals['_LISTEXECUTIONSRESPONSE']._serialized_start=1417
-  _globals['_LISTEXECUTIONSRESPONSE']._serialized_end=1509
-  _globals['_KILLEXECUTIONREQUEST']._serialized_start=1511
-  _globals['_KILLEXECUTIONREQUEST']._serialized_end=1545
-  _globals['_KILLEXECUTIONRESPONSE']._serialized_start=1547
-  _globals['_KILLEXECUTIONRESPONSE']._serialized_end=1612
-  _globals['_WATCHEXECUTIONREQUEST']._serialized_start=1614
-  _globals['_WATCHEXECUTIONREQUEST']._serialized_end=1649
-  _globals['_WATCHEXECUTIONRESPONSE']._serialized_start=1651
-  _globals['_WATCHEXECUTIONRESPONSE']._serialized_end=1717
-  _globals['_EXECUTIONSERVICE']._serialized_start=1720
-  _globals['_EXECUTIONSERVICE']._serialized_end=2176
+  _globals['_EXECUTION']._serialized_end=1016
+  _globals['_STARTEXECUTIONREQUEST']._serialized_start=1019
+  _globals['_STARTEXECUTIONREQUEST']._serialized_end=1172
+  _globals['_STARTEXECUTIONRESPONSE']._serialized_start=1174
+  _globals['_STARTEXECUTIONRESPONSE']._serialized_end=1257
+  _globals['_GETEXECUTIONREQUEST']._serialized_start=1259
+  _globals['_GETEXECUTIONREQUEST']._serialized_end=1292
+  _globals['_GETEXECUTIONRESPONSE']._serialized_start=1294
+  _globals['_GETEXECUTIONRESPONSE']._serialized_end=1358
+  _globals['_LISTEXECUTIONSREQUEST']._serialized_start=1361
+  _globals['_LISTEXECUTIONSREQUEST']._serialized_end=1494
+  _globals['_LISTEXECUTIONSRESPONSE']._serialized_start=1496
+  _globals['_LISTEXECUTIONSRESPONSE']._serialized_end=1588
+  _globals['_KILLEXECUTIONREQUEST']._serialized_start=1590
+  _globals['_KILLEXECUTIONREQUEST']._serialized_end=1624
+  _globals['_KILLEXECUTIONRESPONSE']._serialized_start=1626
+  _globals['_KILLEXECUTIONRESPONSE']._serialized_end=1691
+  _globals['_WATCHEXECUTIONREQUEST']._serialized_start=1693
+  _globals['_WATCHEXECUTIONREQUEST']._serialized_end=1728
+  _globals['_WATCHEXECUTIONRESPONSE']._serialized_start=1730
+  _globals['_WATCHEXECUTIONRESPONSE']._serialized_end=1796
+  _globals['_RESUMEEXECUTIONREQUEST']._serialized_start=1798
+  _globals['_RESUMEEXECUTIONREQUEST']._serialized_end=1855
+  _globals['_RESUMEEXECUTIONRESPONSE']._serialized_start=1857
+  _globals['_RESUMEEXECUTIONRESPONSE']._serialized_end=1924
+  _globals['_RESTARTEXECUTIONREQUEST']._serialized_start=1926
+  _globals['_RESTARTEXECUTIONREQUEST']._serialized_end=1963
+  _globals['_RESTARTEXECUTIONRESPONSE']._serialized_start=1965
+  _globals['_RESTARTEXECUTIONRESPONSE']._serialized_end=2033
+  _globals['_REPLAYEXECUTIONREQUEST']._serialized_start=2035
+  _globals['_REPLAYEXECUTIONREQUEST']._serialized_end=2092
+  _globals['_REPLAYEXECUTIONRESPONSE']._serialized_start=2094
+  _globals['_REPLAYEXECUTIONRESPONSE']._serialized_end=2161
+  _globals['_SETEXECUTIONLABELSREQUEST']._serialized_start=2163
+  _globals['_SETEXECUTIONLABELSREQUEST']._serialized_end=2237
+  _globals['_SETEXECUTIONLABELSRESPONSE']._serialized_start=2239
+  _globals['_SETEXECUTIONLABELSRESPONSE']._serialized_end=2309
+  _globals['_EXECUTIONSERVICE']._serialized_start=2312
+  _globals['_EXECUTIONSERVICE']._serialized_end=3148
 # @@protoc_insertion_point(module_scope)

@@ -136,6 +136,9 @@ class Execution(_message.Message):
     ERROR_FIELD_NUMBER: _builtins.int
     PARENT_ID_FIELD_NUMBER: _builtins.int
     ORIGINAL_ID_FIELD_NUMBER: _builtins.int
+    TRIGGER_JSON_FIELD_NUMBER: _builtins.int
+    CALLER_EXECUTION_ID_FIELD_NUMBER: _builtins.int
+    CALLER_TASK_RUN_ID_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     namespace: _builtins.str
     flow_id: _builtins.str
@@ -147,7 +150,17 @@ class Execution(_message.Message):
     error: _builtins.str
     """Why the execution failed outside any task (e.g. an executor error), if it did."""
     parent_id: _builtins.str
+    """The execution this one replays (Kestra `parentId`); empty otherwise."""
     original_id: _builtins.str
+    """The first execution of a chain of retries or replays."""
+    trigger_json: _builtins.str
+    """JSON object text of what started the execution (Kestra `trigger`), e.g. for a subflow
+    execution `{"type": "io.kestra.plugin.core.flow.Subflow", "variables": {"executionId": …}}`;
+    empty when started through the API.
+    """
+    caller_execution_id: _builtins.str
+    """The execution and Subflow task run that started this one; empty otherwise."""
+    caller_task_run_id: _builtins.str
     @_builtins.property
     def state(self) -> _common_pb2.StateInfo: ...
     @_builtins.property
@@ -177,10 +190,13 @@ class Execution(_message.Message):
         error: _builtins.str = ...,
         parent_id: _builtins.str = ...,
         original_id: _builtins.str = ...,
+        trigger_json: _builtins.str = ...,
+        caller_execution_id: _builtins.str = ...,
+        caller_task_run_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["end_date", b"end_date", "start_date", b"start_date", "state", b"state"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_date", b"end_date", "error", b"error", "flow_id", b"flow_id", "flow_revision", b"flow_revision", "id", b"id", "inputs_json", b"inputs_json", "labels", b"labels", "namespace", b"namespace", "original_id", b"original_id", "outputs_json", b"outputs_json", "parent_id", b"parent_id", "start_date", b"start_date", "state", b"state", "task_runs", b"task_runs"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caller_execution_id", b"caller_execution_id", "caller_task_run_id", b"caller_task_run_id", "end_date", b"end_date", "error", b"error", "flow_id", b"flow_id", "flow_revision", b"flow_revision", "id", b"id", "inputs_json", b"inputs_json", "labels", b"labels", "namespace", b"namespace", "original_id", b"original_id", "outputs_json", b"outputs_json", "parent_id", b"parent_id", "start_date", b"start_date", "state", b"state", "task_runs", b"task_runs", "trigger_json", b"trigger_json"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -424,3 +440,173 @@ class WatchExecutionResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WatchExecutionResponse: _TypeAlias = WatchExecutionResponse  # noqa: Y015
+
+@_typing.final
+class ResumeExecutionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    INPUTS_JSON_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    inputs_json: _builtins.str
+    """JSON object text: onResume input id -> value (coerced as flow inputs are)."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        inputs_json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "inputs_json", b"inputs_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResumeExecutionRequest: _TypeAlias = ResumeExecutionRequest  # noqa: Y015
+
+@_typing.final
+class ResumeExecutionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXECUTION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def execution(self) -> Global___Execution: ...
+    def __init__(
+        self,
+        *,
+        execution: Global___Execution | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["execution", b"execution"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution", b"execution"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResumeExecutionResponse: _TypeAlias = ResumeExecutionResponse  # noqa: Y015
+
+@_typing.final
+class RestartExecutionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RestartExecutionRequest: _TypeAlias = RestartExecutionRequest  # noqa: Y015
+
+@_typing.final
+class RestartExecutionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXECUTION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def execution(self) -> Global___Execution: ...
+    def __init__(
+        self,
+        *,
+        execution: Global___Execution | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["execution", b"execution"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution", b"execution"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RestartExecutionResponse: _TypeAlias = RestartExecutionResponse  # noqa: Y015
+
+@_typing.final
+class ReplayExecutionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    TASK_RUN_ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    task_run_id: _builtins.str
+    """The task run to replay from; it and everything after it run again."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        task_run_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "task_run_id", b"task_run_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReplayExecutionRequest: _TypeAlias = ReplayExecutionRequest  # noqa: Y015
+
+@_typing.final
+class ReplayExecutionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXECUTION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def execution(self) -> Global___Execution:
+        """The new execution."""
+
+    def __init__(
+        self,
+        *,
+        execution: Global___Execution | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["execution", b"execution"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution", b"execution"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReplayExecutionResponse: _TypeAlias = ReplayExecutionResponse  # noqa: Y015
+
+@_typing.final
+class SetExecutionLabelsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    LABELS_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    @_builtins.property
+    def labels(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Label]: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        labels: _abc.Iterable[_common_pb2.Label] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "labels", b"labels"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetExecutionLabelsRequest: _TypeAlias = SetExecutionLabelsRequest  # noqa: Y015
+
+@_typing.final
+class SetExecutionLabelsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXECUTION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def execution(self) -> Global___Execution: ...
+    def __init__(
+        self,
+        *,
+        execution: Global___Execution | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["execution", b"execution"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution", b"execution"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetExecutionLabelsResponse: _TypeAlias = SetExecutionLabelsResponse  # noqa: Y015

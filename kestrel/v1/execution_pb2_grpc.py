@@ -56,6 +56,26 @@ class ExecutionServiceStub:
                 request_serializer=kestrel_dot_v1_dot_execution__pb2.KillExecutionRequest.SerializeToString,
                 response_deserializer=kestrel_dot_v1_dot_execution__pb2.KillExecutionResponse.FromString,
                 _registered_method=True)
+        self.ResumeExecution = channel.unary_unary(
+                '/kestrel.v1.ExecutionService/ResumeExecution',
+                request_serializer=kestrel_dot_v1_dot_execution__pb2.ResumeExecutionRequest.SerializeToString,
+                response_deserializer=kestrel_dot_v1_dot_execution__pb2.ResumeExecutionResponse.FromString,
+                _registered_method=True)
+        self.RestartExecution = channel.unary_unary(
+                '/kestrel.v1.ExecutionService/RestartExecution',
+                request_serializer=kestrel_dot_v1_dot_execution__pb2.RestartExecutionRequest.SerializeToString,
+                response_deserializer=kestrel_dot_v1_dot_execution__pb2.RestartExecutionResponse.FromString,
+                _registered_method=True)
+        self.ReplayExecution = channel.unary_unary(
+                '/kestrel.v1.ExecutionService/ReplayExecution',
+                request_serializer=kestrel_dot_v1_dot_execution__pb2.ReplayExecutionRequest.SerializeToString,
+                response_deserializer=kestrel_dot_v1_dot_execution__pb2.ReplayExecutionResponse.FromString,
+                _registered_method=True)
+        self.SetExecutionLabels = channel.unary_unary(
+                '/kestrel.v1.ExecutionService/SetExecutionLabels',
+                request_serializer=kestrel_dot_v1_dot_execution__pb2.SetExecutionLabelsRequest.SerializeToString,
+                response_deserializer=kestrel_dot_v1_dot_execution__pb2.SetExecutionLabelsResponse.FromString,
+                _registered_method=True)
         self.WatchExecution = channel.unary_stream(
                 '/kestrel.v1.ExecutionService/WatchExecution',
                 request_serializer=kestrel_dot_v1_dot_execution__pb2.WatchExecutionRequest.SerializeToString,
@@ -93,8 +113,40 @@ class ExecutionServiceServicer:
 
     def KillExecution(self, request, context):
         """Kills an execution: not-started task runs become KILLED, running ones are asked to stop
-        (workers see `cancel_requested` on their next heartbeat). Killing a terminated execution is
-        FAILED_PRECONDITION.
+        (workers learn it from their next worker heartbeat, about once a second), and the subflow
+        executions it started are killed too. Killing a terminated execution is FAILED_PRECONDITION.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeExecution(self, request, context):
+        """Resumes a PAUSED execution: its paused Pause task runs continue, with `inputs_json`
+        validated against their `onResume` inputs (INVALID_ARGUMENT naming the input when not).
+        FAILED_PRECONDITION when the execution is not PAUSED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RestartExecution(self, request, context):
+        """Restarts a FAILED or KILLED execution in place (same id): failed task runs get a new
+        attempt. FAILED_PRECONDITION otherwise ("No task found to restart").
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReplayExecution(self, request, context):
+        """Replays a terminated execution from one of its task runs as a new execution
+        (`parent_id` = the replayed one, `original_id` kept). NOT_FOUND for an unknown task run.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetExecutionLabels(self, request, context):
+        """Replaces the labels of an execution (`system.*` labels are kept and cannot be set).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -130,6 +182,26 @@ def add_ExecutionServiceServicer_to_server(servicer, server):
                     servicer.KillExecution,
                     request_deserializer=kestrel_dot_v1_dot_execution__pb2.KillExecutionRequest.FromString,
                     response_serializer=kestrel_dot_v1_dot_execution__pb2.KillExecutionResponse.SerializeToString,
+            ),
+            'ResumeExecution': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeExecution,
+                    request_deserializer=kestrel_dot_v1_dot_execution__pb2.ResumeExecutionRequest.FromString,
+                    response_serializer=kestrel_dot_v1_dot_execution__pb2.ResumeExecutionResponse.SerializeToString,
+            ),
+            'RestartExecution': grpc.unary_unary_rpc_method_handler(
+                    servicer.RestartExecution,
+                    request_deserializer=kestrel_dot_v1_dot_execution__pb2.RestartExecutionRequest.FromString,
+                    response_serializer=kestrel_dot_v1_dot_execution__pb2.RestartExecutionResponse.SerializeToString,
+            ),
+            'ReplayExecution': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReplayExecution,
+                    request_deserializer=kestrel_dot_v1_dot_execution__pb2.ReplayExecutionRequest.FromString,
+                    response_serializer=kestrel_dot_v1_dot_execution__pb2.ReplayExecutionResponse.SerializeToString,
+            ),
+            'SetExecutionLabels': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetExecutionLabels,
+                    request_deserializer=kestrel_dot_v1_dot_execution__pb2.SetExecutionLabelsRequest.FromString,
+                    response_serializer=kestrel_dot_v1_dot_execution__pb2.SetExecutionLabelsResponse.SerializeToString,
             ),
             'WatchExecution': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchExecution,
@@ -246,6 +318,114 @@ class ExecutionService:
             '/kestrel.v1.ExecutionService/KillExecution',
             kestrel_dot_v1_dot_execution__pb2.KillExecutionRequest.SerializeToString,
             kestrel_dot_v1_dot_execution__pb2.KillExecutionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeExecution(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kestrel.v1.ExecutionService/ResumeExecution',
+            kestrel_dot_v1_dot_execution__pb2.ResumeExecutionRequest.SerializeToString,
+            kestrel_dot_v1_dot_execution__pb2.ResumeExecutionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RestartExecution(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kestrel.v1.ExecutionService/RestartExecution',
+            kestrel_dot_v1_dot_execution__pb2.RestartExecutionRequest.SerializeToString,
+            kestrel_dot_v1_dot_execution__pb2.RestartExecutionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplayExecution(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kestrel.v1.ExecutionService/ReplayExecution',
+            kestrel_dot_v1_dot_execution__pb2.ReplayExecutionRequest.SerializeToString,
+            kestrel_dot_v1_dot_execution__pb2.ReplayExecutionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetExecutionLabels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kestrel.v1.ExecutionService/SetExecutionLabels',
+            kestrel_dot_v1_dot_execution__pb2.SetExecutionLabelsRequest.SerializeToString,
+            kestrel_dot_v1_dot_execution__pb2.SetExecutionLabelsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -46,9 +46,24 @@ class ExecutionServiceStub:
     """Lists executions, newest first, with filters and keyset paging."""
     KillExecution: _grpc.UnaryUnaryMultiCallable[_execution_pb2.KillExecutionRequest, _execution_pb2.KillExecutionResponse]
     """Kills an execution: not-started task runs become KILLED, running ones are asked to stop
-    (workers see `cancel_requested` on their next heartbeat). Killing a terminated execution is
-    FAILED_PRECONDITION.
+    (workers learn it from their next worker heartbeat, about once a second), and the subflow
+    executions it started are killed too. Killing a terminated execution is FAILED_PRECONDITION.
     """
+    ResumeExecution: _grpc.UnaryUnaryMultiCallable[_execution_pb2.ResumeExecutionRequest, _execution_pb2.ResumeExecutionResponse]
+    """Resumes a PAUSED execution: its paused Pause task runs continue, with `inputs_json`
+    validated against their `onResume` inputs (INVALID_ARGUMENT naming the input when not).
+    FAILED_PRECONDITION when the execution is not PAUSED.
+    """
+    RestartExecution: _grpc.UnaryUnaryMultiCallable[_execution_pb2.RestartExecutionRequest, _execution_pb2.RestartExecutionResponse]
+    """Restarts a FAILED or KILLED execution in place (same id): failed task runs get a new
+    attempt. FAILED_PRECONDITION otherwise ("No task found to restart").
+    """
+    ReplayExecution: _grpc.UnaryUnaryMultiCallable[_execution_pb2.ReplayExecutionRequest, _execution_pb2.ReplayExecutionResponse]
+    """Replays a terminated execution from one of its task runs as a new execution
+    (`parent_id` = the replayed one, `original_id` kept). NOT_FOUND for an unknown task run.
+    """
+    SetExecutionLabels: _grpc.UnaryUnaryMultiCallable[_execution_pb2.SetExecutionLabelsRequest, _execution_pb2.SetExecutionLabelsResponse]
+    """Replaces the labels of an execution (`system.*` labels are kept and cannot be set)."""
     WatchExecution: _grpc.UnaryStreamMultiCallable[_execution_pb2.WatchExecutionRequest, _execution_pb2.WatchExecutionResponse]
     """Streams the execution: its current form at once, then every change, and closes after a
     terminal state was sent.
@@ -71,9 +86,24 @@ class ExecutionServiceAsyncStub(ExecutionServiceStub):
     """Lists executions, newest first, with filters and keyset paging."""
     KillExecution: _aio.UnaryUnaryMultiCallable[_execution_pb2.KillExecutionRequest, _execution_pb2.KillExecutionResponse]  # type: ignore[assignment]
     """Kills an execution: not-started task runs become KILLED, running ones are asked to stop
-    (workers see `cancel_requested` on their next heartbeat). Killing a terminated execution is
-    FAILED_PRECONDITION.
+    (workers learn it from their next worker heartbeat, about once a second), and the subflow
+    executions it started are killed too. Killing a terminated execution is FAILED_PRECONDITION.
     """
+    ResumeExecution: _aio.UnaryUnaryMultiCallable[_execution_pb2.ResumeExecutionRequest, _execution_pb2.ResumeExecutionResponse]  # type: ignore[assignment]
+    """Resumes a PAUSED execution: its paused Pause task runs continue, with `inputs_json`
+    validated against their `onResume` inputs (INVALID_ARGUMENT naming the input when not).
+    FAILED_PRECONDITION when the execution is not PAUSED.
+    """
+    RestartExecution: _aio.UnaryUnaryMultiCallable[_execution_pb2.RestartExecutionRequest, _execution_pb2.RestartExecutionResponse]  # type: ignore[assignment]
+    """Restarts a FAILED or KILLED execution in place (same id): failed task runs get a new
+    attempt. FAILED_PRECONDITION otherwise ("No task found to restart").
+    """
+    ReplayExecution: _aio.UnaryUnaryMultiCallable[_execution_pb2.ReplayExecutionRequest, _execution_pb2.ReplayExecutionResponse]  # type: ignore[assignment]
+    """Replays a terminated execution from one of its task runs as a new execution
+    (`parent_id` = the replayed one, `original_id` kept). NOT_FOUND for an unknown task run.
+    """
+    SetExecutionLabels: _aio.UnaryUnaryMultiCallable[_execution_pb2.SetExecutionLabelsRequest, _execution_pb2.SetExecutionLabelsResponse]  # type: ignore[assignment]
+    """Replaces the labels of an execution (`system.*` labels are kept and cannot be set)."""
     WatchExecution: _aio.UnaryStreamMultiCallable[_execution_pb2.WatchExecutionRequest, _execution_pb2.WatchExecutionResponse]  # type: ignore[assignment]
     """Streams the execution: its current form at once, then every change, and closes after a
     terminal state was sent.
@@ -117,9 +147,48 @@ class ExecutionServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_execution_pb2.KillExecutionResponse, _abc.Awaitable[_execution_pb2.KillExecutionResponse]]:
         """Kills an execution: not-started task runs become KILLED, running ones are asked to stop
-        (workers see `cancel_requested` on their next heartbeat). Killing a terminated execution is
-        FAILED_PRECONDITION.
+        (workers learn it from their next worker heartbeat, about once a second), and the subflow
+        executions it started are killed too. Killing a terminated execution is FAILED_PRECONDITION.
         """
+
+    @_abc_1.abstractmethod
+    def ResumeExecution(
+        self,
+        request: _execution_pb2.ResumeExecutionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_execution_pb2.ResumeExecutionResponse, _abc.Awaitable[_execution_pb2.ResumeExecutionResponse]]:
+        """Resumes a PAUSED execution: its paused Pause task runs continue, with `inputs_json`
+        validated against their `onResume` inputs (INVALID_ARGUMENT naming the input when not).
+        FAILED_PRECONDITION when the execution is not PAUSED.
+        """
+
+    @_abc_1.abstractmethod
+    def RestartExecution(
+        self,
+        request: _execution_pb2.RestartExecutionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_execution_pb2.RestartExecutionResponse, _abc.Awaitable[_execution_pb2.RestartExecutionResponse]]:
+        """Restarts a FAILED or KILLED execution in place (same id): failed task runs get a new
+        attempt. FAILED_PRECONDITION otherwise ("No task found to restart").
+        """
+
+    @_abc_1.abstractmethod
+    def ReplayExecution(
+        self,
+        request: _execution_pb2.ReplayExecutionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_execution_pb2.ReplayExecutionResponse, _abc.Awaitable[_execution_pb2.ReplayExecutionResponse]]:
+        """Replays a terminated execution from one of its task runs as a new execution
+        (`parent_id` = the replayed one, `original_id` kept). NOT_FOUND for an unknown task run.
+        """
+
+    @_abc_1.abstractmethod
+    def SetExecutionLabels(
+        self,
+        request: _execution_pb2.SetExecutionLabelsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_execution_pb2.SetExecutionLabelsResponse, _abc.Awaitable[_execution_pb2.SetExecutionLabelsResponse]]:
+        """Replaces the labels of an execution (`system.*` labels are kept and cannot be set)."""
 
     @_abc_1.abstractmethod
     def WatchExecution(

@@ -398,12 +398,21 @@ Global___WorkerHeartbeatRequest: _TypeAlias = WorkerHeartbeatRequest  # noqa: Y0
 class WorkerHeartbeatResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    CANCEL_TASK_RUN_IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def cancel_task_run_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Task runs this worker holds whose execution was killed: stop them and fail them with reason
+        CANCELLED (the same as `cancel_requested` on their own heartbeat, but learnt at once for all).
+        """
+
     def __init__(
         self,
+        *,
+        cancel_task_run_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_task_run_ids", b"cancel_task_run_ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -228,8 +228,10 @@ def test_parsed_but_not_applied_properties_are_warned_about(stubs):
     src = """
 id: warned
 namespace: tests.exec
-concurrency:
-  limit: 1
+sla:
+  - id: slow
+    type: MAX_DURATION
+    duration: PT1H
 tasks:
   - id: a
     type: io.kestra.plugin.core.log.Log
@@ -238,9 +240,9 @@ tasks:
 """
     resp = stubs.flows.RegisterFlow(flow_pb2.RegisterFlowRequest(source=src))
     messages = [w.message for w in resp.warnings]
-    assert any("'concurrency' limits are not enforced yet" in m for m in messages)
+    assert any("'sla' is not enforced yet" in m for m in messages)
     assert any("task 'a': 'logLevel' is not applied yet" in m for m in messages)
-    assert [w.line for w in resp.warnings if w.path == "tasks[0].logLevel"] == [7]  # the task's line
+    assert [w.line for w in resp.warnings if w.path == "tasks[0].logLevel"] == [9]  # the task's line
 
 
 def test_flow_outputs_are_typed_and_a_wrong_type_fails_the_execution(stubs):

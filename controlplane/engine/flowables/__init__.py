@@ -22,7 +22,9 @@ from controlplane.engine.flowables import (
     for_each,
     if_,
     parallel,
+    pause,
     sequential,
+    subflow,
     switch,
 )
 from controlplane.engine.plan import Prepared, Renderer, Step
@@ -61,6 +63,7 @@ FLOWABLES: dict[str, Flowable] = {
     f.type: f
     for f in map(
         _flowable,
-        (sequential, parallel, if_, switch, for_each, each_sequential, each_parallel, dag, allow_failure),
+        (sequential, parallel, if_, switch, for_each, each_sequential, each_parallel, dag, allow_failure, pause,
+         subflow),
     )
 }

@@ -131,12 +131,14 @@ def test_supported_types() -> None:
         CORE + "flow.EachParallel",
         CORE + "flow.Dag",
         CORE + "flow.AllowFailure",
+        CORE + "flow.Pause",
+        CORE + "flow.Subflow",
     }
     assert {t for t in SUPPORTED_TASK_TYPES if is_flowable(t)} == {
         CORE + f"flow.{name}"
         for name in (
             "Sequential", "Parallel", "If", "Switch", "ForEach", "EachSequential", "EachParallel", "Dag",
-            "AllowFailure",
+            "AllowFailure", "Pause", "Subflow",
         )
     }
 
@@ -169,7 +171,7 @@ tasks:
     type: io.kestra.core.tasks.log.Log
     message: hi
   - id: par
-    type: io.kestra.plugin.core.flow.Pause
+    type: io.kestra.plugin.core.flow.WaitFor
     tasks:
       - id: kvset
         type: io.kestra.plugin.core.kv.Set
@@ -196,7 +198,7 @@ def test_check_task_types_messages() -> None:
     ]
     messages = [i.message for i in issues]
     assert messages[0] == (
-        "task 'par': task type 'io.kestra.plugin.core.flow.Pause' is a Kestra core type this version "
+        "task 'par': task type 'io.kestra.plugin.core.flow.WaitFor' is a Kestra core type this version "
         "of Kestrel does not run yet"
     )
     assert messages[1] == (
@@ -216,7 +218,7 @@ def test_registered_types_are_accepted_but_never_as_flowables() -> None:
     registered = [
         "acme.tasks.Custom",
         "io.kestra.plugin.core.kv.Set",
-        "io.kestra.core.tasks.flows.Pause",
+        "io.kestra.plugin.core.flow.WaitFor",
     ]
     issues = check_task_types(flow_of(MIXED), registered)
     assert [i.path for i in issues] == ["tasks[1].type", "tasks[1].tasks[1].type", "errors[0].type"]

@@ -1,0 +1,119 @@
+"""``io.kestra.plugin.core.flow.Subflow`` (aliases ``io.kestra.core.tasks.flows.Subflow`` and
+``…flows.Flow``): start an execution of another flow, in the control plane (no worker).
+
+As Kestra's ``Subflow``:
+
+- ``namespace``, ``flowId`` (required), ``revision`` (latest when absent), ``inputs`` and
+  ``labels`` are rendered when the task run starts; the child execution is created at once with
+  those inputs (validated against the child flow, a bad input fails the task run), the labels
+  (plus the parent's own labels with ``inheritLabels: true``, and always the parent's
+  ``system.correlationId``) and a ``trigger`` of type Subflow naming the parent execution.
+- ``wait`` (default true): the task run ends when the child execution ends; with
+  ``transmitFailed`` (default true) a FAILED or KILLED child fails it and a WARNING child makes it
+  WARNING; otherwise it succeeds. ``wait: false``: it ends SUCCESS as soon as the child exists.
+- Outputs: ``executionId`` at once; with ``wait`` also ``state`` and ``outputs`` (the child's
+  flow outputs, or the deprecated task ``outputs`` map rendered in the child's context).
+- Killing the parent kills the child (the executor does it).
+
+The decision logic here is pure: the executor supplies the child's state in the view.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from controlplane.engine.flowables.props import as_text, is_truthy
+from controlplane.engine.plan import FlowableError, Prepared, Renderer, Step
+from controlplane.engine.view import ExecutionView
+from controlplane.model import State, Task, TaskRun
+
+TYPE = "io.kestra.plugin.core.flow.Subflow"
+
+#: The Subflow's own properties (besides the common ones).
+PROPERTIES = frozenset({
+    "namespace", "flowId", "revision", "inputs", "labels", "wait", "transmitFailed", "inheritLabels",
+    "outputs", "scheduleDate", "restartBehavior",
+})
+
+
+def _flag(value: Any, default: bool) -> bool:
+    return default if value is None else is_truthy(value)
+
+
+def prepare(task: Task, render: Renderer) -> Prepared:
+    """Render what the child execution is created from.
+
+    Returns:
+        ``properties``: ``{"namespace", "flowId", "revision" (0 = latest), "inputs": {...},
+        "labels": {...}, "wait", "transmitFailed", "inheritLabels"}``.
+
+    Raises:
+        FlowableError: ``namespace``/``flowId`` missing or empty, ``revision`` not a positive
+            integer, ``inputs`` not a map, ``labels`` neither a map nor a list of key/value.
+    """
+    props = task.properties
+    rendered: dict[str, Any] = {}
+    for key in ("namespace", "flowId"):
+        value = as_text(render(props.get(key), key)) if props.get(key) is not None else None
+        if not value or not value.strip():
+            raise FlowableError(f"task '{task.id}': property '{key}' is required")
+        rendered[key] = value.strip()
+    revision = render(props["revision"], "revision") if props.get("revision") is not None else 0
+    try:
+        revision = int(as_text(revision) or 0)
+    except ValueError:
+        raise FlowableError(f"task '{task.id}': property 'revision' must be an integer >= 1, got {revision!r}") from None
+    if revision < 0:
+        raise FlowableError(f"task '{task.id}': property 'revision' must be an integer >= 1, got {revision}")
+    rendered["revision"] = revision
+    inputs = render(props.get("inputs") or {}, "inputs")
+    if not isinstance(inputs, dict):
+        raise FlowableError(f"task '{task.id}': property 'inputs' must be a map of input id to value")
+    rendered["inputs"] = inputs
+    rendered["labels"] = _labels(task, render(props.get("labels") or {}, "labels"))
+    rendered["wait"] = _flag(props.get("wait"), True)
+    rendered["transmitFailed"] = _flag(props.get("transmitFailed"), True)
+    inherit = props.get("inheritLabels")
+    rendered["inheritLabels"] = _flag(render(inherit, "inheritLabels") if inherit is not None else None, False)
+    return Prepared(properties=rendered)
+
+
+def _labels(task: Task, raw: Any) -> dict[str, str]:
+    """Kestra's labels as a map or a list of ``{key, value}``; values become text."""
+    if isinstance(raw, dict):
+        return {str(k): as_text(v) or "" for k, v in raw.items()}
+    if isinstance(raw, list):
+        out: dict[str, str] = {}
+        for item in raw:
+            if not isinstance(item, dict) or "key" not in item:
+                raise FlowableError(f"task '{task.id}': property 'labels': a list item must be {{key, value}}")
+            out[str(item["key"])] = as_text(item.get("value")) or ""
+        return out
+    raise FlowableError(f"task '{task.id}': property 'labels' must be a map or a list of {{key, value}}")
+
+
+def final_state(child: State, transmit_failed: bool) -> State:
+    """The Subflow task run's state for a child execution that ended in ``child`` (Kestra's
+    ``ExecutableUtils.guessState``; ``allowFailure`` is applied by the executor)."""
+    if not transmit_failed:
+        return State.SUCCESS
+    if child in (State.FAILED, State.KILLED, State.CANCELLED):
+        return State.FAILED
+    if child is State.WARNING:
+        return State.WARNING
+    return State.SUCCESS
+
+
+def step(view: ExecutionView, task: Task, task_run: TaskRun, killed: bool) -> Step:
+    """Done when the child ended (or at once without ``wait``); KILLED when the parent is killed."""
+    props = task_run.properties or {}
+    if killed:
+        return Step(done=State.KILLED)
+    child = view.subflows.get(task_run.id)
+    if child is None:
+        return Step()  # the executor has not recorded the child yet
+    if not props.get("wait", True):
+        return Step(done=State.SUCCESS)
+    if not child.state.is_terminal or child.state is State.RETRIED:
+        return Step()  # still running, or retried as a new execution (CREATE_NEW_EXECUTION)
+    return Step(done=final_state(child.state, bool(props.get("transmitFailed", True))))
