@@ -461,6 +461,13 @@ def flow_validate(
             help="Validate here, without a server (custom task types registered by workers are unknown).",
         ),
     ] = False,
+    lenient: Annotated[
+        bool,
+        typer.Option(
+            "--lenient-expressions",
+            help="Accept expression errors (syntax, unknown task/input/variable) as warnings, as Kestra does.",
+        ),
+    ] = False,
     server: ServerOption = DEFAULT_SERVER,
     timeout: TimeoutOption = 30.0,
 ) -> None:
@@ -478,7 +485,7 @@ def flow_validate(
             if source is None:
                 invalid += 1
                 continue
-            result = validate(source)
+            result = validate(source, lenient_expressions=lenient)
             for issue in result.errors:
                 typer.echo(_issue_line(path, "error", issue.line, issue.column, issue.path, issue.message))
             for issue in result.warnings:
@@ -493,11 +500,12 @@ def flow_validate(
         raise typer.Exit(1)
 
 
-def _validate_locally(source: str) -> ValidationResult:
-    """Validate with the control plane's parser and catalogue, in this process."""
+def _validate_locally(source: str, *, lenient_expressions: bool = False) -> ValidationResult:
+    """Validate with the control plane's parser, catalogue and expression checks, in this process."""
     from controlplane.errors import FlowValidationError
     from controlplane.flows import check_task_types, parse_flow
     from controlplane.flows.features import not_applied_warnings
+    from controlplane.flows.static_checks import check_expressions, lenient_warning
 
     def issue(i: Any) -> ValidationIssue:
         return ValidationIssue(path=i.path, message=i.message, line=i.line or None, column=i.column or None)
@@ -507,10 +515,15 @@ def _validate_locally(source: str) -> ValidationResult:
     except FlowValidationError as err:
         return ValidationResult(valid=False, errors=[issue(i) for i in err.issues])
     errors = check_task_types(flow, ())
+    expression_errors, expression_warnings = check_expressions(flow)
+    if lenient_expressions:
+        expression_warnings = [lenient_warning(i) for i in expression_errors] + expression_warnings
+    else:
+        errors = sorted(errors + expression_errors, key=lambda i: i.line)
     return ValidationResult(
         valid=not errors,
         errors=[issue(i) for i in errors],
-        warnings=[issue(i) for i in not_applied_warnings(flow)],
+        warnings=[issue(i) for i in not_applied_warnings(flow) + expression_warnings],
         namespace=flow.namespace,
         id=flow.id,
     )
@@ -526,7 +539,16 @@ def _issue_line(path: Path, kind: str, line: int | None, column: int | None, fie
 
 @flow_app.command("deploy")
 def flow_deploy(
-    paths: FlowPaths, server: ServerOption = DEFAULT_SERVER, timeout: TimeoutOption = 30.0
+    paths: FlowPaths,
+    server: ServerOption = DEFAULT_SERVER,
+    timeout: TimeoutOption = 30.0,
+    lenient: Annotated[
+        bool,
+        typer.Option(
+            "--lenient-expressions",
+            help="Accept expression errors (syntax, unknown task/input/variable) as warnings, as Kestra does.",
+        ),
+    ] = False,
 ) -> None:
     """Store flows as new revisions (a source identical to the latest revision stores nothing).
 
@@ -541,7 +563,7 @@ def flow_deploy(
                 failed += 1
                 continue
             try:
-                flow, created, warnings = client.deploy_flow(source)
+                flow, created, warnings = client.deploy_flow(source, lenient_expressions=lenient)
             except UnavailableError:
                 raise  # no point trying the other files
             except KestrelError as err:

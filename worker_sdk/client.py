@@ -137,11 +137,13 @@ class KestrelClient:
 
     # -- flows -----------------------------------------------------------------------------
 
-    def validate_flow(self, source: str) -> ValidationResult:
+    def validate_flow(self, source: str, *, lenient_expressions: bool = False) -> ValidationResult:
         """Validates a flow's YAML source; nothing is stored.
 
         Args:
             source: The flow YAML.
+            lenient_expressions: Report expression errors (syntax, unknown task, input or
+                variable) as warnings, as Kestra would accept the flow and fail at run time.
 
         Returns:
             The verdict, with errors and warnings carrying YAML line and column when known.
@@ -149,7 +151,10 @@ class KestrelClient:
         Raises:
             RPCError: The call failed (e.g. :class:`~worker_sdk.errors.UnavailableError`).
         """
-        resp = self._unary(self._flows.ValidateFlow, flow_pb2.ValidateFlowRequest(source=source))
+        resp = self._unary(
+            self._flows.ValidateFlow,
+            flow_pb2.ValidateFlowRequest(source=source, lenient_expressions=lenient_expressions),
+        )
         return ValidationResult(
             valid=resp.valid,
             errors=[_issue(i) for i in resp.errors],
@@ -158,13 +163,16 @@ class KestrelClient:
             id=resp.id or None,
         )
 
-    def deploy_flow(self, source: str, expected_revision: int = 0) -> DeployResult:
+    def deploy_flow(
+        self, source: str, expected_revision: int = 0, *, lenient_expressions: bool = False
+    ) -> DeployResult:
         """Stores a new revision of a flow (``FlowService.RegisterFlow``).
 
         Args:
             source: The flow YAML.
             expected_revision: The latest revision the caller knows of; the server refuses the
                 change when it differs. 0 skips the check.
+            lenient_expressions: As for :meth:`validate_flow`.
 
         Returns:
             ``DeployResult(flow, created, warnings)``: the latest revision, whether this call
@@ -178,7 +186,9 @@ class KestrelClient:
         """
         resp = self._unary(
             self._flows.RegisterFlow,
-            flow_pb2.RegisterFlowRequest(source=source, expected_revision=expected_revision),
+            flow_pb2.RegisterFlowRequest(
+                source=source, expected_revision=expected_revision, lenient_expressions=lenient_expressions
+            ),
         )
         return DeployResult(_flow(resp.flow), resp.created_revision, [_issue(i) for i in resp.warnings])
 

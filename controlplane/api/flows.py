@@ -46,7 +46,9 @@ class FlowServicer(flow_pb2_grpc.FlowServiceServicer):
     async def ValidateFlow(self, request: flow_pb2.ValidateFlowRequest, context: grpc.aio.ServicerContext):
         async with self._cp.transaction() as unit:
             try:
-                flow, warnings = await self._registry.validate(unit.conn, _source(request.source))
+                flow, warnings = await self._registry.validate(
+                    unit.conn, _source(request.source), lenient_expressions=request.lenient_expressions
+                )
             except FlowValidationError as exc:
                 ns, _, fid = exc.flow_ref.rpartition(".")
                 return flow_pb2.ValidateFlowResponse(
@@ -62,7 +64,8 @@ class FlowServicer(flow_pb2_grpc.FlowServiceServicer):
             raise InvalidArgumentError("expected_revision: must be >= 0")
         async with self._cp.transaction() as unit:
             row, created, warnings = await self._registry.register(
-                unit.conn, _source(request.source), request.expected_revision
+                unit.conn, _source(request.source), request.expected_revision,
+                lenient_expressions=request.lenient_expressions,
             )
         return flow_pb2.RegisterFlowResponse(
             flow=convert.flow_to_proto(row), created_revision=created,

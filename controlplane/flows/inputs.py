@@ -418,11 +418,15 @@ def _duration_seconds(value: Any) -> float:
     raise InputValueError("it must be an ISO-8601 duration like `PT5M6S`")
 
 
+def _no_constant(name: str) -> Any:
+    raise InputValueError(f"it must be valid JSON ({name} is not a JSON number)")
+
+
 def _json(declared: Input, value: Any) -> Any:
     if isinstance(value, str):
         try:
-            return json.loads(value)
-        except ValueError as exc:
+            return json.loads(value, parse_constant=_no_constant)
+        except json.JSONDecodeError as exc:
             raise InputValueError(f"it must be valid JSON ({exc.msg} at char {exc.pos})") from exc
     return value
 

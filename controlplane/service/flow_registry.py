@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from controlplane.errors import ConflictError, FlowValidationError, Issue, NotFoundError
 from controlplane.flows import check_task_types, parse_flow
 from controlplane.flows.features import not_applied_warnings
+from controlplane.flows.static_checks import check_expressions, lenient_warning
 from controlplane.model import Flow
 from controlplane.store import repository as repo
 
@@ -47,8 +48,15 @@ class FlowRegistry:
         self._cache: OrderedDict[tuple[str, str, int], Flow] = OrderedDict()
         self._cache_size = cache_size
 
-    async def validate(self, conn: AsyncConnection, source: str) -> tuple[Flow, list[Issue]]:
-        """Parse and check a flow source.
+    async def validate(
+        self, conn: AsyncConnection, source: str, *, lenient_expressions: bool = False
+    ) -> tuple[Flow, list[Issue]]:
+        """Parse and check a flow source, including the registration-time expression checks
+        (`controlplane.flows.static_checks`).
+
+        Args:
+            lenient_expressions: Report expression errors (syntax, unknown task/input/variable)
+                as warnings, as Kestra would accept the flow and fail at run time.
 
         Returns:
             The parsed flow and warnings.
@@ -59,24 +67,32 @@ class FlowRegistry:
         # Parsing is pure Python and can take seconds for a large source: off the event loop.
         flow = await asyncio.to_thread(parse_flow, source)
         issues = check_task_types(flow, await repo.known_task_types(conn))
+        expression_errors, expression_warnings = await asyncio.to_thread(check_expressions, flow)
+        if lenient_expressions:
+            expression_warnings = [lenient_warning(i) for i in expression_errors] + expression_warnings
+        else:
+            issues = sorted(issues + expression_errors, key=lambda i: i.line)
         if issues:
             raise FlowValidationError(issues, f"{flow.namespace}.{flow.id}")
-        return flow, not_applied_warnings(flow)
+        return flow, not_applied_warnings(flow) + expression_warnings
 
     async def register(
-        self, conn: AsyncConnection, source: str, expected_revision: int = 0
+        self, conn: AsyncConnection, source: str, expected_revision: int = 0, *, lenient_expressions: bool = False
     ) -> tuple[repo.FlowRow, bool, list[Issue]]:
         """Store a new revision unless the source equals the latest one.
 
         Returns:
             (stored row, whether a revision was created, warnings).
 
+        Args:
+            lenient_expressions: As for :meth:`validate`.
+
         Raises:
             FlowValidationError: invalid source; nothing is stored.
             ConflictError: ``expected_revision`` is set and differs from the latest revision, or
                 a concurrent registration took the same revision number.
         """
-        flow, warnings = await self.validate(conn, source)
+        flow, warnings = await self.validate(conn, source, lenient_expressions=lenient_expressions)
         await repo.lock_flow_key(conn, flow.namespace, flow.id)
         latest = await repo.get_flow(conn, flow.namespace, flow.id)
         latest_rev = latest.revision if latest else 0

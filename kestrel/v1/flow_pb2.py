@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from kestrel.v1 import common_pb2 as kestrel_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15kestrel/v1/flow.proto\x12\nkestrel.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17kestrel/v1/common.proto\"N\n\x0fValidationIssue\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0c\n\x04line\x18\x03 \x01(\x05\x12\x0e\n\x06\x63olumn\x18\x04 \x01(\x05\"c\n\tFlowInput\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x10\n\x08required\x18\x03 \x01(\x08\x12\x15\n\rdefaults_json\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\"\x8a\x02\n\x04\x46low\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x10\n\x08revision\x18\x03 \x01(\x05\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12!\n\x06labels\x18\x06 \x03(\x0b\x32\x11.kestrel.v1.Label\x12%\n\x06inputs\x18\x07 \x03(\x0b\x32\x15.kestrel.v1.FlowInput\x12\x10\n\x08\x64isabled\x18\x08 \x01(\x08\x12\x0f\n\x07\x64\x65leted\x18\t \x01(\x08\x12+\n\x07\x63reated\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ntask_count\x18\x0b \x01(\x05\"%\n\x13ValidateFlowRequest\x12\x0e\n\x06source\x18\x01 \x01(\t\"\xa0\x01\n\x14ValidateFlowResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12+\n\x06\x65rrors\x18\x02 \x03(\x0b\x32\x1b.kestrel.v1.ValidationIssue\x12-\n\x08warnings\x18\x03 \x03(\x0b\x32\x1b.kestrel.v1.ValidationIssue\x12\x11\n\tnamespace\x18\x04 \x01(\t\x12\n\n\x02id\x18\x05 \x01(\t\"@\n\x13RegisterFlowRequest\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x19\n\x11\x65xpected_revision\x18\x02 \x01(\x05\"\x7f\n\x14RegisterFlowResponse\x12\x1e\n\x04\x66low\x18\x01 \x01(\x0b\x32\x10.kestrel.v1.Flow\x12\x18\n\x10\x63reated_revision\x18\x02 \x01(\x08\x12-\n\x08warnings\x18\x03 \x03(\x0b\x32\x1b.kestrel.v1.ValidationIssue\"A\n\x0eGetFlowRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x10\n\x08revision\x18\x03 \x01(\x05\"1\n\x0fGetFlowResponse\x12\x1e\n\x04\x66low\x18\x01 \x01(\x0b\x32\x10.kestrel.v1.Flow\"e\n\x10ListFlowsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x17\n\x0finclude_deleted\x18\x04 \x01(\x08\"M\n\x11ListFlowsResponse\x12\x1f\n\x05\x66lows\x18\x01 \x03(\x0b\x32\x10.kestrel.v1.Flow\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"9\n\x18ListFlowRevisionsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\"<\n\x19ListFlowRevisionsResponse\x12\x1f\n\x05\x66lows\x18\x01 \x03(\x0b\x32\x10.kestrel.v1.Flow\"2\n\x11\x44\x65leteFlowRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\"\x14\n\x12\x44\x65leteFlowResponse2\xf0\x03\n\x0b\x46lowService\x12Q\n\x0cValidateFlow\x12\x1f.kestrel.v1.ValidateFlowRequest\x1a .kestrel.v1.ValidateFlowResponse\x12Q\n\x0cRegisterFlow\x12\x1f.kestrel.v1.RegisterFlowRequest\x1a .kestrel.v1.RegisterFlowResponse\x12\x42\n\x07GetFlow\x12\x1a.kestrel.v1.GetFlowRequest\x1a\x1b.kestrel.v1.GetFlowResponse\x12H\n\tListFlows\x12\x1c.kestrel.v1.ListFlowsRequest\x1a\x1d.kestrel.v1.ListFlowsResponse\x12`\n\x11ListFlowRevisions\x12$.kestrel.v1.ListFlowRevisionsRequest\x1a%.kestrel.v1.ListFlowRevisionsResponse\x12K\n\nDeleteFlow\x12\x1d.kestrel.v1.DeleteFlowRequest\x1a\x1e.kestrel.v1.DeleteFlowResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15kestrel/v1/flow.proto\x12\nkestrel.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17kestrel/v1/common.proto\"N\n\x0fValidationIssue\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0c\n\x04line\x18\x03 \x01(\x05\x12\x0e\n\x06\x63olumn\x18\x04 \x01(\x05\"c\n\tFlowInput\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x10\n\x08required\x18\x03 \x01(\x08\x12\x15\n\rdefaults_json\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\"\x8a\x02\n\x04\x46low\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x10\n\x08revision\x18\x03 \x01(\x05\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12!\n\x06labels\x18\x06 \x03(\x0b\x32\x11.kestrel.v1.Label\x12%\n\x06inputs\x18\x07 \x03(\x0b\x32\x15.kestrel.v1.FlowInput\x12\x10\n\x08\x64isabled\x18\x08 \x01(\x08\x12\x0f\n\x07\x64\x65leted\x18\t \x01(\x08\x12+\n\x07\x63reated\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ntask_count\x18\x0b \x01(\x05\"B\n\x13ValidateFlowRequest\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x1b\n\x13lenient_expressions\x18\x02 \x01(\x08\"\xa0\x01\n\x14ValidateFlowResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12+\n\x06\x65rrors\x18\x02 \x03(\x0b\x32\x1b.kestrel.v1.ValidationIssue\x12-\n\x08warnings\x18\x03 \x03(\x0b\x32\x1b.kestrel.v1.ValidationIssue\x12\x11\n\tnamespace\x18\x04 \x01(\t\x12\n\n\x02id\x18\x05 \x01(\t\"]\n\x13RegisterFlowRequest\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x19\n\x11\x65xpected_revision\x18\x02 \x01(\x05\x12\x1b\n\x13lenient_expressions\x18\x03 \x01(\x08\"\x7f\n\x14RegisterFlowResponse\x12\x1e\n\x04\x66low\x18\x01 \x01(\x0b\x32\x10.kestrel.v1.Flow\x12\x18\n\x10\x63reated_revision\x18\x02 \x01(\x08\x12-\n\x08warnings\x18\x03 \x03(\x0b\x32\x1b.kestrel.v1.ValidationIssue\"A\n\x0eGetFlowRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x10\n\x08revision\x18\x03 \x01(\x05\"1\n\x0fGetFlowResponse\x12\x1e\n\x04\x66low\x18\x01 \x01(\x0b\x32\x10.kestrel.v1.Flow\"e\n\x10ListFlowsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x17\n\x0finclude_deleted\x18\x04 \x01(\x08\"M\n\x11ListFlowsResponse\x12\x1f\n\x05\x66lows\x18\x01 \x03(\x0b\x32\x10.kestrel.v1.Flow\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"9\n\x18ListFlowRevisionsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\"<\n\x19ListFlowRevisionsResponse\x12\x1f\n\x05\x66lows\x18\x01 \x03(\x0b\x32\x10.kestrel.v1.Flow\"2\n\x11\x44\x65leteFlowRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\"\x14\n\x12\x44\x65leteFlowResponse2\xf0\x03\n\x0b\x46lowService\x12Q\n\x0cValidateFlow\x12\x1f.kestrel.v1.ValidateFlowRequest\x1a .kestrel.v1.ValidateFlowResponse\x12Q\n\x0cRegisterFlow\x12\x1f.kestrel.v1.RegisterFlowRequest\x1a .kestrel.v1.RegisterFlowResponse\x12\x42\n\x07GetFlow\x12\x1a.kestrel.v1.GetFlowRequest\x1a\x1b.kestrel.v1.GetFlowResponse\x12H\n\tListFlows\x12\x1c.kestrel.v1.ListFlowsRequest\x1a\x1d.kestrel.v1.ListFlowsResponse\x12`\n\x11ListFlowRevisions\x12$.kestrel.v1.ListFlowRevisionsRequest\x1a%.kestrel.v1.ListFlowRevisionsResponse\x12K\n\nDeleteFlow\x12\x1d.kestrel.v1.DeleteFlowRequest\x1a\x1e.kestrel.v1.DeleteFlowResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,29 +41,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FLOW']._serialized_start=277
   _globals['_FLOW']._serialized_end=543
   _globals['_VALIDATEFLOWREQUEST']._serialized_start=545
-  _globals['_VALIDATEFLOWREQUEST']._serialized_end=582
-  _globals['_VALIDATEFLOWRESPONSE']._serialized_start=585
-  _globals['_VALIDATEFLOWRESPONSE']._serialized_end=745
-  _globals['_REGISTERFLOWREQUEST']._serialized_start=747
-  _globals['_REGISTERFLOWREQUEST']._serialized_end=811
-  _globals['_REGISTERFLOWRESPONSE']._serialized_start=813
-  _globals['_REGISTERFLOWRESPONSE']._serialized_end=940
-  _globals['_GETFLOWREQUEST']._serialized_start=942
-  _globals['_GETFLOWREQUEST']._serialized_end=1007
-  _globals['_GETFLOWRESPONSE']._serialized_start=1009
-  _globals['_GETFLOWRESPONSE']._serialized_end=1058
-  _globals['_LISTFLOWSREQUEST']._serialized_start=1060
-  _globals['_LISTFLOWSREQUEST']._serialized_end=1161
-  _globals['_LISTFLOWSRESPONSE']._serialized_start=1163
-  _globals['_LISTFLOWSRESPONSE']._serialized_end=1240
-  _globals['_LISTFLOWREVISIONSREQUEST']._serialized_start=1242
-  _globals['_LISTFLOWREVISIONSREQUEST']._serialized_end=1299
-  _globals['_LISTFLOWREVISIONSRESPONSE']._serialized_start=1301
-  _globals['_LISTFLOWREVISIONSRESPONSE']._serialized_end=1361
-  _globals['_DELETEFLOWREQUEST']._serialized_start=1363
-  _globals['_DELETEFLOWREQUEST']._serialized_end=1413
-  _globals['_DELETEFLOWRESPONSE']._serialized_start=1415
-  _globals['_DELETEFLOWRESPONSE']._serialized_end=1435
-  _globals['_FLOWSERVICE']._serialized_start=1438
-  _globals['_FLOWSERVICE']._serialized_end=1934
+  _globals['_VALIDATEFLOWREQUEST']._serialized_end=611
+  _globals['_VALIDATEFLOWRESPONSE']._serialized_start=614
+  _globals['_VALIDATEFLOWRESPONSE']._serialized_end=774
+  _globals['_REGISTERFLOWREQUEST']._serialized_start=776
+  _globals['_REGISTERFLOWREQUEST']._serialized_end=869
+  _globals['_REGISTERFLOWRESPONSE']._serialized_start=871
+  _globals['_REGISTERFLOWRESPONSE']._serialized_end=998
+  _globals['_GETFLOWREQUEST']._serialized_start=1000
+  _globals['_GETFLOWREQUEST']._serialized_end=1065
+  _globals['_GETFLOWRESPONSE']._serialized_start=1067
+  _globals['_GETFLOWRESPONSE']._serialized_end=1116
+  _globals['_LISTFLOWSREQUEST']._serialized_start=1118
+  _globals['_LISTFLOWSREQUEST']._serialized_end=1219
+  _globals['_LISTFLOWSRESPONSE']._serialized_start=1221
+  _globals['_LISTFLOWSRESPONSE']._serialized_end=1298
+  _globals['_LISTFLOWREVISIONSREQUEST']._serialized_start=1300
+  _globals['_LISTFLOWREVISIONSREQUEST']._serialized_end=1357
+  _globals['_LISTFLOWREVISIONSRESPONSE']._serialized_start=1359
+  _globals['_LISTFLOWREVISIONSRESPONSE']._serialized_end=1419
+  _globals['_DELETEFLOWREQUEST']._serialized_start=1421
+  _globals['_DELETEFLOWREQUEST']._serialized_end=1471
+  _globals['_DELETEFLOWRESPONSE']._serialized_start=1473
+  _globals['_DELETEFLOWRESPONSE']._serialized_end=1493
+  _globals['_FLOWSERVICE']._serialized_start=1496
+  _globals['_FLOWSERVICE']._serialized_end=1992
 # @@protoc_insertion_point(module_scope)

@@ -150,15 +150,22 @@ class ValidateFlowRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     SOURCE_FIELD_NUMBER: _builtins.int
+    LENIENT_EXPRESSIONS_FIELD_NUMBER: _builtins.int
     source: _builtins.str
+    lenient_expressions: _builtins.bool
+    """Kestra compatibility: expressions that fail the registration-time checks (syntax errors,
+    references to unknown tasks, inputs or variables) are reported as warnings instead of
+    errors, and fail at run time as they do in Kestra. Default false: such a flow is refused.
+    """
     def __init__(
         self,
         *,
         source: _builtins.str = ...,
+        lenient_expressions: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["source", b"source"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lenient_expressions", b"lenient_expressions", "source", b"source"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -204,18 +211,25 @@ class RegisterFlowRequest(_message.Message):
 
     SOURCE_FIELD_NUMBER: _builtins.int
     EXPECTED_REVISION_FIELD_NUMBER: _builtins.int
+    LENIENT_EXPRESSIONS_FIELD_NUMBER: _builtins.int
     source: _builtins.str
     expected_revision: _builtins.int
     """Optimistic concurrency: the revision the caller last saw; 0 means "do not check"."""
+    lenient_expressions: _builtins.bool
+    """Kestra compatibility: expressions that fail the registration-time checks (syntax errors,
+    references to unknown tasks, inputs or variables) are reported as warnings instead of
+    errors, and fail at run time as they do in Kestra. Default false: such a flow is refused.
+    """
     def __init__(
         self,
         *,
         source: _builtins.str = ...,
         expected_revision: _builtins.int = ...,
+        lenient_expressions: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["expected_revision", b"expected_revision", "source", b"source"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expected_revision", b"expected_revision", "lenient_expressions", b"lenient_expressions", "source", b"source"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

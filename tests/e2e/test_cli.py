@@ -89,6 +89,24 @@ def test_validate_local_needs_no_server(tmp_path):
     assert down.returncode == 1 and "is it running" in down.stderr and "Traceback" not in down.stderr
 
 
+def test_validate_local_refuses_expression_errors_unless_lenient(tmp_path):
+    flow = tmp_path / "typo.yml"
+    flow.write_text(
+        "id: typo\nnamespace: tests.cli\ntasks:\n  - id: first\n    type: io.kestra.plugin.core.debug.Return\n"
+        "    format: x\n  - id: second\n    type: io.kestra.plugin.core.log.Log\n"
+        "    message: '{{ outputs.frist.value }}'\n"
+    )
+    strict = subprocess.run([*KESTREL, "flow", "validate", "--local", str(flow)], capture_output=True, text=True,
+                            timeout=60, cwd=REPO)
+    assert strict.returncode == 1
+    assert (f"{flow}:9: error: task 'second' property 'message' reads outputs of 'frist', which is not a task "
+            "of this flow (did you mean 'first'?) [tasks[1].message]") in strict.stdout
+    lenient = subprocess.run([*KESTREL, "flow", "validate", "--local", "--lenient-expressions", str(flow)],
+                             capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert lenient.returncode == 0, lenient.stdout
+    assert f"{flow}:9: warning: task 'second'" in lenient.stdout and "typo.yml: ok" in lenient.stdout
+
+
 def test_undeclared_input_is_warned_about(deployed):
     result = kestrel(deployed, "execution", "run", "company.team", "hello-inputs", "--input", "usr=Ada", "--wait")
     assert result.returncode == 0

@@ -29,8 +29,8 @@ class Stubs:
     workers: worker_pb2_grpc.WorkerServiceStub
     logs: log_pb2_grpc.LogServiceStub
 
-    def deploy(self, source: str) -> flow_pb2.Flow:
-        return self.flows.RegisterFlow(flow_pb2.RegisterFlowRequest(source=source), timeout=10).flow
+    def deploy(self, source: str, **kw) -> flow_pb2.Flow:
+        return self.flows.RegisterFlow(flow_pb2.RegisterFlowRequest(source=source, **kw), timeout=10).flow
 
     def start(self, namespace: str, flow_id: str, inputs: dict | None = None, **kw) -> execution_pb2.Execution:
         req = execution_pb2.StartExecutionRequest(

@@ -131,14 +131,20 @@ tasks:
 
 
 def test_undefined_expression_fails_the_task_run_with_a_clear_error(stubs):
-    stubs.deploy("""
+    source = """
 id: undefined-var
 namespace: tests.exec
 tasks:
   - id: bad
     type: io.kestra.plugin.core.log.Log
     message: "{{ outputs.nothing.value }}"
-""")
+"""
+    # Refused at registration (our static check) with the task, property and line ...
+    code, details = _status(stubs.flows.RegisterFlow, flow_pb2.RegisterFlowRequest(source=source))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "line 7: tasks[0].message: task 'bad' property 'message' reads outputs of 'nothing'" in details
+    # ... and, deployed leniently as Kestra would accept it, it fails at run time.
+    stubs.deploy(source, lenient_expressions=True)
     final = stubs.wait(stubs.start("tests.exec", "undefined-var").id)
     assert state_name(final.state.current) == "FAILED"
     assert "task 'bad'" in final.task_runs[0].error and "nothing" in final.task_runs[0].error
@@ -152,8 +158,12 @@ tasks:
          "unknown task type", 4),
         ("id: x\nnamespace: tests.bad\ntasks:\n  - id: a\n    type: io.kestra.plugin.core.log.Log\n    message: hi\n"
          "  - id: a\n    type: io.kestra.plugin.core.log.Log\n    message: hi\n", "duplicate", 7),
+        ("id: x\nnamespace: tests.bad\ntasks:\n  - id: a\n    type: io.kestra.plugin.core.log.Log\n"
+         "    message: '{{ inputs.who }}'\n", "reads input 'who', which the flow does not declare", 6),
+        ("id: x\nnamespace: tests.bad\ntasks:\n  - id: a\n    type: io.kestra.plugin.core.log.Log\n"
+         "    message: '{{ 1 + }}'\n", "invalid expression", 6),
     ],
-    ids=["invalid-yaml", "unknown-type", "duplicate-id"],
+    ids=["invalid-yaml", "unknown-type", "duplicate-id", "unknown-input", "expression-syntax"],
 )
 def test_bad_flows_are_refused_with_field_and_line_and_nothing_is_stored(stubs, source, needle, line):
     before = stubs.flows.ListFlows(flow_pb2.ListFlowsRequest(namespace="tests.bad")).flows

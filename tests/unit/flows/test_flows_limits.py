@@ -38,3 +38,14 @@ def test_a_source_over_the_size_limit_is_refused_before_parsing():
         parse_flow(source)
     ok = header + '"' + "x" * (MAX_SOURCE_BYTES - len(header) - 3) + '"\n'
     assert parse_flow(ok).id == "big"
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_json_defaults_with_non_finite_numbers_are_refused_at_deploy(constant):
+    source = (
+        "id: j\nnamespace: a.b\ninputs:\n  - id: j\n    type: JSON\n"
+        f"    defaults: '{{\"a\": {constant}}}'\ntasks:\n  - id: t\n    type: io.kestra.plugin.core.log.Log\n    message: hi\n"
+    )
+    with pytest.raises(FlowValidationError, match=f"line 6: inputs\\[0\\].defaults: input 'j': invalid default: "
+                       f"it must be valid JSON \\({constant} is not a JSON number\\)"):
+        parse_flow(source)
