@@ -626,11 +626,12 @@ class Worker:
         runs are running it beats every ``CANCEL_CHECK_SECONDS`` (at most), so a kill stops them
         within about a second instead of at their own (slower) task-run heartbeat."""
         assert self._workers is not None
+        last = monotonic()
         while True:
-            interval = self.heartbeat_interval_seconds
-            if self._runs:
-                interval = min(interval, CANCEL_CHECK_SECONDS)
-            await asyncio.sleep(interval)
+            await asyncio.sleep(min(self.heartbeat_interval_seconds, CANCEL_CHECK_SECONDS))
+            if not self._runs and monotonic() - last < self.heartbeat_interval_seconds:
+                continue
+            last = monotonic()
             seen = self._registration
             try:
                 response = await self._workers.WorkerHeartbeat(
