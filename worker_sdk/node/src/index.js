@@ -21,6 +21,6 @@ export {
 } from './registry.js';
 export { RpcError, STATUS_NAMES, WorkerClient } from './client.js';
 export {
-  Backoff, DEFAULT_SERVER, DEFAULT_SHUTDOWN_GRACE_SECONDS, FailureReason, SDK, StopReason, Worker, WorkerError,
+  Backoff, CANCEL_CHECK_SECONDS, DEFAULT_SERVER, DEFAULT_SHUTDOWN_GRACE_SECONDS, FailureReason, REPORT_GRACE_SECONDS, SDK, StopReason, Worker, WorkerError,
   assignmentFromProto, dumpOutputs, importModules, runWorker,
 } from './worker.js';

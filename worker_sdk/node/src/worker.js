@@ -17,8 +17,10 @@
  *    CANCELLED; NOT_FOUND from a heartbeat or a report → the lease was lost: the task is aborted
  *    and its result dropped (with a local warning). A report failing with a transient status
  *    (UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED) is retried with the same token, with backoff,
- *    until the lease would expire; after that the control plane has re-queued the run anyway.
- * 4. `WorkerHeartbeat` at the same interval.
+ *    until {@link REPORT_GRACE_SECONDS} past the lease's last known expiry (a control plane that
+ *    was down reaps leases only once back, so a late report can still win; otherwise NOT_FOUND).
+ * 4. `WorkerHeartbeat` at the same interval (at most every {@link CANCEL_CHECK_SECONDS} while
+ *    task runs are running): its `cancel_task_run_ids` stop killed task runs at once.
  * 5. Stop (SIGTERM/SIGINT or {@link Worker#stop}): polling stops, running task runs get
  *    `shutdownGraceSeconds` to finish, the rest are aborted and handed back with FailTaskRun
  *    reason WORKER_SHUTDOWN, then `ShutdownWorker`. A second signal (or `stop({force: true})`)
@@ -49,6 +51,15 @@ export const DEFAULT_SHUTDOWN_GRACE_SECONDS = 5;
 export const DEFAULT_HEARTBEAT_SECONDS = 5;
 /** Time an aborted task gets to settle before it is reported anyway (seconds). */
 export const CANCEL_GRACE_SECONDS = 5;
+/** Longest gap between worker heartbeats while task runs are running: they carry kills (seconds). */
+export const CANCEL_CHECK_SECONDS = 1;
+/**
+ * How long past its lease's last known expiry a worker keeps retrying a result report
+ * (CompleteTaskRun/FailTaskRun) that fails with a transient error (seconds). A control plane
+ * that was down reaps expired leases only once it is back, so a report arriving before that
+ * still wins; after it, the report is refused with NOT_FOUND and the worker stops trying.
+ */
+export const REPORT_GRACE_SECONDS = 30;
 /** Deadline of unary calls (seconds). */
 export const RPC_TIMEOUT_SECONDS = 10;
 /** Longer log messages are cut (with a marker) so that every AppendLogs call stays small. */
@@ -178,16 +189,16 @@ async function within(promise, seconds) {
 
 /** Book-keeping of one running attempt. */
 class TaskRun {
-  /** @param {Assignment} assignment @param {number} leaseSeconds */
-  constructor(assignment, leaseSeconds) {
+  /** @param {Assignment} assignment */
+  constructor(assignment) {
     this.assignment = assignment;
     this.controller = new AbortController();
     /** @type {string | null} */
     this.stopReason = null;
     this.stopped = deferred();
     this.reported = deferred();
-    /** Local time (ms) after which the server considers the lease expired, without heartbeats. */
-    this.leaseDeadline = Date.now() + leaseSeconds * 1000;
+    /** Local time (ms) of the lease's last known expiry (the server's, from the assignment or a heartbeat). */
+    this.leaseDeadline = assignment.leaseExpiresAt?.getTime() ?? Date.now();
   }
 
   /** @param {string} reason one of {@link StopReason} */
@@ -222,20 +233,22 @@ export class Worker {
    * @param {string} [server] `HOST:PORT` of the control plane's gRPC API.
    * @param {{concurrency?: number, workerGroup?: string, labels?: Record<string, string>,
    *   workerId?: string, registry?: import('./registry.js').TaskRegistry, hostname?: string,
-   *   shutdownGraceSeconds?: number, pollWaitSeconds?: number,
+   *   shutdownGraceSeconds?: number, pollWaitSeconds?: number, reportGraceSeconds?: number,
    *   logger?: {debug: Function, info: Function, warn: Function, error: Function}}} [options]
    *   `concurrency`: most task runs at once (>= 1, default 4); `workerGroup`: Kestra
    *   `workerGroup.key` ('' = default group); `registry`: default {@link defaultRegistry};
    *   `shutdownGraceSeconds`: on stop, how long running task runs may still finish before they
-   *   are handed back; `pollWaitSeconds`: `wait_seconds` of each poll (the server caps it).
+   *   are handed back; `pollWaitSeconds`: `wait_seconds` of each poll (the server caps it);
+   *   `reportGraceSeconds`: see {@link REPORT_GRACE_SECONDS}.
    * @throws {RangeError} concurrency < 1 or negative durations.
    */
   constructor(server = DEFAULT_SERVER, {
     concurrency = 4, workerGroup = '', labels = {}, workerId, registry = defaultRegistry, hostname,
-    shutdownGraceSeconds = DEFAULT_SHUTDOWN_GRACE_SECONDS, pollWaitSeconds = POLL_WAIT_SECONDS, logger,
+    shutdownGraceSeconds = DEFAULT_SHUTDOWN_GRACE_SECONDS, pollWaitSeconds = POLL_WAIT_SECONDS,
+    reportGraceSeconds = REPORT_GRACE_SECONDS, logger,
   } = {}) {
     if (!Number.isInteger(concurrency) || concurrency < 1) throw new RangeError(`concurrency must be an integer >= 1, got ${concurrency}`);
-    if (shutdownGraceSeconds < 0 || pollWaitSeconds < 0) throw new RangeError('durations must not be negative');
+    if (shutdownGraceSeconds < 0 || pollWaitSeconds < 0 || reportGraceSeconds < 0) throw new RangeError('durations must not be negative');
     this.server = server;
     this.concurrency = concurrency;
     this.workerGroup = workerGroup;
@@ -244,6 +257,7 @@ export class Worker {
     this.registry = registry;
     this.shutdownGraceSeconds = shutdownGraceSeconds;
     this.pollWaitSeconds = pollWaitSeconds;
+    this.reportGraceSeconds = reportGraceSeconds;
     this.heartbeatIntervalSeconds = DEFAULT_HEARTBEAT_SECONDS;
     this.leaseSeconds = 0;
     this.log = logger ?? consoleLogger();
@@ -477,16 +491,31 @@ export class Worker {
     return this.concurrency - this._inUse;
   }
 
+  /**
+   * Keeps the worker alive and learns which running task runs were killed: while task runs are
+   * running it beats every {@link CANCEL_CHECK_SECONDS} at most, so a kill stops them within
+   * about a second instead of at their own task-run heartbeat.
+   */
   async #workerHeartbeatLoop() {
     while (!this._stop.done) {
-      await within(this._stop.promise, this.heartbeatIntervalSeconds);
+      const interval = this._runs.size > 0 ? Math.min(this.heartbeatIntervalSeconds, CANCEL_CHECK_SECONDS) : this.heartbeatIntervalSeconds;
+      await within(this._stop.promise, interval);
       if (this._stop.done) return;
       const seen = this._registration;
+      let response;
       try {
-        await this._client.workerHeartbeat(this._workerId, Math.max(this.heartbeatIntervalSeconds, 1));
+        response = await this._client.workerHeartbeat(this._workerId, Math.max(this.heartbeatIntervalSeconds, 1));
       } catch (exc) {
         if (exc.codeName === 'FAILED_PRECONDITION') await this.#reregister(seen);
         else this.log.debug(`WorkerHeartbeat failed: ${exc.codeName ?? exc}`);
+        continue;
+      }
+      const cancelled = new Set(response.cancel_task_run_ids ?? []);
+      for (const run of this._runs.values()) {
+        if (cancelled.has(run.assignment.taskRunId) && run.stopReason === null) {
+          this.log.info(`${run}: execution killed, cancelling`);
+          run.requestStop(StopReason.CANCELLED);
+        }
       }
     }
   }
@@ -517,7 +546,7 @@ export class Worker {
   /** @param {Assignment} assignment */
   #start(assignment) {
     if (this._runs.has(assignment.taskToken)) return; // the same attempt delivered twice
-    const run = new TaskRun(assignment, this.leaseSeconds || 30);
+    const run = new TaskRun(assignment);
     this._runs.set(assignment.taskToken, run);
     this._inUse += 1;
     const promise = this.#runTask(run).finally(() => {
@@ -654,7 +683,6 @@ export class Worker {
     for (;;) {
       await within(stop.promise, this.heartbeatIntervalSeconds);
       if (stop.done) return;
-      const sentAt = Date.now();
       let response;
       try {
         response = await this._client.recordTaskRunHeartbeat(token, Math.max(this.heartbeatIntervalSeconds, 1));
@@ -667,7 +695,8 @@ export class Worker {
         this.log.debug(`heartbeat of ${run} failed: ${exc.codeName ?? exc}`);
         continue;
       }
-      run.leaseDeadline = sentAt + (this.leaseSeconds || 30) * 1000;
+      const expires = fromTimestamp(response.lease_expires_at);
+      if (expires) run.leaseDeadline = expires.getTime();
       if (response.cancel_requested && run.stopReason === null) {
         this.log.info(`${run}: execution killed, cancelling`);
         run.requestStop(StopReason.CANCELLED);
@@ -677,31 +706,33 @@ export class Worker {
 
   /**
    * Sends the one result of an attempt. Transient errors are retried with the same token until
-   * the lease would expire; NOT_FOUND means the lease was lost: the result is dropped.
+   * `reportGraceSeconds` past the lease's last known expiry; NOT_FOUND means the lease was lost:
+   * the result is dropped.
    * @param {TaskRun} run
    * @param {{success: boolean, drop?: boolean, outputsJson?: string, warning?: boolean, message?: string, reason?: string}} outcome
    */
   async #report(run, outcome) {
     if (outcome.drop) return;
     const token = run.assignment.taskToken;
+    const deadline = Math.max(run.leaseDeadline, Date.now()) + this.reportGraceSeconds * 1000;
     const send = outcome.success
       ? () => this._client.completeTaskRun(token, outcome.outputsJson ?? '', outcome.warning ? 'STATE_WARNING' : 'STATE_SUCCESS')
       : () => this._client.failTaskRun(token, outcome.message ?? '', outcome.reason ?? FailureReason.TASK_ERROR, outcome.outputsJson ?? '');
     try {
       try {
-        await this.#untilLeaseEnds(run, send);
+        await this.#callUntil(run, send, deadline);
       } catch (exc) {
         if (!(outcome.success && exc.codeName === 'RESOURCE_EXHAUSTED')) throw exc;
         // The outputs exceed the server's message limit: the task run fails instead.
         const message = `Task outputs are too large to report (${Buffer.byteLength(outcome.outputsJson ?? '')} bytes): ${exc.details}`;
         this.log.error(`${run}: ${message}`);
-        await this.#untilLeaseEnds(run, () => this._client.failTaskRun(token, message, FailureReason.TASK_ERROR, ''));
+        await this.#callUntil(run, () => this._client.failTaskRun(token, message, FailureReason.TASK_ERROR, ''), deadline);
       }
     } catch (exc) {
       if (exc.codeName === 'NOT_FOUND') {
         this.log.warn(`lease of ${run} lost before its result was reported; result dropped`);
       } else {
-        this.log.error(`could not report ${run} (${exc.codeName ?? exc}: ${exc.details ?? ''}); the control plane will re-queue it when the lease expires`);
+        this.log.error(`could not report ${run} (${exc.codeName ?? exc}: ${exc.details ?? ''}); the control plane re-queues it once the lease has expired`);
       }
       return;
     }
@@ -709,12 +740,14 @@ export class Worker {
   }
 
   /**
-   * Calls `send` until it succeeds, fails for good, or the next try would come after the lease's
-   * end (then the last error is thrown).
+   * Calls `send` (backoff 0.2 s doubling to 5 s) until it succeeds, fails for good, or the next
+   * try would come after `deadline` (local ms; then the last error is thrown). Reports carry the
+   * same task token each time, so a retry the server already applied is harmless.
    * @param {TaskRun} run
    * @param {() => Promise<any>} send
+   * @param {number} deadline
    */
-  async #untilLeaseEnds(run, send) {
+  async #callUntil(run, send, deadline) {
     const backoff = new Backoff(0.2, 5);
     for (;;) {
       try {
@@ -722,7 +755,7 @@ export class Worker {
       } catch (exc) {
         if (!(exc instanceof RpcError) || !TRANSIENT.has(exc.codeName)) throw exc;
         const delay = backoff.next();
-        if (Date.now() + delay * 1000 >= run.leaseDeadline) throw exc;
+        if (Date.now() + delay * 1000 > deadline) throw exc;
         this.log.warn(`reporting ${run} failed (${exc.codeName}); retrying in ${delay.toFixed(1)} s`);
         await sleep(delay * 1000);
       }

@@ -164,16 +164,46 @@ test('a report failing with UNAVAILABLE is retried with the same token until it 
   });
 });
 
-test('report retries stop once the lease would have expired', async () => {
+test('report retries stop reportGraceSeconds after the last known expiry', async () => {
+  let expiry = 0;
   await withWorker({
-    register: (req) => ({ worker_id: req.worker_id, heartbeat_interval_seconds: 0.05, lease_seconds: 1 }),
+    heartbeat: () => {
+      expiry = Date.now() + 300;
+      return { lease_expires_at: { seconds: Math.floor(expiry / 1000), nanos: (expiry % 1000) * 1e6 } };
+    },
     fail: () => { throw status('UNAVAILABLE'); },
-  }, { 'test.Task': async () => { throw new TaskFailure('nope'); } }, async ({ server, logger }) => {
+  }, {
+    'test.Task': async () => { await sleep(200); throw new TaskFailure('nope'); },
+  }, async ({ server, logger }) => {
     server.assign();
     await until(() => logger.lines.some((l) => /could not report .*UNAVAILABLE/.test(l)), 10000, 'give up');
     const tries = server.calls.filter((c) => c.name === 'fail');
     assert.ok(tries.length >= 2, `retried (${tries.length} tries)`);
-    assert.ok(tries.at(-1).at - tries[0].at < 1000, 'no try after the lease end');
+    assert.ok(expiry > 0, 'heartbeats moved the lease');
+    assert.ok(tries.at(-1).at <= expiry + 700, 'no try after lease end + grace');
+    assert.ok(tries.every((t) => t.request.task_token === 'token-1'));
+  }, { reportGraceSeconds: 0.5 });
+});
+
+test('cancel_task_run_ids in a worker heartbeat stop that task run (CANCELLED), not the others', async () => {
+  const aborted = [];
+  await withWorker({
+    workerHeartbeat: () => ({ cancel_task_run_ids: ['tr-1'] }),
+    register: (req) => ({ worker_id: req.worker_id, heartbeat_interval_seconds: 0.05, lease_seconds: 5 }),
+  }, {
+    'test.Task': async (ctx) => {
+      await sleep(ctx.taskRunId === 'tr-1' ? 10_000 : 300, undefined, { signal: ctx.signal }).catch(() => aborted.push(ctx.taskRunId));
+      if (ctx.cancelled) throw new Error('stopped');
+      return { done: ctx.taskRunId };
+    },
+  }, async ({ server }) => {
+    server.assign();
+    server.assign();
+    await until(() => server.of('fail').length === 1 && server.of('complete').length === 1, 5000, 'both reported');
+    assert.deepEqual(aborted, ['tr-1']);
+    assert.equal(server.of('fail')[0].task_token, 'token-1');
+    assert.equal(server.of('fail')[0].reason, FailureReason.CANCELLED);
+    assert.equal(server.of('complete')[0].task_token, 'token-2');
   });
 });
 
