@@ -770,8 +770,8 @@ class Executor:
 
     async def _on_terminal(self, unit: Unit, execution: Execution) -> None:
         """An execution just ended: free its concurrency slot (handing it to the oldest QUEUED
-        execution of the flow, which the executor sweep then starts) and wake the execution
-        that started it through a Subflow task."""
+        execution of the flow, which starts at once) and wake the execution that started it
+        through a Subflow task (the executor sweep advances it)."""
         conn = unit.conn
         if execution.concurrency_slot:
             await ops.lock_flow_slots(conn, execution.namespace, execution.flow_id)
@@ -781,9 +781,11 @@ class Executor:
             if queued is None:
                 await ops.add_flow_slots(conn, execution.namespace, execution.flow_id, -1)
             else:
-                await ops.set_slot(conn, queued, True)  # the slot moves: the count is unchanged
-                await repo.mark_execution_dirty(conn, queued)
+                # The slot moves (the count is unchanged) and the queued execution starts now; it
+                # is already row-locked here, so this takes no new lock.
+                await ops.set_slot(conn, queued, True)
                 unit.executions.add(queued)
+                await self.advance_safely(unit, queued)
         if execution.caller_execution_id:
             await repo.mark_execution_dirty(conn, execution.caller_execution_id)
 
