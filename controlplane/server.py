@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from controlplane import secrets as secret_store
 from controlplane.api.executions import ExecutionServicer
 from controlplane.api.flows import FlowServicer
 from controlplane.api.logs import LogServicer
@@ -90,6 +91,9 @@ class ControlPlane:
             RuntimeError: the port could not be bound.
         """
         s = self.settings
+        count = len(secret_store.configure())
+        if count:
+            log.info("%d secret(s) loaded from SECRET_* environment variables", count)
         await asyncio.to_thread(upgrade, s.database_url)
         self.engine = create_async_engine(s.database_url, pool_size=10, max_overflow=20, pool_pre_ping=True)
         self.redis = aioredis.from_url(s.redis_url)

@@ -8,6 +8,7 @@ from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from controlplane import secrets
 from controlplane.api import checks
 from controlplane.errors import InvalidArgumentError, Issue
 from controlplane.model import Execution, State, StateHistory, TaskRun
@@ -85,6 +86,12 @@ def dump_json(value: Any) -> str:
     return "" if value is None else json.dumps(value, separators=(",", ":"), default=str, ensure_ascii=False)
 
 
+def masked_json(value: Any) -> str:
+    """:func:`dump_json` with secret values masked, for outputs/inputs/trigger data returned to
+    clients (stored data keeps them: later tasks may need them)."""
+    return secrets.mask(dump_json(value))
+
+
 def labels_to_proto(labels: dict[str, str]) -> list[common_pb2.Label]:
     """Label map -> repeated Label."""
     return [common_pb2.Label(key=k, value=str(v)) for k, v in labels.items()]
@@ -142,7 +149,7 @@ def task_run_to_proto(tr: TaskRun) -> execution_pb2.TaskRun:
             )
             for a in tr.attempts
         ],
-        outputs_json=dump_json(tr.outputs),
+        outputs_json=masked_json(tr.outputs),
         task_type=tr.task_type,
         error=tr.error or "",
     )
@@ -156,8 +163,8 @@ def execution_to_proto(execution: Execution) -> execution_pb2.Execution:
         flow_id=execution.flow_id,
         flow_revision=execution.flow_revision,
         state=state_info(execution.state, execution.histories),
-        inputs_json=dump_json(execution.inputs),
-        outputs_json=dump_json(execution.outputs),
+        inputs_json=masked_json(execution.inputs),
+        outputs_json=masked_json(execution.outputs),
         labels=labels_to_proto(execution.labels),
         task_runs=[task_run_to_proto(tr) for tr in execution.task_runs],
         start_date=ts(execution.started_at or execution.created_at),
@@ -165,7 +172,7 @@ def execution_to_proto(execution: Execution) -> execution_pb2.Execution:
         error=execution.error or "",
         parent_id=execution.parent_id or "",
         original_id=execution.original_id or "",
-        trigger_json=dump_json(execution.trigger) if execution.trigger else "",
+        trigger_json=masked_json(execution.trigger) if execution.trigger else "",
         caller_execution_id=execution.caller_execution_id or "",
         caller_task_run_id=execution.caller_task_run_id or "",
     )

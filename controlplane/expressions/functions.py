@@ -235,6 +235,32 @@ def fn_randomInt(lower: Any = None, upper: Any = None) -> int:  # noqa: N802
     return lower if upper == lower else random.randrange(lower, upper)
 
 
+def fn_secret(key: Any = None, namespace: Any = None, subkey: Any = None) -> str:
+    """``secret(key)``: the secret ``key`` from the control plane's ``SECRET_<KEY>`` base64
+    environment variables, as Kestra's open-source edition (``namespace`` is accepted and
+    ignored there too). Values are masked in stored logs and errors (:mod:`controlplane.secrets`).
+
+    Raises:
+        EvaluationError: no key given, or no such secret.
+    """
+    from controlplane import secrets
+
+    if not isinstance(key, str) or not key:
+        raise EvaluationError("The 'secret' function expects an argument 'key' with type string.")
+    try:
+        value = secrets.store().get(key)
+    except secrets.SecretNotFoundError as exc:
+        raise EvaluationError(str(exc)) from None
+    if subkey is not None:
+        import json
+
+        try:
+            value = json.loads(value)[subkey]
+        except (ValueError, TypeError, KeyError):
+            raise EvaluationError(f"Cannot find secret sub-key '{subkey}' in secret '{key}'.") from None
+    return value
+
+
 def unavailable(name: str, service: str) -> Callable[..., Any]:
     """A stub for a function whose service is not there yet: always a clear error."""
 
@@ -261,7 +287,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "uuid": fn_uuid,
     "id": fn_id,
     "randomInt": fn_randomInt,
-    "secret": unavailable("secret", "needs the secrets service"),
+    "secret": fn_secret,
     "kv": unavailable("kv", "needs the KV store"),
     "read": unavailable("read", "needs internal storage and namespace files"),
     "fileURI": unavailable("fileURI", "needs namespace files"),

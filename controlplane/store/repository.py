@@ -17,6 +17,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from controlplane import secrets
 from controlplane.model import Attempt, Execution, State, StateHistory, TaskRun
 from controlplane.store import tables as t
 
@@ -25,10 +26,11 @@ MAX_TEXT = 64 * 1024
 
 
 def storable_text(text: str | None) -> str | None:
-    """Text Postgres can hold and the API can return: NUL -> U+FFFD, at most ``MAX_TEXT`` chars."""
+    """Text Postgres can hold and the API can return: secret values masked
+    (:func:`controlplane.secrets.mask`), NUL -> U+FFFD, at most ``MAX_TEXT`` chars."""
     if text is None:
         return None
-    text = text.replace("\x00", "\ufffd")
+    text = secrets.mask(text).replace("\x00", "\ufffd")
     return text if len(text) <= MAX_TEXT else text[:MAX_TEXT] + f"… ({len(text) - MAX_TEXT} characters cut)"
 
 
