@@ -795,6 +795,71 @@ def execution_kill(
     typer.echo(f"{execution.id} {execution.state.current}")
 
 
+@execution_app.command("resume")
+def execution_resume(
+    execution_id: Annotated[str, typer.Argument(metavar="ID", help="Execution id (PAUSED).")],
+    input_values: Annotated[
+        list[str] | None,
+        typer.Option("--input", "-i", metavar="KEY=VALUE",
+                     help="An onResume input of the Pause task; repeatable, converted by the server."),
+    ] = None,
+    server: ServerOption = DEFAULT_SERVER,
+    timeout: TimeoutOption = 30.0,
+) -> None:
+    """Resume a paused execution, answering its Pause task's onResume inputs."""
+    try:
+        inputs = parse_inputs(input_values or [])
+    except FileInputNotSupportedError as err:
+        _fail(str(err), 2)
+    with _client(server, timeout) as client:
+        execution = client.resume_execution(execution_id, inputs)
+    typer.echo(f"{execution.id} {execution.state.current}")
+
+
+@execution_app.command("restart")
+def execution_restart(
+    execution_id: Annotated[str, typer.Argument(metavar="ID", help="Execution id (FAILED or KILLED).")],
+    server: ServerOption = DEFAULT_SERVER,
+    timeout: TimeoutOption = 30.0,
+) -> None:
+    """Restart a failed or killed execution in place: its failed task runs run again."""
+    with _client(server, timeout) as client:
+        execution = client.restart_execution(execution_id)
+    typer.echo(f"{execution.id} {execution.state.current}")
+
+
+@execution_app.command("replay")
+def execution_replay(
+    execution_id: Annotated[str, typer.Argument(metavar="ID", help="Execution id (terminated).")],
+    task_run_id: Annotated[str, typer.Option("--task-run", metavar="TASK_RUN_ID",
+                                             help="Replay from this task run (see `execution get`).")],
+    server: ServerOption = DEFAULT_SERVER,
+    timeout: TimeoutOption = 30.0,
+) -> None:
+    """Replay an execution from one of its task runs as a new execution; print the new id."""
+    with _client(server, timeout) as client:
+        execution = client.replay_execution(execution_id, task_run_id)
+    typer.echo(f"{execution.id} {execution.state.current}")
+
+
+@execution_app.command("labels")
+def execution_labels(
+    execution_id: Annotated[str, typer.Argument(metavar="ID", help="Execution id.")],
+    label_values: Annotated[
+        list[str] | None,
+        typer.Option("--label", "-l", metavar="KEY=VALUE", help="Label; repeatable. Replaces all labels."),
+    ] = None,
+    server: ServerOption = DEFAULT_SERVER,
+    timeout: TimeoutOption = 30.0,
+) -> None:
+    """Replace an execution's labels (system.* labels are kept)."""
+    labels = parse_labels(label_values or [])
+    with _client(server, timeout) as client:
+        execution = client.set_execution_labels(execution_id, labels)
+    for key, value in sorted(execution.labels.items()):
+        typer.echo(f"{key}={value}")
+
+
 # -- rendering ------------------------------------------------------------------------------
 
 

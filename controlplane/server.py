@@ -21,7 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from controlplane import secrets as secret_store
 from controlplane.api.executions import ExecutionServicer
 from controlplane.api.flows import FlowServicer
+from controlplane.api.kv import KVServicer
 from controlplane.api.logs import LogServicer
+from controlplane.api.storage import StorageServicer
 from controlplane.api.workers import WorkerServicer
 from controlplane.config import Settings
 from controlplane.coordination.events import Events, RedisEvents
@@ -30,15 +32,24 @@ from controlplane.engine.executor import Executor
 from controlplane.engine.unit import Unit
 from controlplane.service.dispatch import Dispatcher
 from controlplane.service.flow_registry import FlowRegistry
+from controlplane.storage import InternalStorage, LocalStorage
+from controlplane.storage import render as storage_render
 from controlplane.store import repository as repo
 from controlplane.store.migrations import upgrade
 from controlplane.tokens import TaskTokenSigner
-from kestrel.v1 import execution_pb2_grpc, flow_pb2_grpc, log_pb2_grpc, worker_pb2_grpc
+from kestrel.v1 import (
+    execution_pb2_grpc,
+    flow_pb2_grpc,
+    kv_pb2_grpc,
+    log_pb2_grpc,
+    storage_pb2_grpc,
+    worker_pb2_grpc,
+)
 
 log = logging.getLogger(__name__)
 
 _SERVICES = ("kestrel.v1.FlowService", "kestrel.v1.ExecutionService", "kestrel.v1.WorkerService",
-             "kestrel.v1.LogService")
+             "kestrel.v1.LogService", "kestrel.v1.StorageService", "kestrel.v1.KVService")
 # Give up on an execution the executor failed to advance this many times in a row.
 _MAX_EXECUTOR_FAILURES = 5
 
@@ -66,6 +77,8 @@ class ControlPlane:
         self._server: grpc.aio.Server | None = None
         self._loops: list[asyncio.Task[None]] = []
         self._leaders: list[Leadership] = []
+        self.storage: InternalStorage
+        self._lookups: storage_render.Lookups | None = None
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Unit]:
@@ -105,6 +118,8 @@ class ControlPlane:
         self.flows = FlowRegistry(self.engine)
         self.executor = Executor(self.flows.load, s.max_redeliveries, s.namespace_prefix_globals)
         self.dispatcher = Dispatcher(self.transaction, self.executor, self.signer, self.events, s)
+        self.storage = InternalStorage(LocalStorage(s.data_dir))  # local mode passes <data dir>/storage
+        self._lookups = storage_render.install(s.database_url, self.storage)
 
         server = grpc.aio.server(
             options=[
@@ -119,6 +134,8 @@ class ControlPlane:
         execution_pb2_grpc.add_ExecutionServiceServicer_to_server(ExecutionServicer(self), server)
         worker_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerServicer(self), server)
         log_pb2_grpc.add_LogServiceServicer_to_server(LogServicer(self), server)
+        storage_pb2_grpc.add_StorageServiceServicer_to_server(StorageServicer(self), server)
+        kv_pb2_grpc.add_KVServiceServicer_to_server(KVServicer(self), server)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         self.port = server.add_insecure_port(f"{s.host}:{s.port}")
@@ -211,6 +228,9 @@ class ControlPlane:
             await self.redis_events.stop()
         if self.redis is not None:
             await self.redis.aclose()
+        if self._lookups is not None:
+            storage_render.uninstall(self._lookups)
+            self._lookups = None
         if self.engine is not None:
             await self.engine.dispose()
 

@@ -393,6 +393,51 @@ class KestrelClient:
         resp = self._unary(self._executions.KillExecution, execution_pb2.KillExecutionRequest(id=id))
         return _execution(resp.execution)
 
+    def resume_execution(self, id: str, inputs: Mapping[str, Any] | None = None) -> Execution:
+        """Resumes a PAUSED execution; ``inputs`` answer its Pause's ``onResume`` inputs.
+
+        Raises:
+            NotFoundError: No such execution.
+            FailedPreconditionError: It is not PAUSED.
+            InvalidArgumentError: An ``onResume`` input is missing, of the wrong type or unknown.
+            RPCError: Any other failure.
+        """
+        request = execution_pb2.ResumeExecutionRequest(id=id, inputs_json=json.dumps(dict(inputs or {})))
+        return _execution(self._unary(self._executions.ResumeExecution, request).execution)
+
+    def restart_execution(self, id: str) -> Execution:
+        """Restarts a FAILED or KILLED execution in place (same id); failed task runs run again.
+
+        Raises:
+            NotFoundError: No such execution.
+            FailedPreconditionError: It is not FAILED or KILLED ("No task found to restart").
+            RPCError: Any other failure.
+        """
+        request = execution_pb2.RestartExecutionRequest(id=id)
+        return _execution(self._unary(self._executions.RestartExecution, request).execution)
+
+    def replay_execution(self, id: str, task_run_id: str) -> Execution:
+        """Replays a terminated execution from one of its task runs; returns the new execution.
+
+        Raises:
+            NotFoundError: No such execution or task run.
+            FailedPreconditionError: It has not terminated.
+            RPCError: Any other failure.
+        """
+        request = execution_pb2.ReplayExecutionRequest(id=id, task_run_id=task_run_id)
+        return _execution(self._unary(self._executions.ReplayExecution, request).execution)
+
+    def set_execution_labels(self, id: str, labels: Mapping[str, Any]) -> Execution:
+        """Replaces an execution's labels (its ``system.*`` labels are kept).
+
+        Raises:
+            NotFoundError: No such execution.
+            InvalidArgumentError: A ``system.*`` label was given.
+            RPCError: Any other failure.
+        """
+        request = execution_pb2.SetExecutionLabelsRequest(id=id, labels=_labels_to_proto(labels))
+        return _execution(self._unary(self._executions.SetExecutionLabels, request).execution)
+
     def watch_execution(self, id: str, *, timeout: float | None = None) -> Iterator[Execution]:
         """Streams an execution: its current form at once, then each change.
 

@@ -190,6 +190,10 @@ class TaskContext:
             shutdown). Sync tasks should check it (``ctx.cancelled.wait(s)`` is a cancellable
             sleep); async tasks are also cancelled with `asyncio.CancelledError`.
         log: The task's logger.
+        storage: Internal storage for this task run (`worker_sdk.storage.TaskStorage`): upload
+            output files (returns their ``kestra:///`` URI), download files by URI. None when
+            the context was built without a worker (tests).
+        kv: The namespace KV store (`worker_sdk.storage.TaskKV`), None without a worker.
     """
 
     execution_id: str = ""
@@ -206,6 +210,8 @@ class TaskContext:
     working_dir: Path = field(default_factory=_fresh_dir)
     cancelled: threading.Event = field(default_factory=threading.Event)
     log: TaskLogger = field(default_factory=TaskLogger)
+    storage: Any = None
+    kv: Any = None
 
     @property
     def logger(self) -> TaskLogger:

@@ -58,6 +58,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from kestrel.v1 import common_pb2, log_pb2, log_pb2_grpc, worker_pb2, worker_pb2_grpc
 from worker_sdk.context import LogBuffer, LogRecord, TaskContext, TaskFailure, TaskLogger, TaskResult
 from worker_sdk.registry import TaskDefinition, TaskRegistry, UnknownTaskTypeError, default_registry
+from worker_sdk.storage import TaskKV, TaskStorage
 
 __all__ = [
     "Assignment",
@@ -725,6 +726,8 @@ class Worker:
             timeout_seconds=a.timeout_seconds,
             working_dir=workdir,
             log=TaskLogger(_log_sink(buffer, a)),
+            storage=TaskStorage(self._channel, a.task_token, asyncio.get_running_loop()),
+            kv=TaskKV(self._channel, a.task_token, asyncio.get_running_loop()),
         )
         finished: asyncio.Future[Any] | None = None
         _log.debug("running %s [%s]", run, a.task_type)

@@ -235,6 +235,22 @@ def fn_randomInt(lower: Any = None, upper: Any = None) -> int:  # noqa: N802
     return lower if upper == lower else random.randrange(lower, upper)
 
 
+def fn_read(path: Any = None) -> str:
+    """``read(uri)``: the text of a ``kestra:///`` internal-storage file of this execution or
+    namespace, at most 10 MiB (see :mod:`controlplane.storage.render`)."""
+    from controlplane.storage.render import read_file
+
+    return read_file(_context(), path)
+
+
+def fn_kv(key: Any = None, namespace: Any = None, errorOnMissing: Any = True) -> Any:  # noqa: N803
+    """``kv(key, namespace, errorOnMissing=true)``: a value of the namespace KV store, inherited
+    from the ancestor namespaces when no namespace is given (see :mod:`controlplane.storage.render`)."""
+    from controlplane.storage.render import kv_value
+
+    return kv_value(_context(), key, namespace, errorOnMissing)
+
+
 def fn_secret(key: Any = None, namespace: Any = None, subkey: Any = None) -> str:
     """``secret(key)``: the secret ``key`` from the control plane's ``SECRET_<KEY>`` base64
     environment variables, as Kestra's open-source edition (``namespace`` is accepted and
@@ -288,8 +304,8 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "id": fn_id,
     "randomInt": fn_randomInt,
     "secret": fn_secret,
-    "kv": unavailable("kv", "needs the KV store"),
-    "read": unavailable("read", "needs internal storage and namespace files"),
+    "kv": fn_kv,
+    "read": fn_read,
     "fileURI": unavailable("fileURI", "needs namespace files"),
     "fileSize": unavailable("fileSize", "needs internal storage"),
     "errorLogs": unavailable("errorLogs", "needs the execution logs service"),

@@ -68,6 +68,8 @@ class TaskTypeInfo:
         properties: Type-specific property names (besides ``COMMON_TASK_PROPERTIES`` and the
             child keys) when the catalogue checks them, None when it does not. Kestra refuses
             unknown properties; we check them for the types we run.
+        required_properties: Properties that must be present and non-null (checked when a
+            flow is registered, by :func:`check_task_types`).
     """
 
     name: str
@@ -79,6 +81,7 @@ class TaskTypeInfo:
     runnable_children_only: bool = False
     executable: bool = False
     properties: frozenset[str] | None = None
+    required_properties: tuple[str, ...] = ()
 
     @property
     def child_keys(self) -> tuple[str, ...]:
@@ -96,11 +99,12 @@ _CORE = "io.kestra.plugin.core."
 _SEQ_LIKE = ("tasks", "errors", "finally")
 
 
-def _runnable(name: str, properties: Iterable[str] | None = None) -> TaskTypeInfo:
+def _runnable(name: str, properties: Iterable[str] | None = None, required: tuple[str, ...] = ()) -> TaskTypeInfo:
     return TaskTypeInfo(
         name=_CORE + name,
         kind=TaskKind.RUNNABLE,
         properties=frozenset(properties) if properties is not None else None,
+        required_properties=required,
     )
 
 
@@ -152,7 +156,7 @@ _TYPES: tuple[TaskTypeInfo, ...] = (
     _runnable("flow.Sleep"),
     # log / debug / output / execution
     _runnable("log.Log", ("message", "level")),
-    _runnable("log.Fetch"),
+    _runnable("log.Fetch", ("executionId", "tasksId", "level")),
     _runnable("log.PurgeLogs"),
     _runnable("debug.Return", ("format",)),
     _runnable("debug.Echo", ("format", "level")),
@@ -165,22 +169,22 @@ _TYPES: tuple[TaskTypeInfo, ...] = (
     _runnable("execution.Count"),
     _runnable("execution.PurgeExecutions"),
     # kv / state / storage
-    _runnable("kv.Set"),
-    _runnable("kv.Get"),
-    _runnable("kv.GetKeys"),
-    _runnable("kv.Delete"),
-    _runnable("state.Get"),
-    _runnable("state.Set"),
-    _runnable("state.Delete"),
-    _runnable("storage.LocalFiles"),
-    _runnable("storage.Concat"),
-    _runnable("storage.Split"),
-    _runnable("storage.Reverse"),
-    _runnable("storage.Size"),
-    _runnable("storage.Delete"),
+    _runnable("kv.Set", ("key", "value", "namespace", "overwrite", "ttl", "kvType"), ("key", "value")),
+    _runnable("kv.Get", ("key", "namespace", "errorOnMissing"), ("key",)),
+    _runnable("kv.GetKeys", ("prefix", "namespace")),
+    _runnable("kv.Delete", ("key", "namespace", "errorOnMissing"), ("key",)),
+    _runnable("state.Get", ("name", "namespace", "taskrunValue", "errorOnMissing")),
+    _runnable("state.Set", ("name", "namespace", "taskrunValue", "data"), ("data",)),
+    _runnable("state.Delete", ("name", "namespace", "taskrunValue", "errorOnMissing")),
+    _runnable("storage.LocalFiles", ("inputs", "outputs")),
+    _runnable("storage.Concat", ("files", "separator", "extension"), ("files",)),
+    _runnable("storage.Split", ("from", "bytes", "lines", "rows", "partitions", "separator"), ("from",)),
+    _runnable("storage.Reverse", ("from", "separator", "charset"), ("from",)),
+    _runnable("storage.Size", ("from",), ("from",)),
+    _runnable("storage.Delete", ("uri", "errorOnMissing"), ("uri",)),
     _runnable("storage.FilterItems"),
     _runnable("storage.DeduplicateItems"),
-    _runnable("storage.PurgeCurrentExecutionFiles"),
+    _runnable("storage.PurgeCurrentExecutionFiles", ()),
     # http / namespace / templating / trigger
     _runnable("http.Request"),
     _runnable("http.Download"),
@@ -197,9 +201,17 @@ CORE_TASK_TYPES: dict[str, TaskTypeInfo] = {info.name: info for info in _TYPES}
 #: Shell commands run as a local process by the Python worker (plugin-scripts type name).
 SHELL_COMMANDS = "io.kestra.plugin.scripts.shell.Commands"
 
-#: Non-core types the catalogue knows (their properties are not checked).
+_SCRIPTS = "io.kestra.plugin.scripts."
+#: Script tasks the Python worker runs as local processes (worker_sdk.tasks.scripts).
+SCRIPT_TASK_TYPES: tuple[str, ...] = tuple(
+    f"{_SCRIPTS}{language}.{kind}" for language in ("shell", "python", "node") for kind in ("Commands", "Script")
+)
+
+#: Non-core types the catalogue knows (their property names are not checked; required ones are).
 PLUGIN_TASK_TYPES: dict[str, TaskTypeInfo] = {
-    SHELL_COMMANDS: TaskTypeInfo(name=SHELL_COMMANDS, kind=TaskKind.RUNNABLE),
+    name: TaskTypeInfo(name=name, kind=TaskKind.RUNNABLE,
+                       required_properties=("commands",) if name.endswith("Commands") else ("script",))
+    for name in SCRIPT_TASK_TYPES
 }
 
 #: The task types this version of Kestrel runs (built-in worker tasks and executor flowables).
@@ -211,7 +223,22 @@ SUPPORTED_TASK_TYPES: frozenset[str] = frozenset(
         _CORE + "output.OutputValues",
         _CORE + "execution.Fail",
         _CORE + "flow.Sleep",
-        SHELL_COMMANDS,
+        *SCRIPT_TASK_TYPES,
+        _CORE + "log.Fetch",
+        _CORE + "kv.Set",
+        _CORE + "kv.Get",
+        _CORE + "kv.GetKeys",
+        _CORE + "kv.Delete",
+        _CORE + "state.Get",
+        _CORE + "state.Set",
+        _CORE + "state.Delete",
+        _CORE + "storage.LocalFiles",
+        _CORE + "storage.Concat",
+        _CORE + "storage.Split",
+        _CORE + "storage.Reverse",
+        _CORE + "storage.Size",
+        _CORE + "storage.Delete",
+        _CORE + "storage.PurgeCurrentExecutionFiles",
         _CORE + "flow.Sequential",
         _CORE + "flow.Parallel",
         _CORE + "flow.If",
@@ -373,6 +400,7 @@ def check_task_types(flow: Flow, extra_types: Collection[str] = ()) -> list[Issu
         name = task.type
         if name in SUPPORTED_TASK_TYPES:
             issues += check_task_properties(path, task)
+            issues += _missing_required(path, task)
             continue
         if is_flowable(name):
             issues.append(_not_yet(path, task.id, name, task.line))

@@ -21,8 +21,10 @@ Where Kestra is lax we are stricter, on purpose (DESIGN.md §6, "the safer behav
 
 Values are returned JSON-ready: DATETIME as ``2019-10-06T18:27:49Z`` (UTC, like
 ``Instant.toString``), DATE ``YYYY-MM-DD``, TIME ``HH:MM:SS``, DURATION in Java's
-``PT1M30S`` form. FILE and SECRET need the storage and encryption issues: a value for them is
-refused with "input type X is not supported yet". ``dependsOn`` conditions and SELECT
+``PT1M30S`` form. FILE takes the ``kestra:///`` URI of a file uploaded for this flow
+(``kestrel execution run … --input f=@path`` uploads it first; the URI must lie under
+``kestra:///<namespace>/<flow>/``, so an execution cannot be handed another flow's file). SECRET
+needs the encryption issue: a value for it is refused with "input type SECRET is not supported yet". ``dependsOn`` conditions and SELECT
 ``expression`` (rendered options) are not evaluated yet: every input is active and such a SELECT
 accepts any string.
 """
@@ -95,7 +97,7 @@ INPUT_TYPE_PROPERTIES: dict[str, frozenset[str]] = {
 }
 
 #: Input types ``coerce_inputs`` cannot take a value for yet.
-UNSUPPORTED_INPUT_TYPES: frozenset[str] = frozenset({"FILE", "SECRET"})
+UNSUPPORTED_INPUT_TYPES: frozenset[str] = frozenset({"SECRET"})
 
 # Kestra's FlowInputOutput.URI_PATTERN.
 #: Longest time one ``validator`` match may take, in seconds.
@@ -163,6 +165,8 @@ def coerce_inputs(flow: Flow, raw: Mapping[str, Any] | None) -> dict[str, Any]:
             continue
         try:
             typed[declared.id] = coerce_value(declared, value)
+            if declared.type == "FILE":
+                _check_file_owner(flow, typed[declared.id])
         except InputValueError as exc:
             origin = " (its default)" if from_default else ""
             problems.append(
@@ -173,6 +177,15 @@ def coerce_inputs(flow: Flow, raw: Mapping[str, Any] | None) -> dict[str, Any]:
         ref = f"{flow.namespace}.{flow.id}"
         raise InputValidationError(f"flow {ref}: invalid inputs:\n" + "\n".join(f"  - {p}" for p in problems))
     return nest_inputs(typed)
+
+
+def _check_file_owner(flow: Flow, uri: str) -> None:
+    """A FILE input must be a file of this flow (``kestra:///<ns as path>/<flow>/…``)."""
+    from controlplane.storage.uris import execution_prefix
+
+    prefix = execution_prefix(flow.namespace, flow.id, "x")[: -len("x/")]
+    if not uri.startswith(prefix):
+        raise InputValueError(f"the file must be one uploaded for flow {flow.namespace}.{flow.id} ({prefix}…)")
 
 
 def nest_inputs(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -451,6 +464,18 @@ def _uri(declared: Input, value: Any) -> str:
     raise InputValueError("Expected `URI` (like `https://example.com/path`)")
 
 
+def _file(declared: Input, value: Any) -> str:
+    from controlplane.errors import InvalidArgumentError
+    from controlplane.storage.uris import canonical_uri
+
+    if isinstance(value, str) and value.startswith("kestra:///"):
+        try:
+            return canonical_uri(value)
+        except InvalidArgumentError as exc:
+            raise InputValueError(f"Expected a `kestra:///` URI of an uploaded file ({exc})") from None
+    raise InputValueError("Expected a `kestra:///` URI of an uploaded file (upload it first, e.g. `--input f=@path`)")
+
+
 def _email(declared: Input, value: Any) -> str:
     if isinstance(value, str) and _EMAIL.fullmatch(value):
         return value
@@ -506,6 +531,7 @@ _COERCERS: dict[str, Callable[[Input, Any], Any]] = {
     "URI": _uri,
     "EMAIL": _email,
     "ARRAY": _array,
+    "FILE": _file,
 }
 
 

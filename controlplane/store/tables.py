@@ -207,3 +207,34 @@ logs = Table(
     Column("timestamp", DateTime(timezone=True), nullable=False),
     Index("ix_logs_execution", "execution_id", "seq"),
 )
+
+# Internal storage: one row per stored file (the bytes live in the storage backend under the
+# URI's path). Written by controlplane/storage; migration 0004.
+storage_files = Table(
+    "storage_files",
+    metadata,
+    Column("uri", Text, primary_key=True),
+    Column("namespace", String(150), nullable=False),
+    Column("flow_id", String(100), nullable=False),
+    Column("execution_id", String(40)),
+    Column("task_run_id", String(40)),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_storage_files_execution", "execution_id"),
+)
+
+# Kestra's namespace KV store (controlplane/kv; migration 0004). ``value`` is the typed JSON
+# value; an expired row reads as missing.
+kv_entries = Table(
+    "kv_entries",
+    metadata,
+    Column("namespace", String(150), nullable=False),
+    Column("key", String(255), nullable=False),
+    Column("type", String(10), nullable=False),
+    Column("value", JSONB, nullable=False),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("namespace", "key", name="pk_kv_entries"),
+)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from worker_sdk.tasks import debug, execution, flow, log, output, shell
+from worker_sdk.tasks import debug, execution, flow, kv, log, output, scripts, storage_tasks
 
 BUILTIN_TASKS: Mapping[str, Callable[..., Any]] = {
     log.TYPE: log.log,
@@ -20,7 +20,11 @@ BUILTIN_TASKS: Mapping[str, Callable[..., Any]] = {
     output.TYPE: output.output_values,
     execution.TYPE: execution.fail,
     flow.TYPE: flow.sleep,
-    shell.TYPE: shell.commands,
+    # shell.Commands with inputFiles/outputFiles/{{ outputDir }} (worker_sdk.tasks.scripts wraps
+    # worker_sdk.tasks.shell), and the other script tasks.
+    **scripts.TASKS,
+    **kv.TASKS,
+    **storage_tasks.TASKS,
 }
 """Canonical type name → task function, for every built-in runnable task."""
 

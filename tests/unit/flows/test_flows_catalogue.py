@@ -133,6 +133,14 @@ def test_supported_types() -> None:
         CORE + "flow.AllowFailure",
         CORE + "flow.Pause",
         CORE + "flow.Subflow",
+        # storage, KV and script tasks (issue 6)
+        *(f"io.kestra.plugin.scripts.{lang}.{kind}" for lang in ("shell", "python", "node")
+          for kind in ("Commands", "Script")),
+        CORE + "log.Fetch",
+        *(CORE + f"kv.{n}" for n in ("Set", "Get", "GetKeys", "Delete")),
+        *(CORE + f"state.{n}" for n in ("Set", "Get", "Delete")),
+        *(CORE + f"storage.{n}" for n in ("LocalFiles", "Concat", "Split", "Reverse", "Size", "Delete",
+                                          "PurgeCurrentExecutionFiles")),
     }
     assert {t for t in SUPPORTED_TASK_TYPES if is_flowable(t)} == {
         CORE + f"flow.{name}"
@@ -174,8 +182,8 @@ tasks:
     type: io.kestra.plugin.core.flow.WaitFor
     tasks:
       - id: kvset
-        type: io.kestra.plugin.core.kv.Set
-        key: x
+        type: io.kestra.plugin.core.http.Request
+        uri: x
       - id: typo
         type: io.kestra.plugin.core.log.Logg
         message: x
@@ -202,7 +210,7 @@ def test_check_task_types_messages() -> None:
         "of Kestrel does not run yet"
     )
     assert messages[1] == (
-        "task 'kvset': task type 'io.kestra.plugin.core.kv.Set' is a Kestra core type this version "
+        "task 'kvset': task type 'io.kestra.plugin.core.http.Request' is a Kestra core type this version "
         "of Kestrel does not run yet"
     )
     assert messages[2] == (
@@ -217,7 +225,7 @@ def test_check_task_types_messages() -> None:
 def test_registered_types_are_accepted_but_never_as_flowables() -> None:
     registered = [
         "acme.tasks.Custom",
-        "io.kestra.plugin.core.kv.Set",
+        "io.kestra.plugin.core.http.Request",
         "io.kestra.plugin.core.flow.WaitFor",
     ]
     issues = check_task_types(flow_of(MIXED), registered)

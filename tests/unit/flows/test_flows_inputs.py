@@ -101,7 +101,7 @@ def test_coercion_table(kind: str, raw: Any, typed: Any) -> None:
         ("YAML", "a: [", "it must be valid YAML"),
         ("URI", "http:/bla", "Expected `URI`"),
         ("EMAIL", "not-an-email", "it must be an email address"),
-        ("FILE", "/tmp/a.txt", "input type FILE is not supported yet"),
+        ("FILE", "/tmp/a.txt", "Expected a `kestra:///` URI of an uploaded file"),
         ("SECRET", "s3cr3t", "input type SECRET is not supported yet"),
     ],
 )

@@ -117,4 +117,11 @@ def test_builtin_catalogue_is_canonical() -> None:
         "io.kestra.plugin.core.execution.Fail",
         "io.kestra.plugin.core.flow.Sleep",
         "io.kestra.plugin.scripts.shell.Commands",
+        *(f"io.kestra.plugin.scripts.{lang}.{kind}" for lang in ("shell", "python", "node")
+          for kind in ("Commands", "Script")),
+        "io.kestra.plugin.core.log.Fetch",
+        *(f"io.kestra.plugin.core.kv.{n}" for n in ("Set", "Get", "GetKeys", "Delete")),
+        *(f"io.kestra.plugin.core.state.{n}" for n in ("Set", "Get", "Delete")),
+        *(f"io.kestra.plugin.core.storage.{n}" for n in ("LocalFiles", "Concat", "Split", "Reverse", "Size",
+                                                         "Delete", "PurgeCurrentExecutionFiles")),
     }

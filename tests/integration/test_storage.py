@@ -1,0 +1,236 @@
+"""Internal storage end to end: FILE inputs, files passed between tasks on two worker processes
+that share no directory, read(), storage tasks, log.Fetch and namespace isolation; through the
+gRPC API (typed client) with real workers."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from tests.integration.storage_support import by_task, run, storage_stack, wait_for_workers
+from worker_sdk.errors import InvalidArgumentError, NotFoundError
+
+
+@pytest.fixture(scope="module")
+def stack(database_url, tmp_path_factory):
+    with storage_stack(database_url, tmp_path_factory.mktemp("storage")) as (server, client):
+        wait_for_workers(client)
+        yield server, client
+
+
+def _state(execution) -> str:
+    return execution.state.current.value
+
+
+PASS_FILE = """
+id: pass-file
+namespace: tests.storage
+tasks:
+  - id: produce
+    type: io.kestra.plugin.scripts.python.Script
+    outputFiles: ["data.csv"]
+    script: |
+      import os
+      with open("data.csv", "w") as f:
+          f.write("a,b\\n1,2\\n")
+      with open(os.path.join("{{ outputDir }}", "extra.txt"), "w") as f:
+          f.write("from outputDir")
+      print('::{"outputs": {"host": "%s"}}::' % os.getcwd())
+  - id: consume
+    type: io.kestra.plugin.scripts.shell.Commands
+    workerGroup: {key: g1}
+    inputFiles:
+      in.csv: "{{ outputs.produce.outputFiles['data.csv'] }}"
+    commands:
+      - 'echo "::{\\"outputs\\": {\\"lines\\": $(wc -l < in.csv), \\"cwd\\": \\"$(pwd)\\"}}::"'
+  - id: read
+    type: io.kestra.plugin.core.debug.Return
+    format: "{{ read(outputs.produce.outputFiles['data.csv']) }}|{{ read(outputs.produce.outputFiles['extra.txt']) }}"
+"""
+
+
+def test_a_file_written_on_one_worker_is_read_on_another(stack):
+    server, client = stack
+    execution = run(client, PASS_FILE)
+    assert _state(execution) == "SUCCESS", [(t.task_id, t.error) for t in execution.task_runs]
+    tasks = by_task(execution)
+    files = tasks["produce"].outputs["outputFiles"]
+    assert set(files) == {"data.csv", "extra.txt"}
+    assert files["data.csv"] == (
+        f"kestra:///tests/storage/pass-file/executions/{execution.id}/tasks/produce/{tasks['produce'].id}/data.csv"
+    )
+    assert tasks["consume"].outputs["vars"]["lines"] == 2
+    # Two workers, two separate working directories: nothing was shared on disk.
+    produced_in = tasks["produce"].outputs["vars"]["host"]
+    consumed_in = tasks["consume"].outputs["vars"]["cwd"]
+    assert "/worker-0/" in produced_in and "/worker-1/" in consumed_in
+    assert tasks["read"].outputs["value"] == "a,b\n1,2\n|from outputDir"
+    listed = client.list_execution_files(execution.id)
+    assert sorted(f.uri.rsplit("/", 1)[-1] for f in listed) == ["data.csv", "extra.txt"]
+    info = client.file_info(files["data.csv"])
+    assert info.size == 8 and info.sha256 == hashlib.sha256(b"a,b\n1,2\n").hexdigest()
+
+
+FILE_INPUT = """
+id: file-input
+namespace: tests.storage
+inputs:
+  - id: f
+    type: FILE
+tasks:
+  - id: show
+    type: io.kestra.plugin.core.debug.Return
+    format: "{{ inputs.f }}={{ read(inputs.f) }}"
+  - id: size
+    type: io.kestra.plugin.core.storage.Size
+    from: "{{ inputs.f }}"
+"""
+
+
+def test_file_input_upload_then_download(stack, tmp_path):
+    server, client = stack
+    client.deploy_flow(FILE_INPUT)
+    local = tmp_path / "hello.txt"
+    local.write_text("hello file\n")
+    uploaded = client.upload_input_file("tests.storage", "file-input", "f", local)
+    assert uploaded.uri.startswith("kestra:///tests/storage/file-input/executions/")
+    assert uploaded.uri.endswith("/inputs/f/hello.txt")
+    assert uploaded.size == 11 and uploaded.sha256 == hashlib.sha256(b"hello file\n").hexdigest()
+    execution = client.wait_execution(
+        client.start_execution("tests.storage", "file-input", inputs={"f": uploaded.uri}).id, timeout=60)
+    assert _state(execution) == "SUCCESS", [(t.task_id, t.error) for t in execution.task_runs]
+    assert by_task(execution)["show"].outputs["value"] == f"{uploaded.uri}=hello file\n"
+    assert by_task(execution)["size"].outputs["size"] == 11
+    target = tmp_path / "back.txt"
+    client.download_file(uploaded.uri, target)
+    assert target.read_text() == "hello file\n"
+    with pytest.raises(NotFoundError):
+        client.download_file(uploaded.uri + "-missing", tmp_path / "x")
+    with pytest.raises(InvalidArgumentError, match="no FILE input"):
+        client.upload_input_file("tests.storage", "file-input", "nope", local)
+
+
+def test_a_file_input_must_belong_to_the_flow(stack):
+    server, client = stack
+    client.deploy_flow(FILE_INPUT)
+    with pytest.raises(InvalidArgumentError, match="uploaded for flow tests.storage.file-input"):
+        client.start_execution("tests.storage", "file-input",
+                               inputs={"f": "kestra:///other/ns/flow/executions/x/inputs/f/a.txt"})
+
+
+PRODUCER = """
+id: secret-producer
+namespace: tenant.alpha
+tasks:
+  - id: write
+    type: io.kestra.plugin.scripts.shell.Commands
+    outputFiles: ["secret.txt"]
+    commands: ["echo top-secret > secret.txt"]
+"""
+
+THIEF = """
+id: thief
+namespace: tenant.beta
+inputs:
+  - {id: uri, type: STRING}
+tasks:
+  - id: steal
+    type: {type}
+    {prop}: "{value}"
+"""
+
+
+@pytest.mark.parametrize(
+    ("task_type", "prop", "value"),
+    [
+        ("io.kestra.plugin.core.debug.Return", "format", "{{ read(inputs.uri) }}"),
+        ("io.kestra.plugin.core.storage.Size", "from", "{{ inputs.uri }}"),
+        ("io.kestra.plugin.core.storage.Delete", "uri", "{{ inputs.uri }}"),
+    ],
+)
+def test_another_namespace_cannot_reach_a_file_by_uri(stack, tmp_path, task_type, prop, value):
+    server, client = stack
+    produced = run(client, PRODUCER)
+    assert _state(produced) == "SUCCESS"
+    uri = by_task(produced)["write"].outputs["outputFiles"]["secret.txt"]
+    source = THIEF.replace("{type}", task_type).replace("{prop}", prop).replace("{value}", value)
+    stolen = run(client, source, inputs={"uri": uri})
+    assert _state(stolen) == "FAILED"
+    error = by_task(stolen)["steal"].error or ""
+    assert "tenant.alpha" in error and ("may not read" in error or "access refused" in error), error
+    client.download_file(uri, tmp_path / "still-there.txt")  # the file was neither read nor deleted
+    assert (tmp_path / "still-there.txt").read_text() == "top-secret\n"
+
+
+STORAGE_TASKS = """
+id: storage-tasks
+namespace: tests.storage
+tasks:
+  - id: make
+    type: io.kestra.plugin.scripts.shell.Commands
+    outputFiles: ["*.txt"]
+    commands:
+      - printf 'l1\\nl2\\nl3\\n' > a.txt
+      - printf 'l4\\nl5\\n' > b.txt
+  - id: concat
+    type: io.kestra.plugin.core.storage.Concat
+    files:
+      - "{{ outputs.make.outputFiles['a.txt'] }}"
+      - "{{ outputs.make.outputFiles['b.txt'] }}"
+  - id: split
+    type: io.kestra.plugin.core.storage.Split
+    from: "{{ outputs.concat.uri }}"
+    lines: 2
+  - id: reverse
+    type: io.kestra.plugin.core.storage.Reverse
+    from: "{{ outputs.concat.uri }}"
+  - id: size
+    type: io.kestra.plugin.core.storage.Size
+    from: "{{ outputs.concat.uri }}"
+  - id: show
+    type: io.kestra.plugin.core.debug.Return
+    format: "{{ read(outputs.split.uris[2]) }}|{{ read(outputs.reverse.uri) }}"
+  - id: delete
+    type: io.kestra.plugin.core.storage.Delete
+    uri: "{{ outputs.make.outputFiles['a.txt'] }}"
+  - id: fetch
+    type: io.kestra.plugin.core.log.Fetch
+    tasksId: [make]
+    level: INFO
+  - id: purge
+    type: io.kestra.plugin.core.storage.PurgeCurrentExecutionFiles
+"""
+
+
+def test_storage_tasks_and_log_fetch(stack):
+    server, client = stack
+    execution = run(client, STORAGE_TASKS)
+    assert _state(execution) == "SUCCESS", [(t.task_id, t.error) for t in execution.task_runs]
+    tasks = by_task(execution)
+    assert len(tasks["split"].outputs["uris"]) == 3
+    assert tasks["size"].outputs["size"] == 15
+    assert tasks["show"].outputs["value"] == "l5\n|l5\nl4\nl3\nl2\nl1\n"
+    assert tasks["delete"].outputs["deleted"] is True
+    assert tasks["fetch"].outputs["size"] == 0  # `make` logs nothing at INFO (printf writes files)
+    purged = tasks["purge"].outputs["uris"]
+    assert tasks["concat"].outputs["uri"] in purged and tasks["fetch"].outputs["uri"] in purged
+    assert client.list_execution_files(execution.id) == []
+
+
+def test_log_fetch_counts_lines_of_the_execution(stack):
+    server, client = stack
+    source = """
+id: fetch-logs
+namespace: tests.storage
+tasks:
+  - {id: one, type: io.kestra.plugin.core.log.Log, message: first}
+  - {id: two, type: io.kestra.plugin.core.log.Log, message: second}
+  - {id: all, type: io.kestra.plugin.core.log.Fetch}
+  - {id: only-one, type: io.kestra.plugin.core.log.Fetch, tasksId: [one]}
+"""
+    execution = run(client, source)
+    assert _state(execution) == "SUCCESS", [(t.task_id, t.error) for t in execution.task_runs]
+    tasks = by_task(execution)
+    assert tasks["only-one"].outputs["size"] == 1
+    assert tasks["all"].outputs["size"] >= 2
