@@ -14,6 +14,7 @@ from controlplane.errors import InvalidArgumentError, NotFoundError
 from controlplane.store import repository as repo
 from kestrel.v1 import log_pb2, log_pb2_grpc
 
+_ALL_LEVELS = frozenset(convert.LEVELS)
 _MAX_MESSAGE = 1_000_000  # characters kept of one log line
 
 
@@ -46,15 +47,34 @@ class LogServicer(log_pb2_grpc.LogServiceServicer):
             tr = await repo.get_task_run_row(unit.conn, claims.task_run_id)
             if tr is None:
                 raise NotFoundError(f"task run {claims.task_run_id} not found")
+            kept_levels = await self._kept_levels(unit.conn, claims.execution_id, tr.task_id)
             for i, entry in enumerate(request.entries):
+                level = convert.level_from_proto(entry.level, f"entries[{i}].level")
+                if level not in kept_levels:
+                    continue
                 rows.append(
                     {"execution_id": claims.execution_id, "task_run_id": claims.task_run_id, "task_id": tr.task_id,
-                     "attempt": claims.attempt, "level": convert.level_from_proto(entry.level, f"entries[{i}].level"),
+                     "attempt": claims.attempt, "level": level,
                      "message": checks.clean_text(entry.message[:_MAX_MESSAGE]), "timestamp": _stamp(entry, now)}
                 )
             await repo.append_logs(unit.conn, rows)
             unit.executions.add(claims.execution_id)
         return log_pb2.AppendLogsResponse()
+
+    async def _kept_levels(self, conn, execution_id: str, task_id: str) -> frozenset[str]:
+        """The log levels stored for ``task_id``: all, or from the task's ``logLevel`` up (as
+        Kestra's task ``logLevel``: lines below it are dropped)."""
+        execution = await repo.get_execution(conn, execution_id, with_task_runs=False)
+        if execution is None:
+            return _ALL_LEVELS
+        try:
+            flow = await self._cp.flows.load(conn, execution.namespace, execution.flow_id, execution.flow_revision)
+            minimum = flow.find_task(task_id).log_level
+        except (NotFoundError, KeyError):
+            return _ALL_LEVELS
+        if minimum not in convert.LEVELS:
+            return _ALL_LEVELS
+        return frozenset(convert.LEVELS[convert.LEVELS.index(minimum):])
 
     def _levels(self, min_level: int) -> list[str]:
         convert.level_from_proto(min_level, "min_level")  # refuses values outside the enum

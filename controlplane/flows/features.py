@@ -16,8 +16,26 @@ from controlplane.model import Flow
 _FLOW_FEATURES = {
     "sla": "'sla' is not enforced yet",
     "triggers": "'triggers' do not fire yet (the scheduler is not built)",
-    "plugin_defaults": "'pluginDefaults'/'taskDefaults' are not applied yet",
 }
+
+
+def _unused_plugin_defaults(flow: Flow, ref: str) -> list[Issue]:
+    """A plugin default whose type matches no task (a typo, or a trigger/condition type, to
+    which this version does not apply defaults yet) is worth a warning."""
+    from controlplane.flows.parser import default_matches
+
+    warnings = []
+    for index, default in enumerate(flow.plugin_defaults):
+        default_type = default.get("type")
+        if isinstance(default_type, str) and not any(
+            default_matches(default_type, task.written_type, task.type) for task in flow.walk()
+        ):
+            warnings.append(Issue(
+                path=f"pluginDefaults[{index}].type",
+                message=f"{ref}: plugin default for '{default_type}' matches no task of this flow "
+                "(defaults apply to tasks only in this version)",
+            ))
+    return warnings
 
 
 def not_applied_warnings(flow: Flow) -> list[Issue]:
@@ -27,11 +45,8 @@ def not_applied_warnings(flow: Flow) -> list[Issue]:
         Issues with path, message naming the flow/task/field, and YAML line where known.
     """
     ref = f"flow {flow.namespace}.{flow.id}"
-    warnings = [
-        Issue(path=name if name != "plugin_defaults" else "pluginDefaults", message=f"{ref}: {text}")
-        for name, text in _FLOW_FEATURES.items()
-        if getattr(flow, name, None)
-    ]
+    warnings = [Issue(path=name, message=f"{ref}: {text}") for name, text in _FLOW_FEATURES.items() if getattr(flow, name, None)]
+    warnings += _unused_plugin_defaults(flow, ref)
     warnings += _retry_warnings(flow.retry, "retry", f"{ref}: flow retry", 0)
     for path, task in walk_with_paths(flow):
         warnings += _retry_warnings(task.retry, f"{path}.retry", f"{ref}: task '{task.id}': retry", task.line)
@@ -51,12 +66,6 @@ def not_applied_warnings(flow: Flow) -> list[Issue]:
                     + (" (an expression timeout is not rendered)" if prop == "timeout" else ""),
                     line=task.line,
                 ))
-        if task.log_level:
-            warnings.append(Issue(
-                path=f"{path}.logLevel",
-                message=f"{ref}: task '{task.id}': 'logLevel' is not applied yet: every line is kept",
-                line=task.line,
-            ))
     return warnings
 
 

@@ -28,6 +28,7 @@ Representation choices (documented for the engine):
 
 from __future__ import annotations
 
+import copy
 import difflib
 import re
 from collections.abc import Callable, Iterable
@@ -143,6 +144,30 @@ def parse_flow(source: str) -> Flow:
     return _FlowParser(source).parse(root)
 
 
+def default_matches(default_type: str, written: str | None, canonical: str | None) -> bool:
+    """Whether a plugin default of ``default_type`` applies to a task of this type (exact type,
+    legacy alias, or dotted prefix such as ``io.kestra.plugin.core.log``)."""
+    names = {n for n in (written, canonical) if n}
+    if not names:
+        return False
+    if default_type in names or canonical_type(default_type) == canonical:
+        return True
+    return any(name.startswith(default_type + ".") for name in names)
+
+
+def _merge_default(node: CommentedMap, values: CommentedMap, forced: bool) -> None:
+    """Merge ``values`` into ``node`` in place: missing keys are added; where both hold a map the
+    maps are merged; otherwise the node's value stays, unless ``forced``."""
+    for key, value in values.items():
+        if key in ("id", "type"):
+            continue
+        current = node.get(key)
+        if isinstance(current, CommentedMap) and isinstance(value, CommentedMap):
+            _merge_default(current, value, forced)
+        elif key not in node or current is None or forced:
+            node[key] = copy.deepcopy(value)
+
+
 class _FlowParser:
     """One parse: collects issues while building the model."""
 
@@ -154,6 +179,8 @@ class _FlowParser:
         self.namespace: str | None = None
         self.budget = [_yaml.MAX_PLAIN_NODES]
         self.tasks_seen = 0
+        #: ``(type, values node, forced)`` of each plugin default, in declaration order.
+        self.defaults: list[tuple[str, CommentedMap, bool]] = []
 
     # --- helpers ----------------------------------------------------------------------------
 
@@ -276,14 +303,15 @@ class _FlowParser:
         outputs = self._outputs(root)
         variables = self._variables(root)
 
+        # Plugin defaults first: they are merged into the task nodes before the tasks are read.
+        plugin_defaults = self._plugin_defaults(root, "pluginDefaults") + self._plugin_defaults(
+            root, "taskDefaults"
+        )
         tasks = self._task_list(root, "tasks", "tasks", required=True)
         errors = self._task_list(root, "errors", "errors")
         finally_ = self._task_list(root, "finally", "finally")
 
         triggers = self._triggers(root)
-        plugin_defaults = self._plugin_defaults(root, "pluginDefaults") + self._plugin_defaults(
-            root, "taskDefaults"
-        )
         concurrency = self._concurrency(root)
         retry = self._retry(root, "retry", "retry", "")
         sla = self._plain_list_of_maps(root, "sla")
@@ -667,6 +695,8 @@ class _FlowParser:
         written = self.string(node, "type", f"{path}.type", what, required=True)
         canonical = canonical_type(written) if written else None
         info = task_type_info(canonical) if canonical else None
+        if self.defaults:
+            self._apply_plugin_defaults(node, written, canonical)
 
         description = self.string(node, "description", f"{path}.description", what)
         disabled = self.boolean(node, "disabled", f"{path}.disabled", what)
@@ -1024,7 +1054,14 @@ class _FlowParser:
                     )
                 else:
                     seen[ident] = line
-            result.append(self.plain(node))
+            plain = self.plain(node)
+            # Schedule/Flow/Webhook specifics (cron, timezone, conditions…): the scheduler's rules.
+            from controlplane.scheduler.triggers import check_trigger  # lazy: the scheduler imports flows
+
+            for problem in check_trigger(plain, index, f"{self.namespace}.{self.flow_id}") if ident else ():
+                field = problem.path.split(".", 1)[1].split(".")[0].split("[")[0] if "." in problem.path else ""
+                self.issue(problem.path, problem.message, _yaml.value_line(node, field) if field else line)
+            result.append(plain)
         return tuple(result)
 
     def _plugin_defaults(self, root: CommentedMap, key: str) -> tuple[dict[str, Any], ...]:
@@ -1041,11 +1078,24 @@ class _FlowParser:
                     _yaml.item_line(seq, index),
                 )
                 continue
-            self.string(node, "type", f"{path}.type", "plugin default: ", required=True)
-            self.mapping(node, "values", f"{path}.values", "plugin default: ")
-            self.boolean(node, "forced", f"{path}.forced", "plugin default: ")
+            default_type = self.string(node, "type", f"{path}.type", "plugin default: ", required=True)
+            values = self.mapping(node, "values", f"{path}.values", "plugin default: ")
+            forced = self.boolean(node, "forced", f"{path}.forced", "plugin default: ")
+            if default_type is not None and values is not None:
+                self.defaults.append((default_type, values, bool(forced)))
             result.append(self.plain(node))
         return tuple(result)
+
+    def _apply_plugin_defaults(self, node: CommentedMap, written: str | None, canonical: str | None) -> None:
+        """Merge the matching ``pluginDefaults`` values into a task node, as Kestra's
+        PluginDefaultService: a default applies when its ``type`` is the task's type (as written
+        or canonical, legacy aliases resolved) or a dotted prefix of it; its values fill the
+        properties the task does not set (maps merged key by key), or, with ``forced: true``,
+        override them. ``id`` and ``type`` are never taken from a default."""
+        for default_type, values, forced in self.defaults:
+            if not default_matches(default_type, written, canonical):
+                continue
+            _merge_default(node, values, forced)
 
     def _concurrency(self, root: CommentedMap) -> dict[str, Any] | None:
         node = self.mapping(root, "concurrency", "concurrency", "")

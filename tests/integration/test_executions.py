@@ -239,20 +239,47 @@ def test_parsed_but_not_applied_properties_are_warned_about(stubs):
 id: warned
 namespace: tests.exec
 sla:
-  - id: slow
+  - id: max
     type: MAX_DURATION
     duration: PT1H
 tasks:
   - id: a
     type: io.kestra.plugin.core.log.Log
     message: hi
-    logLevel: INFO
+    logToFile: true
 """
     resp = stubs.flows.RegisterFlow(flow_pb2.RegisterFlowRequest(source=src))
     messages = [w.message for w in resp.warnings]
     assert any("'sla' is not enforced yet" in m for m in messages)
-    assert any("task 'a': 'logLevel' is not applied yet" in m for m in messages)
-    assert [w.line for w in resp.warnings if w.path == "tasks[0].logLevel"] == [9]  # the task's line
+    assert any("task 'a': 'logToFile' is not applied yet" in m for m in messages)
+    assert [w.line for w in resp.warnings if w.path == "tasks[0].logToFile"] == [9]  # the task's line
+
+
+def test_task_log_level_drops_lower_lines(stubs):
+    stubs.deploy("""
+id: log-levels
+namespace: tests.exec
+tasks:
+  - id: quiet
+    type: io.kestra.plugin.core.log.Log
+    logLevel: WARN
+    message: ["info line", "warn line"]
+    level: INFO
+  - id: loud
+    type: io.kestra.plugin.core.log.Log
+    logLevel: INFO
+    level: WARN
+    message: "kept warning"
+  - id: all
+    type: io.kestra.plugin.core.log.Log
+    level: TRACE
+    message: "kept trace"
+""")
+    final = stubs.wait(stubs.start("tests.exec", "log-levels").id)
+    assert state_name(final.state.current) == "SUCCESS"
+    messages = {(e.task_id, e.message) for e in stubs.logs_stub_list(final.id)}
+    assert ("quiet", "info line") not in messages and ("quiet", "warn line") not in messages
+    assert ("loud", "kept warning") in messages and ("all", "kept trace") in messages
 
 
 def test_flow_outputs_are_typed_and_a_wrong_type_fails_the_execution(stubs):
