@@ -16,13 +16,16 @@ from pathlib import Path
 
 from tests.conformance.runner import (
     DEFAULT_TIMEOUT,
+    SCENARIO_KINDS,
     corpus_dir,
     corpus_missing_reason,
     format_expected_failures,
+    format_scenarios,
     format_summary,
     format_table,
     local_stack,
     run_corpus,
+    run_scenarios,
     summary_line,
 )
 from worker_sdk.errors import KestrelError
@@ -51,7 +54,32 @@ def _parser() -> argparse.ArgumentParser:
         help="write the failures as an expected-failures list (review it before committing)",
     )
     parser.add_argument("--flow", action="append", metavar="FILE", help="only this corpus file (repeatable)")
+    parser.add_argument(
+        "--kind",
+        choices=("run", *SCENARIO_KINDS, "scenarios"),
+        default="run",
+        help="test_kind to run: run (default), one scenario kind, or 'scenarios' for all three",
+    )
     return parser
+
+
+def _scenarios(args: argparse.Namespace, corpus: Path) -> int:
+    """Runs the scenario kinds (pause-resume, restart/replay, concurrency) and prints them."""
+    kinds = SCENARIO_KINDS if args.kind == "scenarios" else (args.kind,)
+    try:
+        if args.server:
+            results = run_scenarios(args.server, corpus, kinds=kinds, files=args.flow, timeout=args.timeout)
+        else:
+            with local_stack(args.workers) as address:
+                results = run_scenarios(address, corpus, kinds=kinds, files=args.flow, timeout=args.timeout)
+    except (KestrelError, RuntimeError) as err:
+        print(f"conformance: could not run: {err}", file=sys.stderr)
+        return 2
+    print(format_scenarios(results))
+    if args.json:
+        payload = {kind: [r.to_json() for r in flows] for kind, flows in results.items()}
+        args.json.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -62,6 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if missing:
         print(missing, file=sys.stderr)
         return 2
+    if args.kind != "run":
+        return _scenarios(args, corpus)
     began = time.monotonic()
     try:
         if args.server:

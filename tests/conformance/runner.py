@@ -812,3 +812,208 @@ def local_stack(workers: int = 2, *, database_url: str | None = None, concurrenc
         for _ in range(workers):
             stack.enter_context(worker_process(server.address, concurrency=concurrency))
         yield server.address
+
+
+# -- scenario kinds: pause-resume, restart/replay, concurrency ---------------------------------------
+
+#: Manifest ``test_kind`` values whose Kestra tests drive executions through an operation (resume,
+#: restart, replay) or start several at once; each has a scripted scenario below.
+SCENARIO_KINDS: tuple[str, ...] = ("pause-resume", "restart/replay", "concurrency")
+
+#: Inputs a ``pause-resume`` scenario resumes with (Kestra's PauseTest), by corpus file.
+_RESUME_INPUTS: dict[str, dict[str, Any]] = {"pause_on_resume.yaml": {"asked": "restarted"}}
+
+#: What a ``restart/replay`` scenario checks once the operation's execution has ended, by file:
+#: (operation, final state, final task-run count or None, {task id: attempts}); the operation is
+#: ``restart`` (same execution) or ``replay:<task id>`` (a new execution from that task's run).
+_RESTART_EXPECTATIONS: dict[str, tuple[str, str, int | None, dict[str, int]]] = {
+    "restart-each.yaml": ("replay:2_end", "SUCCESS", 20, {}),
+    "restart_always_failed.yaml": ("restart", "FAILED", 2, {"failStep": 2}),
+    "restart_last_failed.yaml": ("restart", "SUCCESS", 4, {"c": 2}),
+    "restart_local_errors.yaml": ("restart", "FAILED", 5, {"failStep": 2}),
+    "restart_pause_last_failed.yaml": ("restart", "SUCCESS", 5, {"c": 2}),
+    "restart_with_inputs.yaml": ("replay:instant", "SUCCESS", 5, {}),
+}
+
+
+class _ScenarioFailure(Exception):
+    """A scenario step did not observe what Kestra's test asserts; the message says what."""
+
+
+def load_scenario_flows(corpus: Path | None = None, kinds: Iterable[str] = SCENARIO_KINDS) -> list[tuple[str, CorpusFlow]]:
+    """``(test_kind, flow)`` of the manifest's in-scope entries of the scenario kinds, in order."""
+    corpus = corpus or corpus_dir()
+    wanted = set(kinds)
+    entries = json.loads((corpus / "manifest.json").read_text(encoding="utf-8"))
+    return [(e["test_kind"], CorpusFlow.from_manifest(e)) for e in entries
+            if e.get("test_kind") in wanted and e.get("in_scope", True)]
+
+
+def run_scenarios(
+    address: str,
+    corpus: Path | None = None,
+    *,
+    kinds: Iterable[str] = SCENARIO_KINDS,
+    files: Iterable[str] | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> dict[str, list[FlowResult]]:
+    """Runs the scripted scenarios of the ``pause-resume``, ``restart/replay`` and
+    ``concurrency`` kinds, one flow at a time, and judges each as Kestra's test does.
+
+    - pause-resume: the execution must be PAUSED (with one task run), then
+      ``ResumeExecution`` (with the ``onResume`` inputs Kestra's test gives; a resume without a
+      required one must be refused first) and the final state/count/outputs must match.
+    - restart/replay: the first run must match the manifest, then ``RestartExecution`` (same
+      id) or ``ReplayExecution`` from the named task (new id, ``parent_id`` = the first) must
+      end as Kestra asserts, with the asserted attempt counts.
+    - concurrency: a first execution is started and observed RUNNING or PAUSED, then a second:
+      CANCEL -> CANCELLED, FAIL -> FAILED, QUEUE -> history CREATED, QUEUED, RUNNING; both
+      (or the first) must end as the manifest says.
+
+    Returns:
+        test kind -> one result per flow (``passed``, ``reason`` naming the failed step).
+
+    Raises:
+        FileNotFoundError: The corpus is missing. UnavailableError: the server is unreachable.
+    """
+    corpus = corpus or corpus_dir()
+    flows = load_scenario_flows(corpus, kinds)
+    if files is not None:
+        wanted = set(files)
+        flows = [(k, f) for k, f in flows if f.file in wanted]
+    results: dict[str, list[FlowResult]] = {}
+    with KestrelClient(address, timeout=60.0) as client:
+        deployer = _Deployer(client, corpus)
+        for kind, flow in flows:
+            result = FlowResult(file=flow.file, expected=flow.expected_label)
+            results.setdefault(kind, []).append(result)
+            reason = _prepare(deployer, flow)
+            if reason:
+                result.reason, result.detail = reason
+                continue
+            scenario = {"pause-resume": _pause_resume, "restart/replay": _restart_replay,
+                        "concurrency": _concurrency}[kind]
+            try:
+                scenario(client, flow, result, timeout)
+            except UnavailableError:
+                raise
+            except _ScenarioFailure as failure:
+                result.passed = False
+                result.reason = str(failure)
+            except KestrelError as err:
+                result.passed = False
+                result.reason = f"operation refused: {_first_line(str(err))}"
+    return results
+
+
+def _until(client: KestrelClient, execution_id: str, states: set[str], timeout: float, what: str) -> Execution:
+    """Polls until the execution is in one of ``states``; _ScenarioFailure after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        execution = client.get_execution(execution_id)
+        if str(execution.state.current) in states:
+            return execution
+        if time.monotonic() > deadline or execution.is_terminal:
+            raise _ScenarioFailure(f"{what}: expected {'/'.join(sorted(states))}, got {execution.state.current}")
+        time.sleep(0.05)
+
+
+def _final(client: KestrelClient, execution_id: str, timeout: float, what: str) -> Execution:
+    try:
+        return client.wait_execution(execution_id, timeout=timeout)
+    except DeadlineExceededError:
+        raise _ScenarioFailure(f"{what}: no terminal state within {timeout:g} s") from None
+
+
+def _history_of(execution: Execution) -> list[str]:
+    return [str(h.state) for h in execution.state.histories]
+
+
+def _pause_resume(client: KestrelClient, flow: CorpusFlow, result: FlowResult, timeout: float) -> None:
+    execution = client.start_execution(flow.namespace, flow.flow_id, inputs=flow.inputs_given)
+    result.execution_id = execution.id
+    paused = _until(client, execution.id, {"PAUSED"}, timeout, "before the resume")
+    if len(paused.task_runs) != 1:
+        raise _ScenarioFailure(f"paused with {len(paused.task_runs)} task runs, Kestra has 1")
+    inputs = _RESUME_INPUTS.get(flow.file, {})
+    if inputs:
+        try:
+            client.resume_execution(execution.id, {})
+        except KestrelError as err:
+            if "missing required input" not in str(err):
+                raise _ScenarioFailure(f"a resume without the required input failed wrongly: {err}") from None
+        else:
+            raise _ScenarioFailure("a resume without the required onResume input was accepted")
+    client.resume_execution(execution.id, inputs)
+    _compare(flow, result, _final(client, execution.id, timeout, "after the resume"))
+
+
+def _restart_replay(client: KestrelClient, flow: CorpusFlow, result: FlowResult, timeout: float) -> None:
+    first = _final(client, client.start_execution(flow.namespace, flow.flow_id, inputs=flow.inputs_given).id,
+                   timeout, "first run")
+    result.execution_id = first.id
+    _compare(flow, result, first)
+    if not result.passed:
+        result.reason = f"first run: {result.reason}"
+        return
+    operation, state, count, attempts = _RESTART_EXPECTATIONS[flow.file]
+    if operation == "restart":
+        restarted = client.restart_execution(first.id)
+        if "RESTARTED" not in _history_of(restarted):
+            raise _ScenarioFailure(f"restart: history {_history_of(restarted)} has no RESTARTED")
+        final = _final(client, first.id, timeout, "after the restart")
+    else:
+        task_id = operation.split(":", 1)[1]
+        chosen = [tr for tr in first.task_runs if tr.task_id == task_id]
+        if not chosen:
+            raise _ScenarioFailure(f"replay: no task run of {task_id}")
+        replay = client.replay_execution(first.id, chosen[-1].id)
+        if replay.id == first.id or replay.parent_id != first.id:
+            raise _ScenarioFailure("replay: expected a new execution whose parent is the replayed one")
+        final = _final(client, replay.id, timeout, "after the replay")
+    problems = []
+    if str(final.state.current) != state:
+        problems.append(f"after {operation}: expected {state} got {final.state.current}")
+    if count is not None and len(final.task_runs) != count:
+        problems.append(f"after {operation}: expected task runs {count} got {len(final.task_runs)}")
+    for task_id, expected in attempts.items():
+        got = max((len(tr.attempts) for tr in final.task_runs if tr.task_id == task_id), default=0)
+        if got != expected:
+            problems.append(f"after {operation}: {task_id} made {got} attempts, expected {expected}")
+    if problems:
+        raise _ScenarioFailure("; ".join(problems))
+    result.state, result.taskrun_count = str(final.state.current), len(final.task_runs)
+
+
+def _concurrency(client: KestrelClient, flow: CorpusFlow, result: FlowResult, timeout: float) -> None:
+    first = client.start_execution(flow.namespace, flow.flow_id, inputs=flow.inputs_given)
+    result.execution_id = first.id
+    _until(client, first.id, {"RUNNING", "PAUSED"}, timeout, "first execution")
+    second = client.start_execution(flow.namespace, flow.flow_id, inputs=flow.inputs_given)
+    source = (corpus_dir() / "flows" / flow.file).read_text(encoding="utf-8")
+    behavior = re.search(r"behavior:\s*(\w+)", source)
+    behavior_name = behavior.group(1) if behavior else "QUEUE"
+    if behavior_name in ("CANCEL", "FAIL"):
+        expected = "CANCELLED" if behavior_name == "CANCEL" else "FAILED"
+        ended = _final(client, second.id, timeout, "second execution")
+        if str(ended.state.current) != expected or _history_of(ended) != ["CREATED", expected]:
+            raise _ScenarioFailure(f"second execution: expected CREATED -> {expected}, got {_history_of(ended)}")
+    else:
+        queued = client.get_execution(second.id)
+        if str(queued.state.current) != "QUEUED":
+            raise _ScenarioFailure(f"second execution: expected QUEUED while the first runs, got {queued.state.current}")
+        ended = _final(client, second.id, timeout, "second execution")
+        if _history_of(ended)[:3] != ["CREATED", "QUEUED", "RUNNING"] or str(ended.state.current) != flow.expected_state:
+            raise _ScenarioFailure(f"second execution: history {_history_of(ended)}")
+    _compare(flow, result, _final(client, first.id, timeout, "first execution"))
+
+
+def format_scenarios(results: Mapping[str, Sequence[FlowResult]]) -> str:
+    """One line per scenario flow and a count per kind."""
+    lines = []
+    for kind, flows in results.items():
+        for r in flows:
+            outputs = f" [outputs: {'; '.join(r.output_mismatches)}]" if r.output_mismatches else ""
+            lines.append(f"{kind:15} {r.file:40} {'PASS' if r.passed else 'FAIL'} {r.reason}{outputs}".rstrip())
+        lines.append(f"{kind}: {sum(r.passed for r in flows)} passed of {len(flows)}")
+    return "\n".join(lines)
