@@ -61,6 +61,8 @@ app.add_typer(server_app, name="server")
 app.add_typer(db_app, name="db")
 app.add_typer(flow_app, name="flow")
 app.add_typer(execution_app, name="execution")
+kv_app = typer.Typer(help="Read and write the namespace key-value store.", no_args_is_help=True)
+app.add_typer(kv_app, name="kv")
 
 # Rich resolves sys.stdout / sys.stderr at each write, so these follow redirections (and tests).
 # No markup: names, labels and messages are printed as given, never parsed for [style] tags.
@@ -179,6 +181,33 @@ def parse_inputs(values: Iterable[str]) -> dict[str, str]:
             raise FileInputNotSupportedError(key, value[1:])
         inputs[key] = value
     return inputs
+
+
+def split_file_inputs(values: Iterable[str]) -> tuple[dict[str, str], dict[str, Path]]:
+    """Like :func:`parse_inputs`, but ``KEY=@path`` values are returned apart, as files to
+    upload for FILE inputs (``kestrel execution run … --input f=@data.csv``).
+
+    Returns:
+        (input id -> string value, input id -> local file path).
+
+    Raises:
+        typer.BadParameter: A value is not ``KEY=VALUE``, or a ``@path`` is not a readable file.
+    """
+    plain: list[str] = []
+    files: dict[str, Path] = {}
+    for text in values:
+        key, value = parse_key_value(text, "--input")
+        if value.startswith("@") and not value.startswith("@@"):
+            path = Path(value[1:]).expanduser()
+            if not path.is_file():
+                raise typer.BadParameter(f"input {key!r}: no such file {str(path)!r}", param_hint="'--input'")
+            files[key] = path
+        else:
+            plain.append(text)
+    inputs = parse_inputs(plain)
+    for key in files:
+        inputs.pop(key, None)
+    return inputs, files
 
 
 def parse_labels(values: Iterable[str], option: str = "--label") -> dict[str, str]:
@@ -637,7 +666,7 @@ def execution_run(
             "-i",
             metavar="KEY=VALUE",
             help="Flow input; repeatable. Sent as text, the server converts it to the declared type. "
-            "KEY=@path is a FILE input (not available yet); KEY=@@x sends the literal @x.",
+            "KEY=@path uploads a local file for a FILE input; KEY=@@x sends the literal @x.",
         ),
     ] = None,
     label_values: Annotated[
@@ -653,12 +682,11 @@ def execution_run(
     timeout: TimeoutOption = 30.0,
 ) -> None:
     """Start an execution of a flow; print its id, or with --wait its outcome."""
-    try:
-        inputs = parse_inputs(input_values or [])
-    except FileInputNotSupportedError as err:
-        _fail(str(err), 2)
+    inputs, files = split_file_inputs(input_values or [])
     labels = parse_labels(label_values or [])
     with _client(server, timeout) as client:
+        for key, path in files.items():
+            inputs[key] = client.upload_input_file(namespace, flow_id, key, path).uri
         execution = client.start_execution(
             namespace, flow_id, inputs=inputs, labels=labels, revision=revision
         )
@@ -861,6 +889,114 @@ def execution_labels(
 
 
 # -- rendering ------------------------------------------------------------------------------
+
+
+@execution_app.command("files")
+def execution_files(
+    execution_id: Annotated[str, typer.Argument(metavar="ID", help="Execution id.")],
+    output: OutputOption = OutputFormat.text,
+    server: ServerOption = DEFAULT_SERVER,
+    timeout: TimeoutOption = 30.0,
+) -> None:
+    """List the files an execution's task runs wrote to internal storage (URI, size, sha256)."""
+    with _client(server, timeout) as client:
+        files = client.list_execution_files(execution_id)
+    if output is OutputFormat.json:
+        _print_json([{"uri": f.uri, "size": f.size, "sha256": f.sha256, "taskRunId": f.task_run_id} for f in files])
+        return
+    for f in files:
+        typer.echo(f"{f.uri}\t{f.size}\t{f.sha256}")
+
+
+@execution_app.command("download")
+def execution_download(
+    uri: Annotated[str, typer.Argument(metavar="URI", help="kestra:/// URI of the file.")],
+    out: Annotated[Path, typer.Option("--output-file", "-o", help="Where to write it (file path).")],
+    server: ServerOption = DEFAULT_SERVER,
+    timeout: TimeoutOption = 30.0,
+) -> None:
+    """Download one internal-storage file (streamed; its sha256 is checked)."""
+    with _client(server, timeout) as client:
+        try:
+            info = client.download_file(uri, out)
+        except OSError as err:
+            _fail(str(err))
+    typer.echo(f"{out} {info.size} bytes sha256 {info.sha256}")
+
+
+def _kv_value(value: str, kv_type: str | None) -> Any:
+    """A CLI value: JSON when it parses (numbers, booleans, maps) unless typed STRING."""
+    if kv_type is not None and kv_type.upper() == "STRING":
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+@kv_app.command("set")
+def kv_set(
+    namespace: Annotated[str, typer.Argument(metavar="NAMESPACE")],
+    key: Annotated[str, typer.Argument(metavar="KEY")],
+    value: Annotated[str, typer.Argument(metavar="VALUE", help="JSON when it parses, else text.")],
+    kv_type: Annotated[str | None, typer.Option("--type", help="STRING, NUMBER, BOOLEAN, DATETIME, DATE, "
+                                                "DURATION or JSON (default: from the value).")] = None,
+    ttl: Annotated[float, typer.Option("--ttl", help="Seconds to live; 0 = never expires.", min=0)] = 0.0,
+    overwrite: Annotated[bool, typer.Option("--overwrite/--no-overwrite")] = True,
+    server: ServerOption = DEFAULT_SERVER,
+    timeout: TimeoutOption = 30.0,
+) -> None:
+    """Store a value in a namespace's KV store."""
+    with _client(server, timeout) as client:
+        try:
+            entry = client.kv_set(namespace, key, _kv_value(value, kv_type), kv_type=kv_type, overwrite=overwrite,
+                                  ttl_seconds=ttl)
+        except ValueError as err:
+            _fail(str(err), 2)
+    typer.echo(f"{entry.namespace} {entry.key} {entry.type}")
+
+
+@kv_app.command("get")
+def kv_get(
+    namespace: Annotated[str, typer.Argument(metavar="NAMESPACE")],
+    key: Annotated[str, typer.Argument(metavar="KEY")],
+    inherit: Annotated[bool, typer.Option("--inherit", help="Search the parent namespaces too.")] = False,
+    server: ServerOption = DEFAULT_SERVER,
+    timeout: TimeoutOption = 30.0,
+) -> None:
+    """Print a value as JSON."""
+    with _client(server, timeout) as client:
+        entry = client.kv_get(namespace, key, inherit=inherit)
+    typer.echo(json.dumps(entry.value, ensure_ascii=False))
+
+
+@kv_app.command("ls")
+def kv_ls(
+    namespace: Annotated[str, typer.Argument(metavar="NAMESPACE")],
+    prefix: Annotated[str, typer.Option("--prefix", help="Only keys starting with this.")] = "",
+    server: ServerOption = DEFAULT_SERVER,
+    timeout: TimeoutOption = 30.0,
+) -> None:
+    """List a namespace's keys: key, type, expiry."""
+    with _client(server, timeout) as client:
+        entries = client.kv_list(namespace, prefix)
+    for entry in entries:
+        typer.echo(f"{entry.key}\t{entry.type}\t{_iso(entry.expires_at) or '-'}")
+
+
+@kv_app.command("rm")
+def kv_rm(
+    namespace: Annotated[str, typer.Argument(metavar="NAMESPACE")],
+    key: Annotated[str, typer.Argument(metavar="KEY")],
+    server: ServerOption = DEFAULT_SERVER,
+    timeout: TimeoutOption = 30.0,
+) -> None:
+    """Delete a key (exit 1 when there was none)."""
+    with _client(server, timeout) as client:
+        deleted = client.kv_delete(namespace, key)
+    if not deleted:
+        _fail(f"no key '{key}' in namespace '{namespace}'")
+    typer.echo(f"deleted {namespace} {key}")
 
 
 def _iso(value: datetime | None) -> str:
