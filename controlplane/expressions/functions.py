@@ -277,6 +277,13 @@ def fn_secret(key: Any = None, namespace: Any = None, subkey: Any = None) -> str
     return value
 
 
+def fn_errorLogs() -> list[dict[str, Any]]:  # noqa: N802
+    """``errorLogs()``: the ERROR log lines of this execution (see :mod:`controlplane.error_logs`)."""
+    from controlplane.error_logs import error_logs
+
+    return error_logs(_context())
+
+
 def unavailable(name: str, service: str) -> Callable[..., Any]:
     """A stub for a function whose service is not there yet: always a clear error."""
 
@@ -308,7 +315,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "read": fn_read,
     "fileURI": unavailable("fileURI", "needs namespace files"),
     "fileSize": unavailable("fileSize", "needs internal storage"),
-    "errorLogs": unavailable("errorLogs", "needs the execution logs service"),
+    "errorLogs": fn_errorLogs,
     "encrypt": unavailable("encrypt", "needs a configured encryption key"),
     "decrypt": unavailable("decrypt", "needs a configured encryption key"),
     "fromIon": unavailable("fromIon", "no Amazon Ion support"),

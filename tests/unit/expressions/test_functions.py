@@ -102,7 +102,7 @@ def test_current_each_output_needs_a_map_and_a_task_run() -> None:
         render_string("{{ currentEachOutput({}) }}", {})
 
 
-@pytest.mark.parametrize("name", ["fileURI", "fileSize", "errorLogs", "encrypt", "decrypt", "fromIon"])
+@pytest.mark.parametrize("name", ["fileURI", "fileSize", "encrypt", "decrypt", "fromIon"])
 def test_service_functions_say_not_available_yet(name: str) -> None:
     with pytest.raises(ExpressionError, match=rf"The '{name}\(\)' function is not available yet"):
         r(f"{{{{ {name}('x') }}}}")
