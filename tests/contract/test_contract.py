@@ -28,7 +28,8 @@ import pytest
 from ruamel.yaml import YAML
 
 from kestrel.v1 import execution_pb2
-from tests.integration.harness import REPO, ServerThread, test_settings, wait_until
+from tests.integration.harness import REPO, ServerThread, wait_until
+from tests.integration.harness import test_settings as harness_settings
 from tests.integration.rpc import Stubs, connect, state_name
 
 HERE = Path(__file__).resolve().parent
@@ -416,7 +417,7 @@ class Run:
 @pytest.fixture(scope="module")
 def contract_server(database_url: str) -> Iterator[ServerThread]:
     """One control plane with the settings the suite asks for (scenarios.yaml ``settings``)."""
-    srv = ServerThread(test_settings(database_url, **SUITE.get("settings", {}))).start()
+    srv = ServerThread(harness_settings(database_url, **SUITE.get("settings", {}))).start()
     yield srv
     srv.stop()
 
