@@ -172,15 +172,23 @@ def test_argument_errors_exit_2(runner: CliRunner, args: list[str], fragment: st
     assert "Traceback" not in result.output
 
 
-def test_file_input_is_a_clear_error_exit_2(runner: CliRunner, tmp_path: Path, closed_address: str) -> None:
+def test_file_input_of_a_missing_file_is_exit_2(runner: CliRunner, tmp_path: Path, closed_address: str) -> None:
+    result = runner.invoke(
+        app, ["execution", "run", "ns", "f", "--input", f"data=@{tmp_path}/none.csv", "--server", closed_address]
+    )
+    assert result.exit_code == 2
+    assert "no such file" in _unboxed(result.output)
+
+
+def test_file_input_is_uploaded_first(runner: CliRunner, tmp_path: Path, closed_address: str) -> None:
     data = tmp_path / "data.csv"
     data.write_text("a,b\n")
     result = runner.invoke(
         app, ["execution", "run", "ns", "f", "--input", f"data=@{data}", "--server", closed_address]
     )
-    assert result.exit_code == 2
-    assert "FILE inputs need internal storage, not available in this version" in result.stderr
-    assert result.stderr.startswith("error: input 'data'")
+    assert result.exit_code == 1  # the upload reached for the (closed) server: one error line
+    assert result.stderr.startswith("error: ")
+    assert "Traceback" not in result.output
 
 
 @pytest.mark.parametrize(
