@@ -156,7 +156,7 @@ _TYPES: tuple[TaskTypeInfo, ...] = (
     _runnable("flow.Sleep"),
     # log / debug / output / execution
     _runnable("log.Log", ("message", "level")),
-    _runnable("log.Fetch", ("executionId", "tasksId", "level")),
+    _runnable("log.Fetch", ("namespace", "flowId", "executionId", "tasksId", "level")),
     _runnable("log.PurgeLogs"),
     _runnable("debug.Return", ("format",)),
     _runnable("debug.Echo", ("format", "level")),

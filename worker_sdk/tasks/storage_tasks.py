@@ -211,7 +211,8 @@ _LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR")
 async def log_fetch(ctx: TaskContext, props: Mapping[str, Any]) -> dict[str, Any]:
     """``log.Fetch``: ``executionId`` (default: this one; must be of the same namespace),
     ``tasksId`` (only these tasks), ``level`` (minimum, default INFO). Writes the lines as JSON
-    lines to storage. Outputs ``uri`` and ``size`` (number of lines)."""
+    lines to storage. Outputs ``uri`` and ``size`` (number of lines). ``namespace``/``flowId``
+    are accepted; the execution id alone names the execution here."""
     storage = _storage(ctx)
     execution_id = to_text(props.get("executionId") or ctx.execution_id)
     task_ids = set(string_list(props["tasksId"], "tasksId")) if props.get("tasksId") is not None else None
@@ -244,8 +245,6 @@ async def log_fetch(ctx: TaskContext, props: Mapping[str, Any]) -> dict[str, Any
                 after = entry.sequence
                 if task_ids is not None and entry.task_id not in task_ids:
                     continue
-                if entry.task_run_id == ctx.task_run_id:
-                    continue  # this task's own lines are not part of what it fetched
                 handle.write(json.dumps({
                     "executionId": entry.execution_id, "taskId": entry.task_id, "taskRunId": entry.task_run_id,
                     "attemptNumber": entry.attempt, "level": common_pb2.LogLevel.Name(entry.level)[10:],
