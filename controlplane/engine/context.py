@@ -17,8 +17,11 @@ from controlplane.model import Execution, Flow, Task, TaskRun
 
 
 def _iso(value: Any) -> str | None:
-    """A date as Kestra prints one (Java ``Instant.toString``: UTC, ``Z``)."""
-    return format_datetime(value) if value is not None else None
+    """A date as Kestra prints one: its state dates are instants truncated to milliseconds,
+    printed by Java's ``Instant.toString`` (UTC, ``Z``, ``.mmm`` unless the millis are 0)."""
+    if value is None:
+        return None
+    return format_datetime(value.replace(microsecond=value.microsecond // 1000 * 1000))
 
 
 def nest_dotted(flat: dict[str, str]) -> dict[str, Any]:
@@ -144,6 +147,9 @@ def expression_context(
         "envs": view.memo("envs", _envs),
         "globals": dict(globals_ or {}),
     }
+    trigger = execution.trigger.get("variables") if isinstance(execution.trigger, dict) else None
+    if isinstance(trigger, dict):  # set by the scheduler: Kestra's trigger.date, trigger.executionId…
+        ctx["trigger"] = dict(trigger)
     if task is not None:
         ctx["task"] = {"id": task.id, "type": task.type}
     if task_run is not None:

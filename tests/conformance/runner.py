@@ -549,7 +549,12 @@ def _resolve(key: str, execution: Execution) -> tuple[Any, str]:
         index = int(match["index"])
         if index >= len(runs):
             return _MISSING, f"only {len(runs)} task runs"
-        return _dig(runs[index].to_kestra_json(), match["field"]), f"not in task run {index}"
+        # As the other keys, the field is an output first (Kestra's tests read
+        # ``getTaskRunList().get(i).getOutputs().get(field)``), else a task-run property.
+        got = _dig(runs[index].outputs or {}, match["field"])
+        if got is _MISSING:
+            got = _dig(runs[index].to_kestra_json(), match["field"])
+        return got, f"not in task run {index}"
     match = _TASK_KEY.match(key)
     if not match:
         return _MISSING, "key not understood by the harness"
