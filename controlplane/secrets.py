@@ -1,7 +1,7 @@
 """Secrets as in Kestra's open-source edition, and their masking.
 
 Kestra OSS reads a secret ``KEY`` from the environment variable ``SECRET_<KEY upper-cased>``,
-whose value is base64-encoded; ``{{ secret('my_key') }}`` returns the decoded text. The control
+whose value is base64-encoded (line breaks allowed); ``{{ secret('my_key') }}`` returns the decoded text. The control
 plane renders expressions, so the variables are read from *its* environment (workers need none).
 
 Masking: every secret value is replaced with ``******`` in text the control plane stores or
@@ -53,7 +53,8 @@ class SecretStore:
             if not name.startswith(ENV_PREFIX) or len(name) == len(ENV_PREFIX):
                 continue
             try:
-                self._values[name[len(ENV_PREFIX):]] = base64.b64decode(raw.strip(), validate=True).decode("utf-8")
+                # Whitespace is ignored, as Java's MIME decoder does (`base64` wraps at 76).
+                self._values[name[len(ENV_PREFIX):]] = base64.b64decode("".join(raw.split()), validate=True).decode("utf-8")
             except (binascii.Error, ValueError):
                 _log.warning("environment variable %s is not valid base64 UTF-8 text: secret ignored", name)
         self._pattern = _mask_pattern(self._values.values())

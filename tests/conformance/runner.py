@@ -23,6 +23,7 @@ the results.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -80,7 +81,14 @@ KESTRA_TEST_GLOBALS: dict[str, object] = {"string": "string", "int": 1, "bool": 
 
 #: Environment of Kestra's test JVM that corpus flows read as ``envs.*`` (manifest requirements of
 #: variables.yaml); the local stack sets them in its process while it runs.
-KESTRA_TEST_ENV: dict[str, str] = {"KESTRA_TEST1": "true", "KESTRA_TEST2": "Pass by env"}
+KESTRA_TEST_ENV: dict[str, str] = {
+    "KESTRA_TEST1": "true",
+    "KESTRA_TEST2": "Pass by env",
+    # The secrets Kestra's SecretFunctionTest runs with (manifest ``requirements`` of secrets.yaml):
+    # base64 values, the long one wrapped over several lines as `base64` prints it.
+    "SECRET_MY_SECRET": base64.b64encode(b'{"secretKey":"secretValue"}').decode(),
+    "SECRET_NEW_LINE": base64.encodebytes(b"passwordveryveryveyrlong" * 5).decode(),
+}
 
 #: Expected output values that describe a value in words instead of giving it; not compared.
 UNCHECKABLE_OUTPUTS: frozenset[tuple[str, str]] = frozenset(

@@ -38,3 +38,9 @@ def test_mask_covers_raw_json_escaped_and_each_line():
 
 def test_no_secrets_means_text_unchanged():
     assert SecretStore({}).mask("anything") == "anything"
+
+
+def test_wrapped_base64_decodes_as_with_javas_mime_decoder():
+    wrapped = base64.encodebytes(b"passwordveryveryveyrlong" * 5).decode()
+    assert "\n" in wrapped.strip()
+    assert SecretStore({"SECRET_NEW_LINE": wrapped}).get("new_line") == "passwordveryveryveyrlong" * 5
