@@ -68,6 +68,9 @@ class Sim:
                 for new in step.create:
                     created.append(self._create(new))
                     changed = True
+                if step.pause:
+                    change_state(tr, State.PAUSED, NOW)
+                    changed = True
                 if step.done is not None:
                     change_state(tr, apply_allow_failure(task, step.done), NOW)
                     changed = True
@@ -108,6 +111,14 @@ class Sim:
         self.killed = True
         for tr in self.queued():
             change_state(tr, State.KILLED, NOW)
+
+    def resume(self, task_id: str, by_timer: bool = False) -> TaskRun:
+        """Resume a PAUSED Pause task run (``Executor.resume``, or its timer with ``by_timer``)."""
+        tr = self.run_of(task_id)
+        change_state(tr, State.RUNNING, NOW)
+        if by_timer:
+            tr.properties = {**(tr.properties or {}), "resumedByTimer": True}
+        return tr
 
     # -- worker side -----------------------------------------------------------------------
 
