@@ -50,6 +50,7 @@ const concurrency = Number(values.concurrency);
 if (!Number.isInteger(concurrency) || concurrency < 1) fail(`--concurrency: expected an integer >= 1, got ${JSON.stringify(values.concurrency)}`);
 const grace = Number(values['shutdown-grace']);
 if (!Number.isFinite(grace) || grace < 0) fail(`--shutdown-grace: expected seconds >= 0, got ${JSON.stringify(values['shutdown-grace'])}`);
+/** @type {Record<string, string>} */
 const labels = {};
 for (const text of values.label) {
   const at = text.indexOf('=');

@@ -43,7 +43,7 @@ let cached = null;
  * Options: field names stay snake_case as in the .proto files (so the wire names in the docs are
  * the names in code), enums are decoded as their names, int64 as strings, and unset fields are
  * filled with defaults (`defaults: true`), as protobuf does in other languages.
- * @returns {{kestrel: {v1: any}}} the grpc package object (`.kestrel.v1.WorkerService`, …).
+ * @returns {any} the grpc package object (`.kestrel.v1.WorkerService`, …).
  */
 export function loadContract() {
   if (cached) return cached;

@@ -170,9 +170,13 @@ export function consoleLogger(name = 'kestrel.worker') {
   return { debug: at('DEBUG'), info: at('INFO'), warn: at('WARN'), error: at('ERROR') };
 }
 
-/** A promise with its resolve function. */
+/**
+ * A promise with its resolve function and a `done` flag the owner sets.
+ * @returns {{promise: Promise<any>, resolve: (value?: any) => void, done: boolean}}
+ */
 function deferred() {
-  let resolve;
+  /** @type {(value?: any) => void} */
+  let resolve = () => {};
   const promise = new Promise((r) => { resolve = r; });
   return { promise, resolve, done: false };
 }
@@ -816,7 +820,14 @@ function errorOutcome(ctx, exc) {
   return failure(ctx, message, FailureReason.TASK_ERROR, { log: false });
 }
 
-function failure(ctx, message, reason = FailureReason.TASK_ERROR, { outputs, log = true } = {}) {
+/**
+ * A failure outcome; logs `message` at ERROR unless `log` is false.
+ * @param {TaskContext} ctx
+ * @param {string} message
+ * @param {string} [reason] a {@link FailureReason} value
+ * @param {{outputs?: Record<string, any>, log?: boolean}} [options]
+ */
+function failure(ctx, message, reason = FailureReason.TASK_ERROR, { outputs = undefined, log = true } = {}) {
   if (log) ctx.log.error(message);
   let outputsJson = '';
   try {
