@@ -52,3 +52,29 @@ class Settings(BaseSettings):
     namespace_prefix_globals: dict[str, object] = Field(
         default_factory=dict, description="Kestra `globals` exposed to expressions."
     )
+    http_host: str = Field("127.0.0.1", description="Interface the HTTP server (webhooks) binds.")
+    http_port: int | None = Field(
+        None, description="Port of the HTTP server serving Webhook triggers; None = no HTTP server, 0 = a free port."
+    )
+    webhook_max_body_bytes: int = Field(
+        1024 * 1024, description="Largest webhook request body accepted; larger ones get 413."
+    )
+    webhook_wait_seconds: float = Field(
+        60.0, description="Longest time a webhook call with `wait: true` waits for the execution to end."
+    )
+    scheduler_enabled: bool = Field(
+        True, description="Run the trigger scheduler loop in this process (tests drive it by hand when False)."
+    )
+    scheduler_interval_seconds: float = Field(
+        0.25, description="Longest sleep of the scheduler loop between passes (it wakes earlier for a due tick)."
+    )
+    scheduler_standby_delay_seconds: float = Field(
+        1.0,
+        description="A replica that is not the scheduler leader fires a tick only once it is this late "
+        "(so a dead leader delays ticks by about this much; Postgres keeps every tick single).",
+    )
+    scheduler_missed_after_seconds: float = Field(
+        15.0,
+        description="A schedule tick older than this when evaluated counts as missed "
+        "(recoverMissedSchedules ALL/LAST/NONE decides whether it fires).",
+    )

@@ -24,12 +24,15 @@ from controlplane.api.flows import FlowServicer
 from controlplane.api.kv import KVServicer
 from controlplane.api.logs import LogServicer
 from controlplane.api.storage import StorageServicer
+from controlplane.api.triggers import TriggerServicer
 from controlplane.api.workers import WorkerServicer
 from controlplane.config import Settings
 from controlplane.coordination.events import Events, RedisEvents
 from controlplane.coordination.leader import Leadership
 from controlplane.engine.executor import Executor
 from controlplane.engine.unit import Unit
+from controlplane.http import HttpServer, webhook_app
+from controlplane.scheduler import Scheduler, SchedulerOptions, run_forever
 from controlplane.service.dispatch import Dispatcher
 from controlplane.service.flow_registry import FlowRegistry
 from controlplane.storage import InternalStorage, LocalStorage
@@ -43,13 +46,15 @@ from kestrel.v1 import (
     kv_pb2_grpc,
     log_pb2_grpc,
     storage_pb2_grpc,
+    trigger_pb2_grpc,
     worker_pb2_grpc,
 )
 
 log = logging.getLogger(__name__)
 
 _SERVICES = ("kestrel.v1.FlowService", "kestrel.v1.ExecutionService", "kestrel.v1.WorkerService",
-             "kestrel.v1.LogService", "kestrel.v1.StorageService", "kestrel.v1.KVService")
+             "kestrel.v1.LogService", "kestrel.v1.StorageService", "kestrel.v1.KVService",
+             "kestrel.v1.TriggerService")
 # Give up on an execution the executor failed to advance this many times in a row.
 _MAX_EXECUTOR_FAILURES = 5
 
@@ -77,6 +82,9 @@ class ControlPlane:
         self._server: grpc.aio.Server | None = None
         self._loops: list[asyncio.Task[None]] = []
         self._leaders: list[Leadership] = []
+        self.scheduler: Scheduler
+        self.http: HttpServer | None = None
+        self.http_port = 0
         self.storage: InternalStorage
         self._lookups: storage_render.Lookups | None = None
 
@@ -118,6 +126,9 @@ class ControlPlane:
         self.flows = FlowRegistry(self.engine)
         self.executor = Executor(self.flows.load, s.max_redeliveries, s.namespace_prefix_globals)
         self.dispatcher = Dispatcher(self.transaction, self.executor, self.signer, self.events, s)
+        self.scheduler = Scheduler(self.transaction, self.flows.load, self.executor, options=SchedulerOptions(
+            standby_delay=s.scheduler_standby_delay_seconds, missed_after=s.scheduler_missed_after_seconds,
+        ), globals_=s.namespace_prefix_globals)
         self.storage = InternalStorage(LocalStorage(s.data_dir))  # local mode passes <data dir>/storage
         self._lookups = storage_render.install(s.database_url, self.storage)
 
@@ -136,6 +147,7 @@ class ControlPlane:
         log_pb2_grpc.add_LogServiceServicer_to_server(LogServicer(self), server)
         storage_pb2_grpc.add_StorageServiceServicer_to_server(StorageServicer(self), server)
         kv_pb2_grpc.add_KVServiceServicer_to_server(KVServicer(self), server)
+        trigger_pb2_grpc.add_TriggerServiceServicer_to_server(TriggerServicer(self), server)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         self.port = server.add_insecure_port(f"{s.host}:{s.port}")
@@ -155,6 +167,16 @@ class ControlPlane:
             asyncio.create_task(self._loop("executor-sweep", s.executor_interval_seconds, self.sweep_once,
                                            self._leaders[1])),
         ]
+        # Scheduler: every replica runs it; the Redis leader fires on time, the others stand by.
+        scheduler_leader = Leadership(self.redis, f"{s.redis_prefix}:leader:scheduler", ttl_seconds=3.0)
+        self._leaders.append(scheduler_leader)
+        if s.scheduler_enabled:
+            self._loops.append(asyncio.create_task(
+                run_forever(self.scheduler, scheduler_leader.is_leader, s.scheduler_interval_seconds)))
+        if s.http_port is not None:
+            self.http = HttpServer(webhook_app(self), s.http_host, s.http_port)
+            self.http_port = await self.http.start()
+            log.info("webhooks served on http://%s:%d", s.http_host, self.http_port)
         log.info("control plane listening on %s:%d", s.host, self.port)
         return self.port
 
@@ -222,6 +244,8 @@ class ControlPlane:
                 await task
         for leadership in self._leaders:
             await leadership.resign()
+        if self.http is not None:
+            await self.http.stop()
         if self._server is not None:
             await self._server.stop(grace)
         if self.redis_events is not None:

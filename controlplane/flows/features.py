@@ -8,14 +8,13 @@ from __future__ import annotations
 
 from controlplane.engine import retry as retry_rules
 from controlplane.errors import Issue
-from controlplane.flows.catalogue import task_type_info
+from controlplane.flows.catalogue import canonical_type, task_type_info
 from controlplane.flows.walk import walk_with_paths
 from controlplane.model import Flow
 
 #: Flow-level properties -> what is not applied yet.
 _FLOW_FEATURES = {
     "sla": "'sla' is not enforced yet",
-    "triggers": "'triggers' do not fire yet (the scheduler is not built)",
 }
 
 
@@ -48,6 +47,7 @@ def not_applied_warnings(flow: Flow) -> list[Issue]:
     warnings = [Issue(path=name, message=f"{ref}: {text}") for name, text in _FLOW_FEATURES.items() if getattr(flow, name, None)]
     warnings += _unused_plugin_defaults(flow, ref)
     warnings += _retry_warnings(flow.retry, "retry", f"{ref}: flow retry", 0)
+    warnings += _trigger_warnings(flow, ref)
     for path, task in walk_with_paths(flow):
         warnings += _retry_warnings(task.retry, f"{path}.retry", f"{ref}: task '{task.id}': retry", task.line)
         info = task_type_info(task.type)
@@ -80,3 +80,23 @@ def _retry_warnings(raw: object, path: str, what: str, line: int) -> list[Issue]
         Issue(path=f"{path}.{w.field}" if w.field else path, message=f"{what}: {w.message}", line=line)
         for w in retry_rules.retry_warnings(policy)
     ]
+
+
+def _trigger_warnings(flow: Flow, ref: str) -> list[Issue]:
+    """Triggers the scheduler does not run (polling/realtime plugin triggers) and trigger
+    properties it does not apply yet."""
+    from controlplane.scheduler.triggers import KINDS  # lazy: the scheduler imports flows
+
+    warnings = []
+    for index, raw in enumerate(flow.triggers):
+        what = f"{ref}: trigger '{raw.get('id')}'"
+        canonical = canonical_type(str(raw.get("type", "")))
+        if canonical not in KINDS:
+            warnings.append(Issue(path=f"triggers[{index}].type",
+                                  message=f"{what}: type {raw.get('type')}: polling and plugin triggers "
+                                          "do not fire yet"))
+            continue
+        for prop in ("labels", "allowConcurrent", "interval", "scheduleConditions", "workerGroup"):
+            if prop in raw:
+                warnings.append(Issue(path=f"triggers[{index}].{prop}", message=f"{what}: '{prop}' is not applied yet"))
+    return warnings

@@ -83,6 +83,7 @@ executions = Table(
     Index("ix_executions_listing", "namespace", "flow_id", "created_at"),
     Index("ix_executions_created", "created_at"),
     Index("ix_executions_state", "state"),
+    Index("ix_executions_updated", "updated_at"),  # Flow-trigger scan (migration 0005)
     Index("ix_executions_caller", "caller_execution_id", postgresql_where=text("caller_execution_id IS NOT NULL")),
     Index("ix_executions_queued", "namespace", "flow_id", "created_at", postgresql_where=text("state = 'QUEUED'")),
 )
@@ -237,4 +238,53 @@ kv_entries = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     PrimaryKeyConstraint("namespace", "key", name="pk_kv_entries"),
+)
+
+# Scheduler (controlplane/scheduler; migration 0005): one row per trigger of a flow, with its
+# next fire date and the enabled flag set through the API or ``stopAfter``.
+triggers = Table(
+    "triggers",
+    metadata,
+    Column("namespace", String(150), nullable=False),
+    Column("flow_id", String(100), nullable=False),
+    Column("trigger_id", String(100), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("type", String(300), nullable=False),
+    Column("flow_revision", Integer, nullable=False),
+    Column("signature", Text, nullable=False, server_default=""),
+    Column("next_date", DateTime(timezone=True)),
+    Column("last_date", DateTime(timezone=True)),
+    Column("disabled", Boolean, nullable=False, server_default="false"),
+    Column("disabled_reason", Text),
+    Column("backfill", JSONB),
+    Column("state", JSONB),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("namespace", "flow_id", "trigger_id"),
+    Index("ix_triggers_due", "next_date", postgresql_where=text("next_date IS NOT NULL")),
+)
+
+# One row per fired tick or event, written with the execution it created: the unique keys make
+# a double fire impossible whatever the number of schedulers.
+trigger_fires = Table(
+    "trigger_fires",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("namespace", String(150), nullable=False),
+    Column("flow_id", String(100), nullable=False),
+    Column("trigger_id", String(100), nullable=False),
+    Column("scheduled_date", DateTime(timezone=True)),
+    Column("event_key", String(200)),
+    Column("execution_id", String(40)),
+    Column("skipped_reason", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    UniqueConstraint("namespace", "flow_id", "trigger_id", "scheduled_date", name="uq_trigger_fires_date"),
+    UniqueConstraint("namespace", "flow_id", "trigger_id", "event_key", name="uq_trigger_fires_event"),
+)
+
+scheduler_cursors = Table(
+    "scheduler_cursors",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("position", DateTime(timezone=True), nullable=False),
 )

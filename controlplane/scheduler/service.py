@@ -1,0 +1,691 @@
+"""The scheduler: keeps trigger rows in step with the flows, fires due Schedule ticks, starts
+Flow-triggered executions from upstream state changes, and starts Webhook executions.
+
+Highly available by construction: every control-plane replica runs :meth:`Scheduler.run_once`;
+the Redis leader fires ticks on time and the others (``standby=True``) only fire ticks that are
+already ``standby_delay`` late, so a dead leader costs about that much lateness. Correctness never
+depends on Redis: each trigger is evaluated with its row locked (``FOR UPDATE SKIP LOCKED``) and
+every tick or upstream event is claimed in ``trigger_fires`` (unique on namespace, flow, trigger
+and scheduled date / event key) in the same transaction as the execution it creates, so it can
+never start two executions.
+
+The clock is injected (``clock``) so tests run months of schedules in seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from controlplane.engine.unit import Unit
+from controlplane.errors import ExpressionError, InputValidationError, NotFoundError
+from controlplane.expressions import render
+from controlplane.flows.durations import parse_duration
+from controlplane.model import Flow
+from controlplane.model.state import State
+from controlplane.scheduler import store
+from controlplane.scheduler.conditions import ConditionContext, all_hold, holds, short_type, window_start
+from controlplane.scheduler.cron import local_iso
+from controlplane.scheduler.launch import launch
+from controlplane.scheduler.triggers import TriggerDef, definitions
+from controlplane.store import repository as repo
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+_FLOW_CURSOR = "flow-triggers"
+
+
+def system_clock() -> datetime:
+    """The current UTC time."""
+    return datetime.now(UTC)
+
+
+@dataclass
+class SchedulerOptions:
+    """Timings of the scheduler, in seconds.
+
+    Attributes:
+        standby_delay: A non-leader replica fires a tick only once it is this late.
+        missed_after: A tick older than this when evaluated is "missed" and handled by
+            ``recoverMissedSchedules`` (ALL fires it, LAST fires only the latest missed one,
+            NONE skips them).
+        max_ticks: Most ticks of one trigger fired in one pass (the rest on the next passes).
+        sync_interval: How often trigger rows are compared with the latest flow revisions.
+        flow_skew: The Flow-trigger scan re-reads executions changed up to this long before its
+            watermark (changes committed late); a deep pass every ``deep_every`` passes re-reads
+            ``deep_lookback``.
+    """
+
+    standby_delay: float = 1.0
+    missed_after: float = 15.0
+    max_ticks: int = 100
+    sync_interval: float = 1.0
+    flow_skew: float = 5.0
+    deep_every: int = 60
+    deep_lookback: float = 120.0
+    concurrency: int = 8
+
+
+@dataclass
+class _FlowEntry:
+    revision: int
+    deleted: bool
+    flow: Flow | None = None
+    defs: list[TriggerDef] = field(default_factory=list)
+
+
+class Scheduler:
+    """Trigger evaluation for one control-plane replica.
+
+    Args:
+        transaction: ``async with transaction() as unit`` opens one transaction (a :class:`Unit`).
+        load_flow: ``await load_flow(conn, namespace, flow_id, revision)`` -> parsed :class:`Flow`.
+        executor: The executor (``advance_safely``) that runs created executions.
+        clock: Returns the current aware UTC time.
+        options: Timings.
+        globals_: Kestra ``globals`` for expressions.
+    """
+
+    def __init__(
+        self,
+        transaction: Callable[[], Any],
+        load_flow: Callable[..., Any],
+        executor: Any,
+        clock: Clock = system_clock,
+        options: SchedulerOptions | None = None,
+        globals_: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._tx = transaction
+        self._load = load_flow
+        self._executor = executor
+        self.clock = clock
+        self.options = options or SchedulerOptions()
+        self._globals = dict(globals_ or {})
+        self._flows: dict[tuple[str, str], _FlowEntry] = {}
+        self._last_sync: float | None = None
+        self._seen: dict[str, int] = {}
+        self._passes = 0
+        self._sem = asyncio.Semaphore(self.options.concurrency)
+
+    # -- sync -------------------------------------------------------------------------------
+
+    async def sync_once(self, force: bool = True) -> int:
+        """Create, update or delete trigger rows after flows changed; returns flows handled.
+
+        A new schedule starts from now (Kestra); a schedule whose cron, zone or dates changed
+        restarts from the later of now and its last fire; a disabled flow or trigger has no next date.
+        """
+        loop_now = asyncio.get_running_loop().time()
+        if not force and self._last_sync is not None and loop_now - self._last_sync < self.options.sync_interval:
+            return 0
+        self._last_sync = loop_now
+        async with self._tx() as unit:
+            latest = await store.latest_flow_revisions(unit.conn)
+        handled = 0
+        present = set()
+        for namespace, flow_id, revision, deleted in latest:
+            key = (namespace, flow_id)
+            present.add(key)
+            known = self._flows.get(key)
+            if known is not None and known.revision == revision and known.deleted == deleted:
+                continue
+            try:
+                await self._sync_flow(namespace, flow_id, revision, deleted)
+            except Exception:
+                log.exception("scheduler: cannot read the triggers of flow %s.%s revision %d", namespace, flow_id, revision)
+                self._flows[key] = _FlowEntry(revision, deleted)
+            handled += 1
+        for key in list(self._flows):
+            if key not in present:
+                del self._flows[key]
+        return handled
+
+    async def _sync_flow(self, namespace: str, flow_id: str, revision: int, deleted: bool) -> None:
+        entry = _FlowEntry(revision, deleted)
+        async with self._tx() as unit:
+            conn = unit.conn
+            if deleted:
+                await store.delete_triggers(conn, namespace, flow_id, keep=[])
+                self._flows[(namespace, flow_id)] = entry
+                return
+            flow = await self._load(conn, namespace, flow_id, revision)
+            defs = definitions(flow)
+            entry.flow, entry.defs = flow, defs
+            await store.delete_triggers(conn, namespace, flow_id, keep=[d.id for d in defs])
+            now = self.clock()
+            for d in defs:
+                signature = d.signature + ("|disabled" if d.disabled or flow.disabled else "")
+                row = await store.get_trigger(conn, namespace, flow_id, d.id, lock=True)
+                values: dict[str, Any] = {"namespace": namespace, "flow_id": flow_id, "trigger_id": d.id,
+                                          "kind": d.kind, "type": d.type, "flow_revision": revision,
+                                          "signature": signature}
+                if d.kind == "schedule" and (row is None or row.signature != signature):
+                    start = max(now, row.last_date) if row is not None and row.last_date else now
+                    values["next_date"] = None if d.disabled or flow.disabled else d.next_after(start)
+                    if row is None and d.backfill_start is not None:
+                        end = d.backfill_end or now
+                        values["backfill"] = {"start": d.backfill_start.isoformat(), "end": end.isoformat(),
+                                              "next": d.backfill_start.isoformat(), "labels": {}}
+                await store.upsert_trigger(conn, **values)
+        self._flows[(namespace, flow_id)] = entry
+
+    def _definition(self, namespace: str, flow_id: str, trigger_id: str) -> tuple[Flow, TriggerDef] | None:
+        entry = self._flows.get((namespace, flow_id))
+        if entry is None or entry.flow is None:
+            return None
+        for d in entry.defs:
+            if d.id == trigger_id:
+                return entry.flow, d
+        return None
+
+    async def _definition_at(self, conn: Any, row: store.TriggerRow) -> tuple[Flow, TriggerDef] | None:
+        """The definition of a trigger row at the revision the row was synced from."""
+        found = self._definition(row.namespace, row.flow_id, row.trigger_id)
+        if found is not None and found[0].revision == row.flow_revision:
+            return found
+        flow = await self._load(conn, row.namespace, row.flow_id, row.flow_revision)
+        for d in definitions(flow):
+            if d.id == row.trigger_id:
+                return flow, d
+        return None
+
+    # -- the loop body ------------------------------------------------------------------------
+
+    async def run_once(self, standby: bool = False) -> int:
+        """One pass: sync (at most every ``sync_interval``), due schedules, Flow triggers.
+
+        Args:
+            standby: True on a replica that does not hold the scheduler leadership.
+
+        Returns:
+            Executions created.
+        """
+        await self.sync_once(force=False)
+        created = await self.schedules_once(standby=standby)
+        created += await self.flow_triggers_once(standby=standby)
+        return created
+
+    async def next_wakeup(self) -> datetime | None:
+        """The soonest next date of an enabled schedule (the loop sleeps until then at most)."""
+        async with self._tx() as unit:
+            return await store.earliest_next_date(unit.conn)
+
+    # -- schedules --------------------------------------------------------------------------
+
+    async def schedules_once(self, standby: bool = False) -> int:
+        """Fire every due tick of every enabled schedule (and backfills); returns executions created."""
+        now = self.clock()
+        cutoff = now - timedelta(seconds=self.options.standby_delay) if standby else now
+        async with self._tx() as unit:
+            due = await store.due_schedules(unit.conn, cutoff, limit=1000)
+        if not due:
+            return 0
+
+        async def one(key: tuple[str, str, str]) -> int:
+            async with self._sem:
+                try:
+                    return await self._run_schedule(*key, cutoff=cutoff)
+                except Exception:
+                    log.exception("scheduler: trigger %s.%s/%s failed", *key)
+                    return 0
+
+        return sum(await asyncio.gather(*(one(k) for k in due)))
+
+    async def _run_schedule(self, namespace: str, flow_id: str, trigger_id: str, cutoff: datetime) -> int:
+        created = 0
+        async with self._tx() as unit:
+            conn = unit.conn
+            row = await store.get_trigger(conn, namespace, flow_id, trigger_id, lock=True, skip_locked=True)
+            if row is None or row.disabled:
+                return 0
+            found = await self._definition_at(conn, row)
+            if found is None:
+                return 0
+            flow, d = found
+            now = self.clock()
+            if row.backfill is not None:
+                created += await self._run_backfill(unit, row, flow, d, now)
+            if row.next_date is None or row.next_date > cutoff:
+                return created
+            ticks, next_date = self._due_ticks(d, row.next_date, now)
+            for tick in ticks:
+                if await self._fire_tick(unit, flow, d, tick, now):
+                    created += 1
+            await store.update_trigger(conn, namespace, flow_id, trigger_id, next_date=next_date,
+                                       last_date=ticks[-1] if ticks else row.last_date)
+        return created
+
+    def _due_ticks(self, d: TriggerDef, first: datetime, now: datetime) -> tuple[list[datetime], datetime | None]:
+        """Ticks to fire now from ``first`` on, after ``recoverMissedSchedules``, and the next date."""
+        missed_before = now - timedelta(seconds=self.options.missed_after)
+        ticks: list[datetime] = []
+        current: datetime | None = first
+        if first < missed_before and d.recover != "ALL":
+            # Ticks before missed_before were missed: NONE skips them, LAST keeps the latest.
+            last_missed = d.previous_before(missed_before)
+            resume = d.next_after(missed_before - timedelta(microseconds=1))
+            skipped_from = first
+            if d.recover == "LAST" and last_missed is not None and last_missed >= first:
+                ticks.append(last_missed)
+            log.info("scheduler: %s skipped missed ticks from %s (recoverMissedSchedules %s)", d.id,
+                     skipped_from.isoformat(), d.recover)
+            current = resume
+        while current is not None and current <= now and len(ticks) < self.options.max_ticks:
+            ticks.append(current)
+            current = d.next_after(current)
+        return ticks, current
+
+    def _variables(self, flow: Flow, d: TriggerDef, tick: datetime) -> dict[str, Any]:
+        nxt = d.next_after(tick)
+        prev = d.previous_before(tick)
+        variables = {"date": local_iso(tick, d.timezone)}
+        if nxt is not None:
+            variables["next"] = local_iso(nxt, d.timezone)
+        if prev is not None:
+            variables["previous"] = local_iso(prev, d.timezone)
+        return variables
+
+    def _context(self, flow: Flow, variables: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "flow": {"id": flow.id, "namespace": flow.namespace, "revision": flow.revision},
+            "trigger": variables,
+            "vars": dict(flow.variables),
+            "labels": dict(flow.labels),
+            "globals": self._globals,
+        }
+
+    async def _fire_tick(
+        self, unit: Unit, flow: Flow, d: TriggerDef, tick: datetime, now: datetime, backfill: bool = False
+    ) -> bool:
+        """Claim ``tick`` and start its execution; False when skipped or claimed before."""
+        conn = unit.conn
+        key = dict(scheduled_date=tick) if not backfill else dict(event_key=f"backfill:{tick.isoformat()}")
+        if not backfill and d.late_maximum_delay is not None and (now - tick).total_seconds() > d.late_maximum_delay:
+            await store.record_fire(conn, flow.namespace, flow.id, d.id, **key,
+                                    skipped_reason=f"later than lateMaximumDelay ({d.late_maximum_delay:g} s)")
+            return False
+        variables = self._variables(flow, d, tick)
+        ctx = self._context(flow, variables)
+        try:
+            if not all_hold(list(d.conditions), ConditionContext(variables=ctx, now=tick)):
+                return False
+            inputs = render(dict(d.inputs), ctx, where=f"trigger '{d.id}' inputs")
+        except (ExpressionError, ValueError) as exc:
+            log.warning("scheduler: flow %s.%s trigger %s: %s", flow.namespace, flow.id, d.id, exc)
+            await store.record_fire(conn, flow.namespace, flow.id, d.id, **key, skipped_reason=str(exc)[:2000])
+            return False
+        fire_id = await store.record_fire(conn, flow.namespace, flow.id, d.id, **key)
+        if fire_id is None:
+            return False  # another scheduler fired this tick already
+        labels = {"system.backfill": "true"} if backfill else {}
+        return await self._start(unit, flow, d, fire_id, variables, inputs, labels)
+
+    async def _start(self, unit: Unit, flow: Flow, d: TriggerDef, fire_id: int | None, variables: dict[str, Any],
+                     inputs: Any, labels: dict[str, str]) -> bool:
+        record = {"id": d.id, "type": d.type, "variables": variables}
+        try:
+            async with unit.conn.begin_nested():
+                execution = await launch(unit, self._executor, flow, record, dict(inputs or {}), labels)
+        except InputValidationError as exc:
+            log.warning("scheduler: flow %s.%s trigger %s: not started: %s", flow.namespace, flow.id, d.id, exc)
+            if fire_id is not None:
+                await store.set_fire_execution(unit.conn, fire_id, None, str(exc)[:2000])
+            return False
+        if fire_id is not None:
+            await store.set_fire_execution(unit.conn, fire_id, execution.id, None)
+        return True
+
+    async def _run_backfill(self, unit: Unit, row: store.TriggerRow, flow: Flow, d: TriggerDef, now: datetime) -> int:
+        """Fire the next ticks of a backfill (each date once, labelled ``system.backfill``)."""
+        backfill = dict(row.backfill or {})
+        if backfill.get("paused"):
+            return 0
+        end = min(datetime.fromisoformat(backfill["end"]), now)
+        current: datetime | None = datetime.fromisoformat(backfill["next"])
+        created = 0
+        count = 0
+        if current is not None and d.next_after(current - timedelta(microseconds=1)) != current:
+            current = d.next_after(current)
+        while current is not None and current <= end and count < self.options.max_ticks:
+            if await self._fire_tick(unit, flow, d, current, now, backfill=True):
+                created += 1
+            count += 1
+            current = d.next_after(current)
+        if current is None or current > end:
+            await store.update_trigger(unit.conn, row.namespace, row.flow_id, row.trigger_id, backfill=None)
+        else:
+            backfill["next"] = current.isoformat()
+            await store.update_trigger(unit.conn, row.namespace, row.flow_id, row.trigger_id, backfill=backfill)
+        return created
+
+    async def start_backfill(self, namespace: str, flow_id: str, trigger_id: str, start: datetime,
+                             end: datetime | None = None) -> None:
+        """Start a backfill of a schedule from ``start`` to ``end`` (default: now).
+
+        Raises:
+            NotFoundError: no such schedule trigger.
+        """
+        async with self._tx() as unit:
+            row = await store.get_trigger(unit.conn, namespace, flow_id, trigger_id, lock=True)
+            if row is None or row.kind != "schedule":
+                raise NotFoundError(f"flow {namespace}.{flow_id}: no schedule trigger '{trigger_id}'")
+            end = end or self.clock()
+            await store.update_trigger(unit.conn, namespace, flow_id, trigger_id, backfill={
+                "start": start.isoformat(), "end": end.isoformat(), "next": start.isoformat(), "labels": {}})
+
+    # -- enable / disable --------------------------------------------------------------------
+
+    async def set_enabled(self, namespace: str, flow_id: str, trigger_id: str, enabled: bool,
+                          reason: str | None = None) -> store.TriggerRow:
+        """Enable or disable a trigger (API, ``stopAfter``). Re-enabling a schedule resumes from
+        now: ticks that passed while it was disabled are not fired.
+
+        Raises:
+            NotFoundError: unknown flow or trigger (message names both).
+        """
+        await self.sync_once(force=True)
+        async with self._tx() as unit:
+            conn = unit.conn
+            row = await store.get_trigger(conn, namespace, flow_id, trigger_id, lock=True)
+            if row is None:
+                raise NotFoundError(f"flow {namespace}.{flow_id} has no trigger '{trigger_id}'")
+            values: dict[str, Any] = {"disabled": not enabled, "disabled_reason": None if enabled else reason}
+            if enabled and row.disabled and row.kind == "schedule":
+                found = await self._definition_at(conn, row)
+                if found is not None and not found[1].disabled and not found[0].disabled:
+                    values["next_date"] = found[1].next_after(self.clock())
+            await store.update_trigger(conn, namespace, flow_id, trigger_id, **values)
+            return await store.get_trigger(conn, namespace, flow_id, trigger_id)
+
+    async def list_triggers(self, namespace: str = "", flow_id: str = "") -> list[store.TriggerRow]:
+        """Trigger rows (after a sync, so a flow registered a moment ago is listed)."""
+        await self.sync_once(force=True)
+        async with self._tx() as unit:
+            return await store.list_triggers(unit.conn, namespace, flow_id)
+
+    # -- flow triggers -----------------------------------------------------------------------
+
+    def _listeners(self) -> list[tuple[Flow, TriggerDef]]:
+        return [(e.flow, d) for e in self._flows.values() if e.flow is not None and not e.flow.disabled
+                for d in e.defs if d.kind == "flow" and not d.disabled]
+
+    def _stoppers(self) -> dict[tuple[str, str, str], TriggerDef]:
+        return {(e.flow.namespace, e.flow.id, d.id): d for e in self._flows.values() if e.flow is not None
+                for d in e.defs if d.stop_after}
+
+    async def flow_triggers_once(self, standby: bool = False) -> int:
+        """Start Flow-triggered executions for upstream state changes not handled yet, and apply
+        ``stopAfter``; returns executions created.
+
+        An upstream event is one entry of an execution's state history; it is claimed as
+        ``<execution id>:<history index>`` so it starts at most one execution per listener.
+        """
+        listeners = self._listeners()
+        stoppers = self._stoppers()
+        now = self.clock()
+        self._passes += 1
+        async with self._tx() as unit:
+            cursor = await store.get_cursor(unit.conn, _FLOW_CURSOR)
+            if cursor is None:
+                await store.advance_cursor(unit.conn, _FLOW_CURSOR, now - timedelta(seconds=self.options.flow_skew))
+                return 0
+            deep = self._passes % self.options.deep_every == 0
+            since = cursor - timedelta(seconds=self.options.deep_lookback if deep else self.options.flow_skew)
+            rows = await store.changed_executions(unit.conn, since, limit=2000)
+        if not rows:
+            return 0
+        ready_before = now - timedelta(seconds=self.options.standby_delay) if standby else None
+        created = 0
+        for row in rows:
+            histories = row.histories or []
+            start = self._seen.get(row.id, 0)
+            done = start
+            for index in range(start, len(histories)):
+                entry = histories[index]
+                at = datetime.fromisoformat(entry["date"]) if isinstance(entry.get("date"), str) else now
+                if ready_before is not None and at > ready_before:
+                    break
+                state = entry.get("state")
+                for flow, d in listeners:
+                    if state in d.states and (flow.namespace, flow.id) != (row.namespace, row.flow_id):
+                        try:
+                            created += await self._fire_flow_event(flow, d, row, index, state, at)
+                        except Exception:
+                            log.exception("scheduler: flow trigger %s.%s/%s on execution %s failed",
+                                          flow.namespace, flow.id, d.id, row.id)
+                if state and State(state).is_terminal and row.trigger:
+                    await self._apply_stop_after(stoppers, row, state)
+                done = index + 1
+            self._seen[row.id] = done
+        if len(self._seen) > 100_000:
+            self._seen.clear()
+        async with self._tx() as unit:
+            await store.advance_cursor(unit.conn, _FLOW_CURSOR, max(r.updated_at for r in rows))
+        return created
+
+    async def _apply_stop_after(self, stoppers: dict[tuple[str, str, str], TriggerDef], row: Any, state: str) -> None:
+        trigger_id = (row.trigger or {}).get("id")
+        d = stoppers.get((row.namespace, row.flow_id, str(trigger_id)))
+        if d is None or state not in d.stop_after:
+            return
+        async with self._tx() as unit:
+            current = await store.get_trigger(unit.conn, row.namespace, row.flow_id, d.id, lock=True)
+            if current is None or current.disabled or current.created_at > row.updated_at:
+                return
+            await store.update_trigger(unit.conn, row.namespace, row.flow_id, d.id, disabled=True,
+                                       disabled_reason=f"stopAfter: execution {row.id} ended {state}")
+            log.info("scheduler: trigger %s.%s/%s disabled by stopAfter (execution %s %s)",
+                     row.namespace, row.flow_id, d.id, row.id, state)
+
+    async def _fire_flow_event(self, flow: Flow, d: TriggerDef, row: Any, index: int, state: str, at: datetime) -> int:
+        async with self._tx() as unit:
+            conn = unit.conn
+            trow = await store.get_trigger(conn, flow.namespace, flow.id, d.id, lock=True)
+            if trow is None or trow.disabled or trow.created_at > at:
+                return 0
+            upstream = await repo.get_execution(conn, row.id)
+            if upstream is None:
+                return 0
+            variables = {
+                "executionId": row.id, "namespace": row.namespace, "flowId": row.flow_id,
+                "flowRevision": row.flow_revision, "state": state,
+                "executionLabels": dict(row.labels or {}), "outputs": row.outputs or {},
+            }
+            ctx = await self._upstream_context(conn, upstream, variables)
+            execution_info = {"id": row.id, "namespace": row.namespace, "flowId": row.flow_id, "state": state,
+                              "labels": dict(row.labels or {}), "outputs": row.outputs or {}}
+            state_doc = dict(trow.state or {})
+            cctx = ConditionContext(variables=ctx, execution=execution_info, now=at,
+                                    multiple=lambda cond: self._multiple(cond, state_doc, ctx, execution_info, at))
+            conditions = list(d.conditions) + _preconditions(d.raw.get("preconditions"))
+            try:
+                ok = all_hold(conditions, cctx)
+                inputs = render(dict(d.inputs), ctx, where=f"trigger '{d.id}' inputs") if ok else {}
+            except (ExpressionError, ValueError) as exc:
+                log.warning("scheduler: flow %s.%s trigger %s: %s", flow.namespace, flow.id, d.id, exc)
+                await store.record_fire(conn, flow.namespace, flow.id, d.id, event_key=f"{row.id}:{index}",
+                                        skipped_reason=str(exc)[:2000])
+                return 0
+            if state_doc != (trow.state or {}):
+                await store.update_trigger(conn, flow.namespace, flow.id, d.id, state=state_doc)
+            if not ok:
+                return 0
+            fire_id = await store.record_fire(conn, flow.namespace, flow.id, d.id, event_key=f"{row.id}:{index}")
+            if fire_id is None:
+                return 0
+            return int(await self._start(unit, flow, d, fire_id, variables, inputs, {}))
+
+    async def _upstream_context(self, conn: Any, upstream: Any, variables: dict[str, Any]) -> dict[str, Any]:
+        """Expression variables of the upstream execution (Kestra renders a Flow trigger's
+        ``inputs`` and conditions in the upstream's context), plus ``trigger``."""
+        try:
+            from controlplane.engine.context import expression_context
+            from controlplane.engine.view import ExecutionView
+
+            upstream_flow = await self._load(conn, upstream.namespace, upstream.flow_id, upstream.flow_revision)
+            ctx = expression_context(upstream_flow, upstream, ExecutionView(upstream_flow, upstream),
+                                     globals_=self._globals)
+        except Exception:
+            log.exception("scheduler: cannot build the context of execution %s", upstream.id)
+            ctx = {"execution": {"id": upstream.id}, "outputs": {}}
+        ctx["trigger"] = variables
+        return ctx
+
+    def _multiple(self, cond: Mapping[str, Any], state_doc: dict[str, Any], ctx: dict[str, Any],
+                  execution: dict[str, Any], at: datetime) -> bool:
+        """MultipleCondition: every named condition matched by some upstream execution within the
+        current window (``window``, default P1D, shifted by ``windowAdvance``); resets once met."""
+        cid = str(cond.get("id") or "multiple")
+        window = parse_duration(str(cond.get("window") or "P1D"))
+        advance = parse_duration(str(cond.get("windowAdvance") or "PT0S"))
+        start = window_start(at, window, advance).isoformat()
+        doc = state_doc.get(cid) if isinstance(state_doc.get(cid), dict) else None
+        if doc is None or doc.get("window") != start:
+            doc = {"window": start, "matched": []}
+        subs = cond.get("conditions") or {}
+        items = subs.items() if isinstance(subs, Mapping) else enumerate(subs)
+        names = []
+        for name, sub in items:
+            names.append(str(name))
+            if str(name) not in doc["matched"] and holds(sub, ConditionContext(variables=ctx, execution=execution, now=at)):
+                doc["matched"] = [*doc["matched"], str(name)]
+        met = all(n in doc["matched"] for n in names)
+        state_doc[cid] = {"window": start, "matched": []} if met else doc
+        return met
+
+    # -- webhooks ------------------------------------------------------------------------------
+
+    async def fire_webhook(self, namespace: str, flow_id: str, key: str, variables: dict[str, Any]) -> tuple[str, Flow] | None:
+        """Start the flow for a webhook call with the right key.
+
+        Args:
+            variables: ``{"body", "headers", "parameters"}`` (Kestra's ``trigger.*``).
+
+        Returns:
+            (execution id, flow), or None when the flow is unknown, deleted or disabled, no
+            enabled Webhook trigger has this key, or its conditions do not hold: the caller
+            answers all of these alike (404), so a wrong key reveals nothing.
+
+        Raises:
+            InputValidationError: the trigger's inputs do not fit the flow.
+        """
+        async with self._tx() as unit:
+            conn = unit.conn
+            try:
+                flow = await self._latest_flow(conn, namespace, flow_id)
+            except NotFoundError:
+                return None
+            if flow.disabled:
+                return None
+            match = None
+            for d in definitions(flow):
+                if d.kind == "webhook" and d.key is not None and not d.disabled and hmac.compare_digest(
+                    d.key.encode(), key.encode()
+                ):
+                    match = d
+            if match is None:
+                return None
+            row = await store.get_trigger(conn, namespace, flow_id, match.id)
+            if row is not None and row.disabled:
+                return None
+            ctx = self._context(flow, variables)
+            if not all_hold(list(match.conditions), ConditionContext(variables=ctx, now=self.clock())):
+                return None
+            inputs = render(dict(match.inputs), ctx, where=f"trigger '{match.id}' inputs")
+            record = {"id": match.id, "type": match.type, "variables": variables}
+            execution = await launch(unit, self._executor, flow, record, dict(inputs or {}), {})
+            return execution.id, flow
+
+    async def _latest_flow(self, conn: Any, namespace: str, flow_id: str) -> Flow:
+        row = await repo.get_flow(conn, namespace, flow_id)
+        if row is None or row.deleted:
+            raise NotFoundError(f"flow {namespace}.{flow_id} not found")
+        return await self._load(conn, namespace, flow_id, row.revision)
+
+
+def _preconditions(pre: Any) -> list[dict[str, Any]]:
+    """Kestra's ``preconditions`` (flows + where filters) as equivalent conditions: one flow is
+    ExecutionFlow + ExecutionStatus; several flows form a MultipleCondition over ``timeWindow``."""
+    if not isinstance(pre, Mapping):
+        return []
+    base = "io.kestra.plugin.core.condition."
+    parts: dict[str, Any] = {}
+    for i, item in enumerate(pre.get("flows") or []):
+        conds: list[dict[str, Any]] = []
+        if item.get("flowId"):
+            conds.append({"type": base + "ExecutionFlow", "namespace": item["namespace"], "flowId": item["flowId"]})
+        else:
+            conds.append({"type": base + "ExecutionNamespace", "namespace": item["namespace"], "comparison": "EQUALS"})
+        if item.get("states"):
+            conds.append({"type": base + "ExecutionStatus", "in": list(item["states"])})
+        parts[f"flow_{i}"] = conds
+    result: list[dict[str, Any]] = []
+    if len(parts) == 1:
+        result += next(iter(parts.values()))
+    elif parts:
+        window = pre.get("timeWindow") or {}
+        result.append({
+            "type": base + "MultipleCondition", "id": str(pre.get("id") or "preconditions"),
+            "window": window.get("window") or "P1D", "windowAdvance": window.get("windowAdvance") or "PT0S",
+            "conditions": {k: _and(v) for k, v in parts.items()},
+        })
+    for where in pre.get("where") or []:
+        result += [_filter(f) for f in where.get("filters") or []]
+    return [c for c in result if c]
+
+
+def _and(conds: list[dict[str, Any]]) -> dict[str, Any]:
+    """All of ``conds`` as one condition: Not(Or(Not a, Not b…))."""
+    base = "io.kestra.plugin.core.condition."
+    return {"type": base + "Not", "conditions": [
+        {"type": base + "Or", "conditions": [{"type": base + "Not", "conditions": [c]} for c in conds]}]}
+
+
+def _filter(f: Mapping[str, Any]) -> dict[str, Any]:
+    """One ``where`` filter of preconditions as a condition."""
+    base = "io.kestra.plugin.core.condition."
+    field_, op, value = f.get("field"), f.get("type"), f.get("value")
+    if field_ == "EXPRESSION":
+        return {"type": base + "Expression", "expression": str(value if value is not None else "false")}
+    target = {"NAMESPACE": "trigger.namespace", "FLOW_ID": "trigger.flowId", "STATE": "trigger.state"}.get(str(field_))
+    if target is None:
+        return {}
+    text = str(value).replace("'", "\\'")
+    expr = {
+        "EQUAL_TO": f"{target} == '{text}'",
+        "NOT_EQUAL_TO": f"{target} != '{text}'",
+        "STARTS_WITH": f"{target} starts with '{text}'",
+        "ENDS_WITH": f"{target} ends with '{text}'",
+        "CONTAINS": f"{target} contains '{text}'",
+    }.get(str(op))
+    return {"type": base + "Expression", "expression": "{{ " + expr + " }}"} if expr else {}
+
+
+__all__ = ["Scheduler", "SchedulerOptions", "system_clock", "short_type"]
+
+
+async def run_forever(scheduler: Scheduler, is_leader: Callable[[], Any], interval: float) -> None:
+    """The scheduler loop of one replica: a pass, then sleep until the next due tick (at most
+    ``interval`` seconds). ``await is_leader()`` decides whether this replica fires on time or
+    stands by (fires only ticks already ``standby_delay`` late)."""
+    while True:
+        delay = interval
+        try:
+            leader = await is_leader()
+            await scheduler.run_once(standby=not leader)
+            wake = await scheduler.next_wakeup()
+            if wake is not None:
+                if not leader:
+                    wake += timedelta(seconds=scheduler.options.standby_delay)
+                delay = min(interval, max(0.02, (wake - scheduler.clock()).total_seconds()))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("scheduler pass failed")
+        await asyncio.sleep(delay)

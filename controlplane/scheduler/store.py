@@ -1,0 +1,198 @@
+"""SQL of the scheduler: trigger rows, fired ticks/events and scan cursors (tables in
+``controlplane/store/tables.py``, migration 0005)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from controlplane.store import tables as t
+
+
+@dataclass
+class TriggerRow:
+    """One row of ``triggers``."""
+
+    namespace: str
+    flow_id: str
+    trigger_id: str
+    kind: str
+    type: str
+    flow_revision: int
+    signature: str
+    next_date: datetime | None
+    last_date: datetime | None
+    disabled: bool
+    disabled_reason: str | None
+    backfill: dict[str, Any] | None
+    state: dict[str, Any] | None
+    created_at: datetime
+    updated_at: datetime
+
+
+def _row(r: Any) -> TriggerRow:
+    return TriggerRow(**{c: getattr(r, c) for c in TriggerRow.__dataclass_fields__})
+
+
+async def list_triggers(conn: AsyncConnection, namespace: str = "", flow_id: str = "") -> list[TriggerRow]:
+    """Trigger rows, optionally of one namespace (and its children) or one flow."""
+    q = select(t.triggers)
+    if namespace:
+        q = q.where(or_(t.triggers.c.namespace == namespace,
+                        t.triggers.c.namespace.startswith(namespace + ".", autoescape=True)))
+    if flow_id:
+        q = q.where(t.triggers.c.flow_id == flow_id)
+    q = q.order_by(t.triggers.c.namespace, t.triggers.c.flow_id, t.triggers.c.trigger_id)
+    return [_row(r) for r in (await conn.execute(q)).all()]
+
+
+async def get_trigger(
+    conn: AsyncConnection, namespace: str, flow_id: str, trigger_id: str, *, lock: bool = False, skip_locked: bool = False
+) -> TriggerRow | None:
+    """One trigger row; ``lock`` takes ``FOR UPDATE`` (``skip_locked``: None when another holds it)."""
+    q = select(t.triggers).where(
+        t.triggers.c.namespace == namespace, t.triggers.c.flow_id == flow_id, t.triggers.c.trigger_id == trigger_id
+    )
+    if lock:
+        q = q.with_for_update(skip_locked=skip_locked)
+    r = (await conn.execute(q)).first()
+    return _row(r) if r else None
+
+
+async def upsert_trigger(conn: AsyncConnection, **values: Any) -> None:
+    """Insert a trigger row or update its definition fields (keeps the enabled flag)."""
+    stmt = pg_insert(t.triggers).values(**values)
+    keep = {"namespace", "flow_id", "trigger_id", "disabled", "disabled_reason", "created_at", "state"}
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["namespace", "flow_id", "trigger_id"],
+        set_={k: stmt.excluded[k] for k in values if k not in keep} | {"updated_at": func.now()},
+    )
+    await conn.execute(stmt)
+
+
+async def update_trigger(conn: AsyncConnection, namespace: str, flow_id: str, trigger_id: str, **values: Any) -> int:
+    """Change fields of one trigger row; returns the rows changed (0 or 1)."""
+    res = await conn.execute(
+        update(t.triggers)
+        .where(t.triggers.c.namespace == namespace, t.triggers.c.flow_id == flow_id, t.triggers.c.trigger_id == trigger_id)
+        .values(**values, updated_at=func.now())
+    )
+    return res.rowcount or 0
+
+
+async def delete_triggers(conn: AsyncConnection, namespace: str, flow_id: str, keep: list[str]) -> None:
+    """Delete a flow's trigger rows except those whose id is in ``keep``."""
+    q = delete(t.triggers).where(t.triggers.c.namespace == namespace, t.triggers.c.flow_id == flow_id)
+    if keep:
+        q = q.where(t.triggers.c.trigger_id.not_in(keep))
+    await conn.execute(q)
+
+
+async def due_schedules(conn: AsyncConnection, before: datetime, limit: int) -> list[tuple[str, str, str]]:
+    """(namespace, flow, trigger) of enabled schedules whose next date is at or before ``before``
+    (or that have a backfill in progress), earliest first."""
+    q = (
+        select(t.triggers.c.namespace, t.triggers.c.flow_id, t.triggers.c.trigger_id)
+        .where(
+            t.triggers.c.kind == "schedule",
+            t.triggers.c.disabled.is_(False),
+            or_(t.triggers.c.next_date <= before, t.triggers.c.backfill.is_not(None)),
+        )
+        .order_by(t.triggers.c.next_date.nulls_last())
+        .limit(limit)
+    )
+    return [tuple(r) for r in (await conn.execute(q)).all()]
+
+
+async def earliest_next_date(conn: AsyncConnection) -> datetime | None:
+    """The soonest next date of an enabled schedule."""
+    q = select(func.min(t.triggers.c.next_date)).where(
+        t.triggers.c.kind == "schedule", t.triggers.c.disabled.is_(False)
+    )
+    return (await conn.execute(q)).scalar_one_or_none()
+
+
+async def record_fire(
+    conn: AsyncConnection,
+    namespace: str,
+    flow_id: str,
+    trigger_id: str,
+    *,
+    scheduled_date: datetime | None = None,
+    event_key: str | None = None,
+    skipped_reason: str | None = None,
+) -> int | None:
+    """Claim a tick (``scheduled_date``) or event (``event_key``); the fire row id, or None when
+    it was claimed before (the unique keys: a tick or event fires once)."""
+    stmt = (
+        pg_insert(t.trigger_fires)
+        .values(namespace=namespace, flow_id=flow_id, trigger_id=trigger_id, scheduled_date=scheduled_date,
+                event_key=event_key, skipped_reason=skipped_reason)
+        .on_conflict_do_nothing()
+        .returning(t.trigger_fires.c.id)
+    )
+    return (await conn.execute(stmt)).scalar_one_or_none()
+
+
+async def set_fire_execution(conn: AsyncConnection, fire_id: int, execution_id: str | None, reason: str | None) -> None:
+    """Attach the created execution (or the reason none was created) to a fire row."""
+    await conn.execute(
+        update(t.trigger_fires).where(t.trigger_fires.c.id == fire_id).values(execution_id=execution_id,
+                                                                               skipped_reason=reason)
+    )
+
+
+async def list_fires(conn: AsyncConnection, namespace: str, flow_id: str, trigger_id: str = "") -> list[Any]:
+    """Fire rows of a flow (oldest first), for tests and the API."""
+    q = select(t.trigger_fires).where(t.trigger_fires.c.namespace == namespace, t.trigger_fires.c.flow_id == flow_id)
+    if trigger_id:
+        q = q.where(t.trigger_fires.c.trigger_id == trigger_id)
+    return list((await conn.execute(q.order_by(t.trigger_fires.c.id))).all())
+
+
+async def get_cursor(conn: AsyncConnection, name: str) -> datetime | None:
+    """A scan watermark."""
+    q = select(t.scheduler_cursors.c.position).where(t.scheduler_cursors.c.name == name)
+    return (await conn.execute(q)).scalar_one_or_none()
+
+
+async def advance_cursor(conn: AsyncConnection, name: str, position: datetime) -> None:
+    """Move a watermark forward (never back)."""
+    stmt = pg_insert(t.scheduler_cursors).values(name=name, position=position)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["name"], set_={"position": func.greatest(t.scheduler_cursors.c.position, stmt.excluded.position)}
+    )
+    await conn.execute(stmt)
+
+
+async def changed_executions(conn: AsyncConnection, since: datetime, limit: int) -> list[Any]:
+    """Executions updated after ``since``, oldest change first (the Flow-trigger scan)."""
+    e = t.executions
+    q = (
+        select(e.c.id, e.c.namespace, e.c.flow_id, e.c.flow_revision, e.c.state, e.c.histories, e.c.labels,
+               e.c.outputs, e.c.trigger, e.c.updated_at)
+        .where(e.c.updated_at > since)
+        .order_by(e.c.updated_at, e.c.id)
+        .limit(limit)
+    )
+    return list((await conn.execute(q)).all())
+
+
+async def latest_flow_revisions(conn: AsyncConnection) -> list[tuple[str, str, int, bool]]:
+    """(namespace, flow id, latest revision, deleted) of every flow."""
+    f = t.flows
+    latest = (
+        select(f.c.namespace, f.c.flow_id, func.max(f.c.revision).label("revision"))
+        .group_by(f.c.namespace, f.c.flow_id)
+        .subquery()
+    )
+    q = select(f.c.namespace, f.c.flow_id, f.c.revision, f.c.deleted).join(
+        latest,
+        and_(f.c.namespace == latest.c.namespace, f.c.flow_id == latest.c.flow_id, f.c.revision == latest.c.revision),
+    )
+    return [tuple(r) for r in (await conn.execute(q)).all()]
