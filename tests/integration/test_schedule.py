@@ -217,13 +217,13 @@ def test_a_tick_is_claimed_once_even_when_two_schedulers_and_the_unique_key_race
 def test_disabled_trigger_schedule_on_dates_backfill_and_stop_after(server, client, clock):
     clock.set(2026, 4, 1, 8, 0)
     s = _scheduler(server, clock)
-    client.deploy_flow(f"""
+    client.deploy_flow("""
 id: calendar
 namespace: tests.schedule
 tasks:
   - id: fail-on-second
     type: io.kestra.plugin.core.execution.Fail
-    condition: "{{{{ trigger.date == '2026-04-01T09:00:00Z' }}}}"
+    condition: "{{ trigger.date == '2026-04-01T09:00:00Z' }}"
 triggers:
   - id: dates
     type: io.kestra.plugin.core.trigger.ScheduleOnDates
