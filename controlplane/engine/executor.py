@@ -19,6 +19,7 @@ from controlplane.engine import retry as retry_rules
 from controlplane.engine.context import expression_context
 from controlplane.engine.flowables import FLOWABLES
 from controlplane.engine.flowables import pause as pause_rules
+from controlplane.engine.flowables import resume as resume_rules
 from controlplane.engine.flowables import subflow as subflow_rules
 from controlplane.engine.flowables.props import is_truthy
 from controlplane.engine.plan import FlowableError, NewTaskRun, apply_allow_failure
@@ -264,7 +265,32 @@ class Executor:
         view.add(tr)
         if tr.state is State.RUNNING and task.type == subflow_rules.TYPE:
             await self._start_subflow(unit, execution, view, task, tr, now)
+        elif tr.state is State.RUNNING and task.type == resume_rules.TYPE:
+            await self._resume_other(unit, execution, task, tr, now)
         return tr
+
+    async def _resume_other(self, unit: Unit, execution: Execution, task: Task, tr: TaskRun, now: datetime) -> None:
+        """The Resume task: resume the named PAUSED execution (in a savepoint: a refusal leaves
+        it untouched); a refusal fails the task run with the reason."""
+        props = tr.properties or {}
+        target = props["executionId"]
+        error = None
+        if target == execution.id:
+            error = f"task '{task.id}': an execution cannot resume itself"
+        else:
+            try:
+                async with unit.conn.begin_nested():
+                    await self.resume(unit, target, dict(props.get("inputs") or {}))
+            except (NotFoundError, FailedPreconditionError, InvalidArgumentError) as exc:
+                error = f"task '{task.id}': cannot resume execution {target}: {exc}"
+        if error is None:
+            await self._log(unit, tr, "INFO", f"execution {target} resumed")
+            return
+        tr.error = error
+        tr.ended_at = now
+        change_state(tr, apply_allow_failure(task, State.FAILED), now, f"task run {tr.id} ({tr.task_id})")
+        await repo.save_task_run_state(unit.conn, tr)
+        await self._log_error(unit, tr, error)
 
     async def _log_error(self, unit: Unit, tr: TaskRun, message: str) -> None:
         await repo.append_logs(

@@ -165,7 +165,8 @@ _TYPES: tuple[TaskTypeInfo, ...] = (
     # Labels updates the execution itself; Kestra applies it in the executor. It stays RUNNABLE
     # here (no child tasks); the issue that implements it decides where it runs.
     _runnable("execution.Labels"),
-    _runnable("execution.Resume"),
+    # Resume runs in the control plane here (Kestra runs it on a worker that calls the executor).
+    _flowable("execution.Resume", child_lists=(), required=(), properties=("executionId", "inputs")),
     _runnable("execution.Count"),
     _runnable("execution.PurgeExecutions"),
     # kv / state / storage
@@ -250,6 +251,7 @@ SUPPORTED_TASK_TYPES: frozenset[str] = frozenset(
         _CORE + "flow.AllowFailure",
         _CORE + "flow.Pause",
         _CORE + "flow.Subflow",
+        _CORE + "execution.Resume",
     }
 )
 

@@ -276,3 +276,32 @@ tasks:
         stubs.deploy(source)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "task 'pause'" in err.value.details() and needle in err.value.details()
+
+
+def test_the_resume_task_resumes_another_paused_execution(stubs):
+    stubs.deploy(APPROVAL)
+    stubs.deploy("""
+id: resumer
+namespace: tests.pause
+inputs:
+  - id: target
+    type: STRING
+tasks:
+  - id: resume
+    type: io.kestra.plugin.core.execution.Resume
+    executionId: "{{ inputs.target }}"
+    inputs:
+      approved: true
+      reason: by a flow
+""")
+    paused = stubs.start("tests.pause", "approval")
+    wait_state(stubs, paused.id, {"PAUSED"})
+    resumer = stubs.wait(stubs.start("tests.pause", "resumer", inputs={"target": paused.id}).id)
+    assert _state(resumer) == "SUCCESS" and len(resumer.task_runs) == 1
+    final = stubs.wait(paused.id)
+    assert _state(final) == "SUCCESS"
+    assert json.loads(_run(final, "after").outputs_json) == {"value": "true/by a flow"}
+    # Resuming an execution that is not paused fails the task run with the reason.
+    again = stubs.wait(stubs.start("tests.pause", "resumer", inputs={"target": paused.id}).id)
+    assert _state(again) == "FAILED"
+    assert "cannot resume execution" in _run(again, "resume").error and "PAUSED" in _run(again, "resume").error

@@ -23,6 +23,7 @@ from controlplane.engine.flowables import (
     if_,
     parallel,
     pause,
+    resume,
     sequential,
     subflow,
     switch,
@@ -64,6 +65,6 @@ FLOWABLES: dict[str, Flowable] = {
     for f in map(
         _flowable,
         (sequential, parallel, if_, switch, for_each, each_sequential, each_parallel, dag, allow_failure, pause,
-         subflow),
+         subflow, resume),
     )
 }

@@ -133,6 +133,7 @@ def test_supported_types() -> None:
         CORE + "flow.AllowFailure",
         CORE + "flow.Pause",
         CORE + "flow.Subflow",
+        CORE + "execution.Resume",
         # storage, KV and script tasks (issue 6)
         *(f"io.kestra.plugin.scripts.{lang}.{kind}" for lang in ("shell", "python", "node")
           for kind in ("Commands", "Script")),
@@ -148,7 +149,7 @@ def test_supported_types() -> None:
             "Sequential", "Parallel", "If", "Switch", "ForEach", "EachSequential", "EachParallel", "Dag",
             "AllowFailure", "Pause", "Subflow",
         )
-    }
+    } | {CORE + "execution.Resume"}
 
 
 def test_child_keys_of_flowables() -> None:
