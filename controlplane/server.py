@@ -162,7 +162,7 @@ class ControlPlane:
             for name, interval in (("reaper", s.reaper_interval_seconds), ("executor-sweep", s.executor_interval_seconds))
         ]
         self._loops = [
-            asyncio.create_task(self._loop("reaper", s.reaper_interval_seconds, self.dispatcher.reap_once,
+            asyncio.create_task(self._loop("reaper", s.reaper_interval_seconds, self.reap_once,
                                            self._leaders[0])),
             asyncio.create_task(self._loop("executor-sweep", s.executor_interval_seconds, self.sweep_once,
                                            self._leaders[1])),
@@ -192,6 +192,17 @@ class ControlPlane:
         async with self.transaction() as unit:
             row, created, _ = await self.flows.register(unit.conn, source)
         return row.namespace, row.flow_id, row.revision, created
+
+    async def reap_once(self) -> int:
+        """One round of the reaper: expired leases and timeouts (`Dispatcher.reap_once`), then
+        ACTIVE workers silent longer than ``Settings.worker_dead_after_seconds`` marked DEAD.
+        Returns how many attempts and workers were handled."""
+        count = await self.dispatcher.reap_once()
+        async with self.transaction() as unit:
+            dead = await repo.mark_dead_workers(unit.conn, self.settings.worker_dead_after_seconds)
+        for worker_id in dead:
+            log.warning("worker %s marked DEAD: no heartbeat for %.0f s", worker_id, self.settings.worker_dead_after_seconds)
+        return count + len(dead)
 
     async def sweep_once(self) -> int:
         """Advance executions waiting on the executor queue (timers, recovery) and start the

@@ -12,8 +12,8 @@ from controlplane import secrets
 from controlplane.api import checks
 from controlplane.errors import InvalidArgumentError, Issue
 from controlplane.model import Execution, State, StateHistory, TaskRun
-from controlplane.store.repository import FlowRow
-from kestrel.v1 import common_pb2, execution_pb2, flow_pb2, log_pb2
+from controlplane.store.repository import FlowRow, WorkerInfo
+from kestrel.v1 import common_pb2, execution_pb2, flow_pb2, log_pb2, worker_pb2
 
 LEVELS = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"]
 
@@ -207,4 +207,14 @@ def log_to_proto(row: Any) -> log_pb2.LogEntry:
         level=level_to_proto(row.level),
         message=row.message,
         timestamp=ts(row.timestamp),
+    )
+
+
+def worker_to_proto(worker: WorkerInfo) -> worker_pb2.WorkerInfo:
+    """A registered worker on the wire."""
+    return worker_pb2.WorkerInfo(
+        id=worker.id, hostname=worker.hostname, sdk=worker.sdk, task_types=worker.task_types,
+        worker_group=worker.worker_group, labels=labels_to_proto(worker.labels), concurrency=worker.concurrency,
+        state=worker.state, registered_at=ts(worker.registered_at), last_heartbeat_at=ts(worker.last_heartbeat_at),
+        running_task_runs=worker.running_task_runs,
     )

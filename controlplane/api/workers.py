@@ -21,6 +21,9 @@ _REASONS = {
 }
 
 
+_WORKER_STATES = frozenset({"", "ACTIVE", "STOPPED", "DEAD"})
+
+
 class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
     """Thin gRPC layer over :class:`Dispatcher`."""
 
@@ -123,3 +126,11 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
                 raise FailedPreconditionError(f"worker '{request.worker_id}' is not registered")
         count = await self._dispatch.shutdown_worker(request.worker_id)
         return worker_pb2.ShutdownWorkerResponse(requeued_task_runs=count)
+
+    @rpc
+    async def ListWorkers(self, request: worker_pb2.ListWorkersRequest, context: grpc.aio.ServicerContext):
+        if request.state not in _WORKER_STATES:
+            raise InvalidArgumentError(f"state: one of ACTIVE, STOPPED, DEAD or empty, got {request.state[:40]!r}")
+        async with self._cp.transaction() as unit:
+            workers = await repo.list_workers(unit.conn, request.state)
+        return worker_pb2.ListWorkersResponse(workers=[convert.worker_to_proto(w) for w in workers])

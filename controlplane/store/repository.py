@@ -933,6 +933,61 @@ async def set_worker_state(conn: AsyncConnection, worker_id: str, state: str) ->
     await conn.execute(update(t.workers).where(t.workers.c.id == worker_id).values(state=state))
 
 
+async def mark_dead_workers(conn: AsyncConnection, silent_seconds: float) -> list[str]:
+    """Mark DEAD every ACTIVE worker whose last heartbeat is older than ``silent_seconds``;
+    returns their ids. A dead worker that polls again is told to register (FAILED_PRECONDITION)
+    and comes back ACTIVE; its expired leases are reaped as any others."""
+    cutoff = utcnow() - timedelta(seconds=silent_seconds)
+    res = await conn.execute(
+        update(t.workers)
+        .where(t.workers.c.state == "ACTIVE", t.workers.c.last_heartbeat_at < cutoff)
+        .values(state="DEAD")
+        .returning(t.workers.c.id)
+    )
+    return list(res.scalars())
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """A worker as listed by the API: registration, state and load."""
+
+    id: str
+    hostname: str
+    sdk: str
+    task_types: list[str]
+    worker_group: str
+    labels: dict[str, str]
+    concurrency: int
+    state: str
+    registered_at: datetime
+    last_heartbeat_at: datetime
+    running_task_runs: int
+
+
+async def list_workers(conn: AsyncConnection, state: str = "") -> list[WorkerInfo]:
+    """Every registered worker (or those in ``state``), ACTIVE first then by id, with the number of
+    attempts RUNNING on each."""
+    running = (
+        select(t.task_run_attempts.c.worker_id, func.count().label("n"))
+        .where(t.task_run_attempts.c.state == "RUNNING")
+        .group_by(t.task_run_attempts.c.worker_id)
+        .subquery()
+    )
+    query = (
+        select(t.workers, func.coalesce(running.c.n, 0).label("running"))
+        .select_from(t.workers.outerjoin(running, running.c.worker_id == t.workers.c.id))
+        .order_by((t.workers.c.state != "ACTIVE"), t.workers.c.id)
+    )
+    if state:
+        query = query.where(t.workers.c.state == state)
+    rows = (await conn.execute(query)).all()
+    return [
+        WorkerInfo(r.id, r.hostname, r.sdk, list(r.task_types), r.worker_group, dict(r.labels), r.concurrency,
+                   r.state, r.registered_at, r.last_heartbeat_at, int(r.running))
+        for r in rows
+    ]
+
+
 async def known_task_types(conn: AsyncConnection) -> set[str]:
     """Every task type any worker ever registered (custom types become valid in flows)."""
     rows = (await conn.execute(select(func.jsonb_array_elements_text(t.workers.c.task_types)).distinct())).scalars()

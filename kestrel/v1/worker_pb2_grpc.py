@@ -81,6 +81,11 @@ class WorkerServiceStub:
                 request_serializer=kestrel_dot_v1_dot_worker__pb2.ShutdownWorkerRequest.SerializeToString,
                 response_deserializer=kestrel_dot_v1_dot_worker__pb2.ShutdownWorkerResponse.FromString,
                 _registered_method=True)
+        self.ListWorkers = channel.unary_unary(
+                '/kestrel.v1.WorkerService/ListWorkers',
+                request_serializer=kestrel_dot_v1_dot_worker__pb2.ListWorkersRequest.SerializeToString,
+                response_deserializer=kestrel_dot_v1_dot_worker__pb2.ListWorkersResponse.FromString,
+                _registered_method=True)
 
 
 class WorkerServiceServicer:
@@ -148,6 +153,15 @@ class WorkerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListWorkers(self, request, context):
+        """The fleet as the control plane sees it: every registered worker with its state (ACTIVE,
+        STOPPED after ShutdownWorker, DEAD when silent longer than the server's dead-after limit)
+        and the task runs it holds right now.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -185,6 +199,11 @@ def add_WorkerServiceServicer_to_server(servicer, server):
                     servicer.ShutdownWorker,
                     request_deserializer=kestrel_dot_v1_dot_worker__pb2.ShutdownWorkerRequest.FromString,
                     response_serializer=kestrel_dot_v1_dot_worker__pb2.ShutdownWorkerResponse.SerializeToString,
+            ),
+            'ListWorkers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWorkers,
+                    request_deserializer=kestrel_dot_v1_dot_worker__pb2.ListWorkersRequest.FromString,
+                    response_serializer=kestrel_dot_v1_dot_worker__pb2.ListWorkersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -387,6 +406,33 @@ class WorkerService:
             '/kestrel.v1.WorkerService/ShutdownWorker',
             kestrel_dot_v1_dot_worker__pb2.ShutdownWorkerRequest.SerializeToString,
             kestrel_dot_v1_dot_worker__pb2.ShutdownWorkerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWorkers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kestrel.v1.WorkerService/ListWorkers',
+            kestrel_dot_v1_dot_worker__pb2.ListWorkersRequest.SerializeToString,
+            kestrel_dot_v1_dot_worker__pb2.ListWorkersResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -62,6 +62,11 @@ class WorkerServiceStub:
     """Keeps the worker marked alive."""
     ShutdownWorker: _grpc.UnaryUnaryMultiCallable[_worker_pb2.ShutdownWorkerRequest, _worker_pb2.ShutdownWorkerResponse]
     """Marks the worker gone; its unfinished task runs are re-queued at once (reason WORKER_SHUTDOWN)."""
+    ListWorkers: _grpc.UnaryUnaryMultiCallable[_worker_pb2.ListWorkersRequest, _worker_pb2.ListWorkersResponse]
+    """The fleet as the control plane sees it: every registered worker with its state (ACTIVE,
+    STOPPED after ShutdownWorker, DEAD when silent longer than the server's dead-after limit)
+    and the task runs it holds right now.
+    """
 
 @_typing.type_check_only
 class WorkerServiceAsyncStub(WorkerServiceStub):
@@ -96,6 +101,11 @@ class WorkerServiceAsyncStub(WorkerServiceStub):
     """Keeps the worker marked alive."""
     ShutdownWorker: _aio.UnaryUnaryMultiCallable[_worker_pb2.ShutdownWorkerRequest, _worker_pb2.ShutdownWorkerResponse]  # type: ignore[assignment]
     """Marks the worker gone; its unfinished task runs are re-queued at once (reason WORKER_SHUTDOWN)."""
+    ListWorkers: _aio.UnaryUnaryMultiCallable[_worker_pb2.ListWorkersRequest, _worker_pb2.ListWorkersResponse]  # type: ignore[assignment]
+    """The fleet as the control plane sees it: every registered worker with its state (ACTIVE,
+    STOPPED after ShutdownWorker, DEAD when silent longer than the server's dead-after limit)
+    and the task runs it holds right now.
+    """
 
 class WorkerServiceServicer(metaclass=_abc_1.ABCMeta):
     """WorkerService is the contract between the control plane and workers in any language.
@@ -169,5 +179,16 @@ class WorkerServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_worker_pb2.ShutdownWorkerResponse, _abc.Awaitable[_worker_pb2.ShutdownWorkerResponse]]:
         """Marks the worker gone; its unfinished task runs are re-queued at once (reason WORKER_SHUTDOWN)."""
+
+    @_abc_1.abstractmethod
+    def ListWorkers(
+        self,
+        request: _worker_pb2.ListWorkersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_worker_pb2.ListWorkersResponse, _abc.Awaitable[_worker_pb2.ListWorkersResponse]]:
+        """The fleet as the control plane sees it: every registered worker with its state (ACTIVE,
+        STOPPED after ShutdownWorker, DEAD when silent longer than the server's dead-after limit)
+        and the task runs it holds right now.
+        """
 
 def add_WorkerServiceServicer_to_server(servicer: WorkerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,85 @@
+"""The fleet as the control plane sees it: ListWorkers, running task runs per worker, and
+workers marked DEAD after ``worker_dead_after_seconds`` of silence (then re-registered)."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from kestrel.v1 import worker_pb2
+from tests.integration.harness import ServerThread, wait_until, worker_process
+from tests.integration.harness import test_settings as make_settings
+from tests.integration.rpc import connect
+
+FLOW = """
+id: nap
+namespace: tests.fleet
+tasks:
+  - id: nap
+    type: io.kestrel.tests.Sleep
+    seconds: 30
+"""
+
+
+@pytest.fixture
+def server(database_url):
+    srv = ServerThread(make_settings(database_url, worker_dead_after_seconds=2.0)).start()
+    yield srv
+    srv.stop()
+
+
+def _workers(stubs, state: str = "") -> dict[str, worker_pb2.WorkerInfo]:
+    response = stubs.workers.ListWorkers(worker_pb2.ListWorkersRequest(state=state), timeout=10)
+    return {w.id: w for w in response.workers}
+
+
+def test_silent_worker_is_marked_dead_and_comes_back_by_registering(server):
+    stubs = connect(server.address)
+    try:
+        worker_id = stubs.register_worker(["io.kestra.plugin.core.log.Log"])
+        listed = _workers(stubs)[worker_id]
+        assert listed.state == "ACTIVE" and listed.hostname == "test" and listed.concurrency == 4
+        assert list(listed.task_types) == ["io.kestra.plugin.core.log.Log"]
+        wait_until(lambda: _workers(stubs).get(worker_id, None) and _workers(stubs)[worker_id].state == "DEAD",
+                   timeout=15, what="the silent worker to be marked DEAD")
+        assert worker_id in _workers(stubs, "DEAD") and worker_id not in _workers(stubs, "ACTIVE")
+        with pytest.raises(grpc.RpcError) as refused:
+            stubs.workers.PollTaskRuns(worker_pb2.PollTaskRunsRequest(worker_id=worker_id, max_task_runs=1), timeout=10)
+        assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        stubs.workers.RegisterWorker(worker_pb2.RegisterWorkerRequest(
+            worker_id=worker_id, task_types=["io.kestra.plugin.core.log.Log"], hostname="test", sdk="test/0",
+            concurrency=4), timeout=10)
+        assert _workers(stubs)[worker_id].state == "ACTIVE"
+    finally:
+        stubs.close()
+
+
+def test_a_busy_worker_process_shows_its_running_task_run(server):
+    stubs = connect(server.address)
+    try:
+        stubs.register_worker(["io.kestrel.tests.Sleep"])
+        stubs.deploy(FLOW)
+        execution = stubs.start("tests.fleet", "nap")
+        with worker_process(server.address, "--module", "tests.integration.tasks.slow"):
+            busy = wait_until(
+                lambda: [w for w in _workers(stubs, "ACTIVE").values() if w.running_task_runs == 1],
+                timeout=30, what="a worker holding the task run",
+            )
+            assert busy[0].sdk.startswith("python/") and "io.kestrel.tests.Sleep" in busy[0].task_types
+            assert busy[0].last_heartbeat_at.seconds > 0
+            from kestrel.v1 import execution_pb2
+
+            stubs.executions.KillExecution(execution_pb2.KillExecutionRequest(id=execution.id), timeout=10)
+            stubs.wait(execution.id, timeout=30)
+    finally:
+        stubs.close()
+
+
+def test_bad_state_filter_is_invalid_argument(server):
+    stubs = connect(server.address)
+    try:
+        with pytest.raises(grpc.RpcError) as bad:
+            stubs.workers.ListWorkers(worker_pb2.ListWorkersRequest(state="ZOMBIE"), timeout=10)
+        assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    finally:
+        stubs.close()
