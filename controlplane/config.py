@@ -28,6 +28,14 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Interface the gRPC server binds.")
     port: int = Field(6570, description="gRPC port; 0 picks a free one.")
     data_dir: Path = Field(Path(".kestrel"), description="Directory for local data (internal storage).")
+    storage_backend: str = Field(
+        "local", pattern="^(local|s3)$",
+        description="Internal storage backend: `local` (files under `data_dir`) or `s3` (an S3-compatible bucket).",
+    )
+    s3_bucket: str = Field("", description="S3 bucket of internal storage (storage_backend=s3; must exist).")
+    s3_prefix: str = Field("", description="Prefix of every internal-storage object key in the bucket.")
+    s3_endpoint_url: str = Field("", description="S3-compatible endpoint (MinIO…); empty = AWS.")
+    s3_region: str = Field("", description="S3 region; empty = the AWS default chain's.")
     poll_wait_seconds: float = Field(30.0, description="Longest time a PollTaskRuns call is held.")
     lease_seconds: float = Field(30.0, description="Lease of a task-run attempt without a heartbeat.")
     heartbeat_interval_seconds: float = Field(5.0, description="Heartbeat interval told to workers.")

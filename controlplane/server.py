@@ -35,7 +35,7 @@ from controlplane.http import HttpServer, webhook_app
 from controlplane.scheduler import Scheduler, SchedulerOptions, run_forever
 from controlplane.service.dispatch import Dispatcher
 from controlplane.service.flow_registry import FlowRegistry
-from controlplane.storage import InternalStorage, LocalStorage
+from controlplane.storage import InternalStorage, backend_from_settings
 from controlplane.storage import render as storage_render
 from controlplane.store import repository as repo
 from controlplane.store.migrations import upgrade
@@ -129,7 +129,7 @@ class ControlPlane:
         self.scheduler = Scheduler(self.transaction, self.flows.load, self.executor, options=SchedulerOptions(
             standby_delay=s.scheduler_standby_delay_seconds, missed_after=s.scheduler_missed_after_seconds,
         ), globals_=s.namespace_prefix_globals)
-        self.storage = InternalStorage(LocalStorage(s.data_dir))  # local mode passes <data dir>/storage
+        self.storage = InternalStorage(backend_from_settings(s))
         self._lookups = storage_render.install(s.database_url, self.storage)
 
         server = grpc.aio.server(
