@@ -63,6 +63,8 @@ app.add_typer(flow_app, name="flow")
 app.add_typer(execution_app, name="execution")
 kv_app = typer.Typer(help="Read and write the namespace key-value store.", no_args_is_help=True)
 app.add_typer(kv_app, name="kv")
+trigger_app = typer.Typer(help="List, enable and disable flow triggers.", no_args_is_help=True)
+app.add_typer(trigger_app, name="trigger")
 
 # Rich resolves sys.stdout / sys.stderr at each write, so these follow redirections (and tests).
 # No markup: names, labels and messages are printed as given, never parsed for [style] tags.
@@ -376,12 +378,17 @@ def server_standalone(
     host: Annotated[
         str | None, typer.Option(help="Interface to bind [default: $KESTREL_HOST or 127.0.0.1].")
     ] = None,
+    http_port: Annotated[
+        int | None,
+        typer.Option("--http-port", help="HTTP port for Webhook triggers [default: $KESTREL_HTTP_PORT, else none].",
+                     min=0, max=65535),
+    ] = None,
 ) -> None:
     """Run one control-plane replica on an external Postgres and Redis.
 
     Every setting can also come from KESTREL_* environment variables; flags win.
     """
-    settings = _settings(database_url=database_url, redis_url=redis_url, port=port, host=host)
+    settings = _settings(database_url=database_url, redis_url=redis_url, port=port, host=host, http_port=http_port)
     run_standalone = _import("controlplane.server", "run_standalone")
     with _process_errors():
         run_standalone(settings)
@@ -1069,6 +1076,66 @@ def _print_execution(execution: Execution) -> None:
 def main() -> None:  # pragma: no cover - `python -m controlplane.cli`
     """Entry point for ``python -m controlplane.cli``."""
     app(prog_name="kestrel")
+
+
+@trigger_app.command("list")
+def trigger_list(
+    namespace: Annotated[str, typer.Option(help="Namespace prefix (company matches company.team).")] = "",
+    flow: Annotated[str, typer.Option(help="Only the triggers of this flow id.")] = "",
+    server: ServerOption = DEFAULT_SERVER,
+    timeout: TimeoutOption = 30.0,
+) -> None:
+    """List triggers with their next fire time (schedules) and whether they are enabled."""
+    from controlplane.api.triggers import list_triggers
+
+    with _client(server, timeout) as client:
+        triggers = list_triggers(client, namespace, flow)
+    if not triggers:
+        _err.print("no triggers")
+        return
+    table = Table(box=None, header_style="bold")
+    for name in ("NAMESPACE", "FLOW", "TRIGGER", "TYPE", "ENABLED", "NEXT FIRE (UTC)", "NOTE"):
+        table.add_column(name, no_wrap=name in ("NAMESPACE", "FLOW", "TRIGGER"))
+    for t in triggers:
+        table.add_row(Text(t.namespace), Text(t.flow_id), Text(t.trigger_id), Text(t.type.rsplit(".", 1)[-1]),
+                      "yes" if t.enabled else "no",
+                      t.next_fire_time.strftime("%Y-%m-%d %H:%M:%S") if t.next_fire_time else "",
+                      Text(t.disabled_reason))
+    _print_table(table)
+
+
+def _toggle(namespace: str, flow_id: str, trigger_id: str, enabled: bool, server: str, timeout: float) -> None:
+    from controlplane.api.triggers import set_trigger_enabled
+
+    with _client(server, timeout) as client:
+        t = set_trigger_enabled(client, namespace, flow_id, trigger_id, enabled)
+    state = "enabled" if t.enabled else "disabled"
+    nxt = f"; next fire {t.next_fire_time:%Y-%m-%d %H:%M:%S} UTC" if t.next_fire_time else ""
+    typer.echo(f"trigger {t.namespace}.{t.flow_id}/{t.trigger_id} {state}{nxt}")
+
+
+@trigger_app.command("enable")
+def trigger_enable(
+    namespace: Annotated[str, typer.Argument(help="Flow namespace.")],
+    flow_id: Annotated[str, typer.Argument(help="Flow id.")],
+    trigger_id: Annotated[str, typer.Argument(help="Trigger id.")],
+    server: ServerOption = DEFAULT_SERVER,
+    timeout: TimeoutOption = 30.0,
+) -> None:
+    """Enable a trigger (a schedule resumes from now; missed ticks are not fired)."""
+    _toggle(namespace, flow_id, trigger_id, True, server, timeout)
+
+
+@trigger_app.command("disable")
+def trigger_disable(
+    namespace: Annotated[str, typer.Argument(help="Flow namespace.")],
+    flow_id: Annotated[str, typer.Argument(help="Flow id.")],
+    trigger_id: Annotated[str, typer.Argument(help="Trigger id.")],
+    server: ServerOption = DEFAULT_SERVER,
+    timeout: TimeoutOption = 30.0,
+) -> None:
+    """Disable a trigger: it fires no more until enabled."""
+    _toggle(namespace, flow_id, trigger_id, False, server, timeout)
 
 
 if __name__ == "__main__":  # pragma: no cover
