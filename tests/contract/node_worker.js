@@ -10,6 +10,8 @@
  *       "fail" | "heartbeat", ...}), calls the Node SDK's WorkerClient and writes one JSON
  *       answer a line: {"code": "OK", ...} or {"code": "<gRPC status name>", "details": ...}.
  */
+import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createInterface } from 'node:readline';
@@ -69,7 +71,33 @@ task('io.kestrel.contract.Big', async (ctx, props) => {
   return { text: String(props.unit).repeat(times), times };
 });
 
-task('io.kestrel.contract.node.Whoami', async (ctx, props) => ({ sdk: SDK, previous: props.previous ?? null }));
+task('io.kestrel.contract.Files', async (ctx, props) => {
+  const content = String(props.unit).repeat(Number(props.times));
+  if (props.op === 'write') {
+    const file = path.join(ctx.workingDir, 'source.txt');
+    await writeFile(file, content, 'utf8');
+    const uri = await ctx.storage.upload(file, 'data.txt');
+    await ctx.kv.set(props.key, { uri });
+    return { uri };
+  }
+  const local = await ctx.storage.download(props.uri, path.join(ctx.workingDir, 'copy.txt'));
+  const data = await readFile(local);
+  const entry = await ctx.kv.get(props.key);
+  const missing = await ctx.kv.get(`${props.key}-missing`);
+  return {
+    matches: data.toString('utf8') === content,
+    size: data.length,
+    kvSame: entry !== null && JSON.stringify(entry.value) === JSON.stringify({ uri: props.uri }),
+    missing,
+  };
+});
+
+task('io.kestrel.contract.node.Whoami', async (ctx, props) => {
+  const outputs = { sdk: SDK, previous: props.previous ?? null };
+  if ('write' in props) outputs.uri = await ctx.storage.uploadBytes(String(props.write), `from-${SDK}.txt`);
+  if ('read' in props) outputs.read = (await ctx.storage.readBytes(props.read)).toString('utf8');
+  return outputs;
+});
 
 const [mode, ...rest] = process.argv.slice(2);
 const { values } = parseArgs({

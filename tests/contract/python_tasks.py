@@ -78,7 +78,38 @@ def big(ctx, props: dict) -> dict:
     return {"text": unit * times, "times": times}
 
 
+@task("io.kestrel.contract.Files")
+async def files(ctx, props: dict) -> dict:
+    """Internal storage and KV from a task. ``op: write``: uploads ``unit * times`` as
+    ``data.txt`` and stores ``{"uri": uri}`` under KV ``key``; returns ``{"uri"}``. ``op: read``:
+    downloads ``uri``, reads KV ``key`` and a missing key; returns ``{"matches": content ==
+    unit * times, "size": bytes, "kvSame": kv uri == uri, "missing": None}``."""
+    content = str(props["unit"]) * int(props["times"])
+    if props["op"] == "write":
+        path = ctx.working_dir / "source.txt"
+        path.write_text(content, encoding="utf-8")
+        uri = await ctx.storage.upload(path, "data.txt")
+        await ctx.kv.set(props["key"], {"uri": uri})
+        return {"uri": uri}
+    local = await ctx.storage.download(props["uri"], ctx.working_dir / "copy.txt")
+    data = local.read_bytes()
+    entry = await ctx.kv.get(props["key"])
+    missing = await ctx.kv.get(props["key"] + "-missing")
+    return {
+        "matches": data.decode("utf-8") == content,
+        "size": len(data),
+        "kvSame": entry is not None and entry.value == {"uri": props["uri"]},
+        "missing": missing,
+    }
+
+
 @task("io.kestrel.contract.python.Whoami")
-def whoami(ctx, props: dict) -> dict:
-    """Returns ``{"sdk": "python", "previous": props.get("previous")}`` (mixed-fleet routing)."""
-    return {"sdk": SDK, "previous": props.get("previous")}
+async def whoami(ctx, props: dict) -> dict:
+    """Returns ``{"sdk": "python", "previous": props.get("previous")}`` (mixed-fleet routing);
+    with ``write`` also uploads that text (``uri``), with ``read`` downloads that URI (``read``)."""
+    outputs = {"sdk": SDK, "previous": props.get("previous")}
+    if "write" in props:
+        outputs["uri"] = await ctx.storage.upload_bytes(str(props["write"]).encode("utf-8"), f"from-{SDK}.txt")
+    if "read" in props:
+        outputs["read"] = (await ctx.storage.read_bytes(props["read"])).decode("utf-8")
+    return outputs

@@ -154,8 +154,17 @@ def expand(value: Any) -> Any:
 
 
 def _same(actual: Any, expected: Any) -> bool:
-    """JSON equality that also tells 1 from 1.0 and True from 1."""
-    return json.dumps(actual, sort_keys=True) == json.dumps(expected, sort_keys=True)
+    """JSON equality that also tells 1 from 1.0 and True from 1; an expected ``{$match: REGEX}``
+    matches any string that the regular expression matches in full."""
+    if isinstance(expected, dict) and set(expected) == {"$match"}:
+        return isinstance(actual, str) and re.fullmatch(expected["$match"], actual, re.S) is not None
+    if isinstance(expected, dict):
+        return isinstance(actual, dict) and set(actual) == set(expected) and all(
+            _same(actual[k], v) for k, v in expected.items())
+    if isinstance(expected, list):
+        return isinstance(actual, list) and len(actual) == len(expected) and all(
+            _same(a, e) for a, e in zip(actual, expected, strict=True))
+    return json.dumps(actual) == json.dumps(expected)
 
 
 def _short(value: Any, limit: int = 300) -> str:
@@ -434,7 +443,7 @@ def test_suite_is_well_formed() -> None:
     ids = [s["id"] for s in SUITE["scenarios"]]
     assert len(ids) == len(set(ids)), ids
     required = {
-        "happy_path", "typed_outputs", "failure_with_message", "heartbeat_then_lease_expiry",
+        "happy_path", "typed_outputs", "failure_with_message", "files_and_kv", "heartbeat_then_lease_expiry",
         "stale_task_token_rejected", "cancel_on_kill", "graceful_shutdown_requeues",
         "duplicate_completion_harmless", "logs_in_order", "unicode_and_large_outputs", "mixed_fleet",
     }

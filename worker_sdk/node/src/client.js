@@ -74,7 +74,12 @@ export class WorkerClient {
     this.server = server;
     this.rpcTimeoutSeconds = rpcTimeoutSeconds;
     this._workers = new v1.WorkerService(server, credentials, options);
-    this._logs = new v1.LogService(server, credentials, { ...options, channelOverride: this._workers.getChannel() });
+    const shared = { ...options, channelOverride: this._workers.getChannel() };
+    this._logs = new v1.LogService(server, credentials, shared);
+    /** StorageService stub on the same channel (used by `storage.js`). */
+    this.storageStub = new v1.StorageService(server, credentials, shared);
+    /** KVService stub on the same channel (used by `storage.js`). */
+    this.kvStub = new v1.KVService(server, credentials, shared);
   }
 
   /**
@@ -86,7 +91,7 @@ export class WorkerClient {
    *   `onCall` receives the call object (to cancel it).
    * @returns {Promise<any>}
    */
-  call(stub, method, request, { timeoutSeconds, onCall } = {}) {
+  call(stub, method, request, { timeoutSeconds = undefined, onCall = undefined } = {}) {
     const deadline = new Date(Date.now() + 1000 * (timeoutSeconds ?? this.rpcTimeoutSeconds));
     return new Promise((resolve, reject) => {
       const call = stub[method](request, { deadline }, (error, response) => {

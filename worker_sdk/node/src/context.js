@@ -138,7 +138,8 @@ export class TaskContext {
    * @param {Partial<{executionId: string, taskRunId: string, taskId: string, taskType: string,
    *   attempt: number, namespace: string, flowId: string, flowRevision: number,
    *   value: string | null, idempotencyKey: string, timeoutSeconds: number | null,
-   *   workingDir: string, signal: AbortSignal, log: TaskLogger}>} [fields]
+   *   workingDir: string, signal: AbortSignal, log: TaskLogger,
+   *   storage: import('./storage.js').TaskStorage | null, kv: import('./storage.js').TaskKV | null}>} [fields]
    */
   constructor(fields = {}) {
     this.executionId = fields.executionId ?? '';
@@ -162,6 +163,17 @@ export class TaskContext {
     this.signal = fields.signal ?? new AbortController().signal;
     /** @type {TaskLogger} */
     this.log = fields.log ?? new TaskLogger();
+    /**
+     * Internal storage for this task run: upload output files (resolves their `kestra:///` URI),
+     * download files by URI. Null when the context was built without a worker (tests).
+     * @type {import('./storage.js').TaskStorage | null}
+     */
+    this.storage = fields.storage ?? null;
+    /**
+     * The namespace KV store; null without a worker.
+     * @type {import('./storage.js').TaskKV | null}
+     */
+    this.kv = fields.kv ?? null;
   }
 
   /** Same as `log`. */

@@ -17,7 +17,9 @@ import * as protoLoader from '@grpc/proto-loader';
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 
 /** Proto files the SDK needs, relative to the proto root. */
-export const PROTO_FILES = ['kestrel/v1/worker.proto', 'kestrel/v1/log.proto', 'kestrel/v1/common.proto'];
+export const PROTO_FILES = [
+  'kestrel/v1/worker.proto', 'kestrel/v1/log.proto', 'kestrel/v1/common.proto', 'kestrel/v1/storage.proto', 'kestrel/v1/kv.proto',
+];
 
 /**
  * Finds the directory holding `kestrel/v1/worker.proto`.

@@ -39,6 +39,7 @@ import { fileURLToPath } from 'node:url';
 import { LogBuffer, TaskContext, TaskFailure, TaskLogger, TaskResult } from './context.js';
 import { defaultRegistry, UnknownTaskTypeError } from './registry.js';
 import { RpcError, WorkerClient, fromTimestamp } from './client.js';
+import { TaskKV, TaskStorage } from './storage.js';
 
 export const DEFAULT_SERVER = '127.0.0.1:6570';
 /** How long the server may hold one PollTaskRuns call (seconds). */
@@ -579,6 +580,8 @@ export class Worker {
       workingDir: workdir,
       signal: run.controller.signal,
       log: new TaskLogger((record) => buffer.append(cutLine(record))),
+      storage: new TaskStorage(this._client, a.taskToken),
+      kv: new TaskKV(this._client, a.taskToken),
     });
     this.log.debug(`running ${run} [${a.taskType}]`);
     const heartbeatStop = deferred();

@@ -14,7 +14,8 @@ export function status(code, details = 'scripted') {
 
 /**
  * Starts a fake server.
- * @param {object} [script] handler overrides: `register(req, n)`, `poll(req, n)`,
+ * @param {object} [script] handler overrides: `register(req, n)`, `poll(req, n)`, `sha256` (what
+ *   downloads claim the stored files' sha256 is; default: the uploaded one),
  *   `heartbeat(req, n)`, `complete(req, n)`, `fail(req, n)`, `appendLogs(req, n)`,
  *   `shutdown(req, n)`, each returning a response object or throwing a status() error.
  * @param {{port?: number}} [options]
@@ -53,6 +54,52 @@ export async function startFakeServer(script = {}, { port = 0 } = {}) {
     AppendLogs: handler('appendLogs', () => ({})),
     ListLogs: handler('listLogs', () => ({ entries: [] })),
     TailLogs: (call) => call.end(),
+  });
+  const files = new Map(); // uri -> {data: Buffer, sha256: string}
+  server.addService(v1.StorageService.service, {
+    UploadFile: (call, callback) => {
+      let header = null;
+      const chunks = [];
+      call.on('data', (message) => {
+        if (message.part === 'header') header = message.header;
+        else chunks.push(message.chunk);
+      });
+      call.on('end', () => {
+        calls.push({ name: 'upload', request: { header, chunkSizes: chunks.map((c) => c.length) }, at: Date.now() });
+        const data = Buffer.concat(chunks);
+        const uri = `kestra:///ns/f/executions/ex-1/tasks/t/tr/${header.file_name}`;
+        files.set(uri, { data, sha256: script.sha256 ?? header.expected_sha256 });
+        callback(null, { file: { uri, size: String(data.length), sha256: header.expected_sha256 } });
+      });
+    },
+    DownloadFile: (call) => {
+      calls.push({ name: 'download', request: call.request, at: Date.now() });
+      const file = files.get(call.request.uri);
+      if (!file) {
+        call.emit('error', status('NOT_FOUND', `no file ${call.request.uri}`));
+        return;
+      }
+      call.write({ info: { uri: call.request.uri, size: String(file.data.length), sha256: file.sha256 } });
+      for (let start = 0; start < file.data.length; start += 1024 * 1024) call.write({ chunk: file.data.subarray(start, start + 1024 * 1024) });
+      call.end();
+    },
+    GetFileInfo: handler('fileInfo', () => { throw status('UNIMPLEMENTED'); }),
+    ListFiles: handler('listFiles', () => ({ files: [] })),
+    DeleteFile: handler('deleteFile', () => ({ deleted: false })),
+  });
+  const kv = new Map();
+  server.addService(v1.KVService.service, {
+    SetKV: handler('setKV', (req) => {
+      kv.set(req.key, req);
+      return { entry: { namespace: 'ns', key: req.key, type: req.type, value_json: req.value_json } };
+    }),
+    GetKV: handler('getKV', (req) => {
+      const entry = kv.get(req.key);
+      if (!entry) throw status('NOT_FOUND', `no key ${req.key}`);
+      return { entry: { namespace: 'ns', key: req.key, type: 'KV_TYPE_JSON', value_json: entry.value_json } };
+    }),
+    ListKV: handler('listKV', () => ({ entries: [] })),
+    DeleteKV: handler('deleteKV', (req) => ({ deleted: kv.delete(req.key) })),
   });
   const bound = await new Promise((resolve, reject) => {
     server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
