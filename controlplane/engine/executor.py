@@ -152,6 +152,10 @@ class Executor:
                     if tr.task_type == subflow_rules.TYPE:
                         done = await self._subflow_result(unit, task, tr, view, done)
                         view.invalidate()
+                        if done is State.FAILED and not killed and await self._retry_subflow(
+                                unit, flow, task, tr, now):
+                            changed = True
+                            continue
                     change_state(tr, apply_allow_failure(task, done), now, f"task run {tr.id} ({tr.task_id})")
                     await repo.save_task_run_state(conn, tr)
                     changed = True
@@ -509,6 +513,16 @@ class Executor:
             return
         if tr.state is State.PAUSED:
             await self._resume_by_timer(unit, execution, tr, now)
+            return
+        if tr.state is State.RETRYING and tr.task_type == subflow_rules.TYPE:
+            if not execution.state.is_terminal and not execution.kill_requested:
+                change_state(tr, State.RUNNING, now, f"task run {tr.id} ({tr.task_id})")
+                await repo.save_task_run_state(conn, tr)
+                flow = await self._load_flow(conn, execution.namespace, execution.flow_id, execution.flow_revision)
+                execution.task_runs = await repo.load_task_runs(conn, execution.id)
+                view = ExecutionView(flow, execution)
+                await self._start_subflow(unit, execution, view, flow.find_task(tr.task_id), view.get(tr.id), now)
+            await self.advance_safely(unit, execution.id)
             return
         if tr.state not in (State.CREATED, State.RETRYING, State.RESTARTED):
             return
@@ -974,6 +988,7 @@ class Executor:
             await self._log_error(unit, tr, error or "")
             return
         await repo.insert_execution(conn, child, None)
+        tr.attempt = await ops.start_attempt(conn, tr.id, now)
         tr.outputs = {"executionId": child.id}
         await repo.save_task_run_state(conn, tr)
         await self._log(unit, tr, "INFO", f"subflow execution {child.id} of {namespace}.{flow_id} created")
@@ -990,6 +1005,14 @@ class Executor:
         outputs, else the deprecated task ``outputs`` map rendered in the child's context; a
         map that fails to render fails the task run)."""
         child = view.subflows.get(tr.id)
+        if child is not None and tr.attempt:
+            attempt_state = {State.SUCCESS: State.SUCCESS, State.WARNING: State.WARNING}.get(
+                child.state, State.KILLED if done is State.KILLED else State.FAILED)
+            if (tr.properties or {}).get("wait", True) or done is State.KILLED:
+                await repo.finish_attempt(unit.conn, tr.id, tr.attempt, attempt_state,
+                                          reason=None if attempt_state in (State.SUCCESS, State.WARNING) else "SUBFLOW")
+            else:
+                await repo.finish_attempt(unit.conn, tr.id, tr.attempt, State.SUCCESS)
         if child is None or not (tr.properties or {}).get("wait", True) or done is State.KILLED:
             return done
         outputs: dict[str, Any] = {"executionId": child.id, "state": child.state.value}
@@ -1008,6 +1031,31 @@ class Executor:
             level = "ERROR" if result.is_failed else "WARNING"
             await self._log(unit, tr, level, f"Subflow execution {child.id} ends in {child.state} state")
         return result
+
+    async def _retry_subflow(self, unit: Unit, flow: Flow, task: Task, tr: TaskRun, now: datetime) -> bool:
+        """A Subflow whose child execution failed is retried like a runnable task (its own,
+        an ancestor's or the flow's ``retry``, ``RETRY_FAILED_TASK``): RETRYING until the retry
+        date, then a new child execution (one attempt per child). True when retried."""
+        resolved = retry_rules.resolve_retry(flow, task.id)
+        if resolved is None or resolved.policy.behavior is retry_rules.RetryBehavior.CREATE_NEW_EXECUTION:
+            return False
+        attempts = await repo.load_attempts(unit.conn, tr.id)
+        counted = retry_rules.counted_attempts(attempts)
+        if not counted:
+            return False
+        first_start = min(a.started_at for a in attempts if a.started_at is not None)
+        due = retry_rules.next_attempt_at(resolved.policy, counted, first_start)
+        if due is None:
+            return False
+        tr.ended_at = None
+        change_state(tr, State.RETRYING, now, f"task run {tr.id} ({tr.task_id})")
+        tr.next_attempt_at = due
+        await repo.save_task_run_state(unit.conn, tr)
+        await repo.set_next_attempt_at(unit.conn, tr.id, due)
+        await self._log(unit, tr, "INFO", f"subflow attempt {len(counted)} failed; attempt {len(counted) + 1} "
+                                          f"starts at {due.isoformat()} ({resolved.policy.type} retry of "
+                                          f"{resolved.source})")
+        return True
 
     async def _render_in_child(self, unit: Unit, child_id: str, task: Task) -> Any:
         """Render the Subflow task's deprecated ``outputs`` map with the child's variables."""

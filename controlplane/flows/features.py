@@ -51,7 +51,8 @@ def not_applied_warnings(flow: Flow) -> list[Issue]:
     for path, task in walk_with_paths(flow):
         warnings += _retry_warnings(task.retry, f"{path}.retry", f"{ref}: task '{task.id}': retry", task.line)
         info = task_type_info(task.type)
-        if info is not None and info.executable and retry_rules.resolve_retry(flow, task.id) is not None:
+        if info is not None and info.executable and task.type != "io.kestra.plugin.core.flow.Subflow" \
+                and retry_rules.resolve_retry(flow, task.id) is not None:
             warnings.append(Issue(
                 path=f"{path}.retry",
                 message=f"{ref}: task '{task.id}': 'retry' is not applied yet to {task.type} tasks: "

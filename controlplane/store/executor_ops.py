@@ -96,6 +96,22 @@ async def running_children(conn: AsyncConnection, execution_id: str) -> list[str
     return list((await conn.execute(q)).scalars().all())
 
 
+async def start_attempt(conn: AsyncConnection, task_run_id: str, now: Any) -> int:
+    """Record a new RUNNING attempt of a task run run by the control plane (a Subflow's child
+    execution); returns its number."""
+    number = (
+        await conn.execute(
+            update(t.task_runs).where(t.task_runs.c.id == task_run_id)
+            .values(attempt=t.task_runs.c.attempt + 1).returning(t.task_runs.c.attempt)
+        )
+    ).scalar_one()
+    await conn.execute(insert(t.task_run_attempts).values(
+        task_run_id=task_run_id, attempt=number, state=State.RUNNING.value,
+        histories=[{"state": State.RUNNING.value, "date": now.isoformat()}], started_at=now,
+    ))
+    return int(number)
+
+
 # ---------------------------------------------------------------------------------------------
 # task runs: properties, removal, copies
 

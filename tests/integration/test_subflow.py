@@ -9,7 +9,7 @@ import json
 import grpc
 import pytest
 
-from kestrel.v1 import execution_pb2
+from kestrel.v1 import execution_pb2, flow_pb2
 from tests.integration.harness import wait_until, worker_process
 from tests.integration.rpc import connect, state_name, wait_state
 
@@ -124,7 +124,7 @@ tasks:
     assert outputs["state"] == "SUCCESS"
     assert outputs["outputs"] == {"greeting": f"hello parent x3 ({ex.id})"}
     assert json.loads(_run(final, "use").outputs_json) == {"value": f"hello parent x3 ({ex.id})|SUCCESS|{child_id}"}
-    assert len(sub.attempts) == 0  # ran in the control plane, never on a worker
+    assert len(sub.attempts) == 1 and sub.attempts[0].worker_id == ""  # one child, no worker
 
     child = stubs.get(child_id)
     assert (child.namespace, child.flow_id, _state(child)) == ("tests.subflow", "child", "SUCCESS")
@@ -305,3 +305,27 @@ tasks:
         stubs.deploy(source)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "task 'sub'" in err.value.details() and needle in err.value.details()
+
+
+def test_a_retry_policy_retries_a_failed_child_as_new_executions(stubs):
+    source = """
+id: retried
+namespace: tests.subflow
+retry:
+  type: constant
+  interval: PT0.2S
+  maxAttempt: 3
+tasks:
+  - id: sub
+    type: io.kestra.plugin.core.flow.Subflow
+    namespace: tests.subflow
+    flowId: failing
+"""
+    resp = stubs.flows.RegisterFlow(flow_pb2.RegisterFlowRequest(source=source), timeout=10)
+    assert not [w.message for w in resp.warnings if "retry" in w.path]  # applied: no "not applied" warning
+    final = stubs.wait(stubs.start("tests.subflow", "retried").id)
+    assert _state(final) == "FAILED" and len(final.task_runs) == 1
+    sub = final.task_runs[0]
+    assert [state_name(a.state.current) for a in sub.attempts] == ["FAILED", "FAILED", "FAILED"]
+    children = [e for e in _children(stubs, "tests.subflow", "failing") if e.caller_task_run_id == sub.id]
+    assert len(children) == 3 and all(_state(c) == "FAILED" for c in children)

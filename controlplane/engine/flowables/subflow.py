@@ -14,6 +14,8 @@ As Kestra's ``Subflow``:
 - Outputs: ``executionId`` at once; with ``wait`` also ``state`` and ``outputs`` (the child's
   flow outputs, or the deprecated task ``outputs`` map rendered in the child's context).
 - Killing the parent kills the child (the executor does it).
+- A ``retry`` policy that applies to the task (its own, an ancestor's or the flow's) retries a
+  failed child as a new child execution, one attempt each (Kestra's RetryCaseTest#retrySubflow).
 
 The decision logic here is pure: the executor supplies the child's state in the view.
 """
@@ -109,6 +111,8 @@ def step(view: ExecutionView, task: Task, task_run: TaskRun, killed: bool) -> St
     props = task_run.properties or {}
     if killed:
         return Step(done=State.KILLED)
+    if task_run.state is State.RETRYING:
+        return Step()  # a failed child is retried: the executor starts a new one at the retry date
     child = view.subflows.get(task_run.id)
     if child is None:
         return Step()  # the executor has not recorded the child yet
