@@ -47,9 +47,9 @@ def _node_missing() -> str | None:
     if NODE is None:
         return "node is not installed: the Node.js SDK side of the contract suite needs Node.js 20+"
     if not (NODE_SDK / "node_modules" / "@grpc" / "grpc-js").is_dir():
-        why = "worker_sdk/node has no node_modules: run `npm ci` in worker_sdk/node"
-        if os.environ.get("CI"):
-            pytest.fail(why)  # CI installs them (.ci/run): a missing install is a CI defect
+        why = "worker_sdk/node has no node_modules: run `npm ci --prefix worker_sdk/node`"
+        if os.environ.get("CI") and shutil.which("npm"):
+            pytest.fail(why)  # .ci/run installs them whenever npm exists: a missing install is a CI defect
         return why
     return None
 
