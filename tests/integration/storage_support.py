@@ -17,11 +17,13 @@ from worker_sdk.types import Execution
 
 
 @contextmanager
-def storage_stack(database_url: str, tmp: Path, workers: int = 2) -> Iterator[tuple[ServerThread, KestrelClient]]:
+def storage_stack(database_url: str, tmp: Path, workers: int = 2,
+                  extra: tuple[str, ...] = ()) -> Iterator[tuple[ServerThread, KestrelClient]]:
     """A control plane (storage under ``tmp/storage``) and ``workers`` worker processes, each
     started in its own directory ``tmp/worker-N`` with its own TMPDIR (no shared files) and
     serving the worker group ``gN`` (worker 0: the default group), so a flow can pin a task to
-    worker 1 with ``workerGroup: {key: g1}`` while the others run on worker 0."""
+    worker 1 with ``workerGroup: {key: g1}`` while the others run on worker 0. ``extra``: more
+    worker arguments (``--module M``)."""
     server = ServerThread(test_settings(database_url, data_dir=tmp / "storage")).start()
     procs = []
     try:
@@ -32,7 +34,7 @@ def storage_stack(database_url: str, tmp: Path, workers: int = 2) -> Iterator[tu
                        PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "worker_sdk", "--server", server.address, "--concurrency", "4",
-                 "--worker-group", f"g{n}" if n else ""],
+                 "--worker-group", f"g{n}" if n else "", *extra],
                 env=env, cwd=home,
             ))
         client = KestrelClient(server.address, timeout=30)

@@ -14,7 +14,8 @@ from worker_sdk.errors import InvalidArgumentError, NotFoundError
 
 @pytest.fixture(scope="module")
 def stack(database_url, tmp_path_factory):
-    with storage_stack(database_url, tmp_path_factory.mktemp("storage")) as (server, client):
+    with storage_stack(database_url, tmp_path_factory.mktemp("storage"),
+                       extra=("--module", "tests.integration.storage_custom_tasks")) as (server, client):
         wait_for_workers(client)
         yield server, client
 
@@ -234,3 +235,72 @@ tasks:
     tasks = by_task(execution)
     assert tasks["only-one"].outputs["size"] == 1
     assert tasks["all"].outputs["size"] >= 2
+
+
+def test_sdk_file_and_kv_api_from_custom_tasks(stack):
+    server, client = stack
+    execution = run(client, """
+id: sdk-api
+namespace: tests.storage
+tasks:
+  - {id: write, type: io.kestrel.tests.WriteFile, content: "from a thread", name: note.txt}
+  - {id: read, type: io.kestrel.tests.ReadFile, uri: "{{ outputs.write.uri }}"}
+""")
+    assert _state(execution) == "SUCCESS", [(t.task_id, t.error) for t in execution.task_runs]
+    tasks = by_task(execution)
+    assert tasks["write"].outputs["uri"].endswith(f"/tasks/write/{tasks['write'].id}/note.txt")
+    assert tasks["read"].outputs["text"] == "from a thread"
+    assert tasks["read"].outputs["kv"] == "from a thread"
+    assert client.kv_get("tests.storage", "last").value == "from a thread"
+
+
+def _upload(stub, messages):
+    return stub.UploadFile(iter(messages), timeout=30)
+
+
+def test_upload_protocol_errors_store_nothing(stack, tmp_path):
+    import grpc
+
+    from kestrel.v1 import storage_pb2, storage_pb2_grpc
+
+    server, client = stack
+    client.deploy_flow(FILE_INPUT)
+    root = server.settings.data_dir
+    before = sorted(p for p in root.rglob("*") if p.is_file())
+    channel = grpc.insecure_channel(server.address, options=[("grpc.max_send_message_length", 8 << 20)])
+    stub = storage_pb2_grpc.StorageServiceStub(channel)
+    header = storage_pb2.UploadFileHeader(namespace="tests.storage", flow_id="file-input", input_id="f",
+                                          file_name="x.bin")
+    cases = [
+        ([storage_pb2.UploadFileRequest(chunk=b"no header")], "header"),
+        ([storage_pb2.UploadFileRequest(header=header), storage_pb2.UploadFileRequest(chunk=b"x" * (1 << 20 + 1))],
+         "at most 1048576 bytes"),
+        ([storage_pb2.UploadFileRequest(header=storage_pb2.UploadFileHeader(
+            namespace="tests.storage", flow_id="file-input", input_id="f", file_name="x.bin",
+            expected_sha256="0" * 64)), storage_pb2.UploadFileRequest(chunk=b"data")], "nothing was stored"),
+        ([storage_pb2.UploadFileRequest(header=storage_pb2.UploadFileHeader(task_token="forged.token",
+                                                                            file_name="x.bin"))],
+         "invalid task token"),
+        ([storage_pb2.UploadFileRequest(header=storage_pb2.UploadFileHeader(
+            namespace="tests.storage", flow_id="file-input", input_id="f", file_name="../escape"))],
+         "not a valid file name"),
+    ]
+    for messages, fragment in cases:
+        with pytest.raises(grpc.RpcError) as info:
+            _upload(stub, messages)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, info.value.details()
+        assert fragment in info.value.details()
+
+    def interrupted():
+        yield storage_pb2.UploadFileRequest(header=header)
+        yield storage_pb2.UploadFileRequest(chunk=b"partial")
+        raise RuntimeError("client crashed mid-upload")
+
+    with pytest.raises(grpc.RpcError):
+        stub.UploadFile(interrupted(), timeout=30)
+    channel.close()
+    import time
+
+    time.sleep(0.5)
+    after = sorted(p for p in root.rglob("*") if p.is_file())
+    assert after == before  # no file and no staging leftovers
