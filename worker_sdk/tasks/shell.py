@@ -23,8 +23,10 @@ Behaviour:
 * Cancellation (asyncio cancel or ``ctx.cancelled``) sends SIGTERM to the process group, then
   SIGKILL after `KILL_GRACE_SECONDS`. When the main process exits, leftover background processes
   still holding its output pipes get `PIPE_DRAIN_SECONDS` and are then killed.
-* ``taskRunner``, ``containerImage``, ``docker`` and the file properties are not supported yet:
-  the commands always run as a local process.
+* ``taskRunner``, ``containerImage`` and ``docker`` are not supported: the commands always run
+  as a local process. The file properties (``inputFiles``, ``outputFiles``, ``{{ outputDir }}``)
+  are handled around this function by :mod:`worker_sdk.tasks.scripts`, which is what the worker
+  registers for this type.
 """
 
 from __future__ import annotations
