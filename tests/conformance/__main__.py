@@ -54,6 +54,8 @@ def _parser() -> argparse.ArgumentParser:
         help="write the failures as an expected-failures list (review it before committing)",
     )
     parser.add_argument("--flow", action="append", metavar="FILE", help="only this corpus file (repeatable)")
+    parser.add_argument("--triggers", action="store_true",
+                        help="run the flow-trigger and trigger/scheduler kinds instead (tests/conformance/triggers.py)")
     parser.add_argument(
         "--kind",
         choices=("run", *SCENARIO_KINDS, "scenarios"),
@@ -93,6 +95,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.kind != "run":
         return _scenarios(args, corpus)
     began = time.monotonic()
+    if args.triggers:
+        from tests.conformance.triggers import format_trigger_results, run_trigger_corpus
+
+        try:
+            if args.server:
+                found = run_trigger_corpus(args.server, corpus, args.flow, args.timeout)
+            else:
+                with local_stack(args.workers) as address:
+                    found = run_trigger_corpus(address, corpus, args.flow, args.timeout)
+        except (KestrelError, RuntimeError) as err:
+            print(f"conformance: could not run: {err}", file=sys.stderr)
+            return 2
+        print(format_trigger_results(found))
+        print(f"elapsed: {time.monotonic() - began:.1f} s")
+        return 0
     try:
         if args.server:
             results = run_corpus(args.server, corpus, timeout=args.timeout, files=args.flow)
