@@ -195,3 +195,54 @@ def test_required_kv_properties_are_checked_at_deploy(stack):
     _, client = stack
     with pytest.raises(InvalidArgumentError, match="property 'value' is required"):
         client.deploy_flow("id: bad\nnamespace: company\ntasks:\n  - {id: s, type: io.kestra.plugin.core.kv.Set, key: k}\n")
+
+
+STATE = """
+id: state-flow
+namespace: company.state
+tasks:
+  - id: each
+    type: io.kestra.plugin.core.flow.ForEach
+    values: ["a", "b"]
+    tasks:
+      - id: set
+        type: io.kestra.plugin.core.state.Set
+        data: {v: "{{ taskrun.value }}"}
+      - id: get
+        type: io.kestra.plugin.core.state.Get
+  - id: shared-set
+    type: io.kestra.plugin.core.state.Set
+    namespace: true
+    name: shared
+    data: {x: 1}
+  - id: shared-merge
+    type: io.kestra.plugin.core.state.Set
+    namespace: true
+    name: shared
+    data: {y: 2}
+  - id: shared-get
+    type: io.kestra.plugin.core.state.Get
+    namespace: true
+    name: shared
+  - id: delete
+    type: io.kestra.plugin.core.state.Delete
+    namespace: true
+    name: shared
+  - id: after
+    type: io.kestra.plugin.core.state.Get
+    namespace: true
+    name: shared
+"""
+
+
+def test_legacy_state_store(stack):
+    _, client = stack
+    execution = run(client, STATE)
+    assert _state(execution) == "SUCCESS", _errors(execution)
+    gets = {tr.value: tr.outputs for tr in execution.task_runs if tr.task_id == "get"}
+    assert gets == {"a": {"data": {"v": "a"}, "count": 1}, "b": {"data": {"v": "b"}, "count": 1}}
+    tasks = by_task(execution)
+    assert tasks["shared-merge"].outputs["count"] == 2
+    assert tasks["shared-get"].outputs["data"] == {"x": 1, "y": 2}
+    assert tasks["delete"].outputs == {"deleted": True}
+    assert tasks["after"].outputs == {"data": {}, "count": 0}

@@ -122,18 +122,25 @@ async def delete(ctx: TaskContext, props: Mapping[str, Any]) -> dict[str, Any]:
     return {"deleted": deleted}
 
 
-# Legacy state store: a JSON map per state name (default "default"), kept in the KV store under
-# ``state.<flow>.<name>[.<taskrun value>]`` of the flow's namespace.
+# Legacy state store (Kestra ``AbstractState``): a JSON map per state ``name`` (default
+# ``default``), isolated by flow unless ``namespace: true`` (shared by the namespace), and by
+# ``taskrun.value`` unless ``taskrunValue: false``. Kept in the KV store of the flow's namespace
+# under ``state.<flow>.<name>[.<value>]`` / ``state-ns.<name>[.<value>]``.
 
 
 def _state_key(ctx: TaskContext, props: Mapping[str, Any]) -> str:
+    import hashlib
     import re
 
     name = _text(props, "name", "default")
-    suffix = ""
+    scope = "state-ns" if boolean(props, "namespace", False) else f"state.{ctx.flow_id}"
+    key = f"{scope}.{name}"
     if boolean(props, "taskrunValue", True) and ctx.value:
-        suffix = "." + re.sub(r"[^a-zA-Z0-9._-]", "_", ctx.value)
-    return re.sub(r"[^a-zA-Z0-9._-]", "_", f"state.{ctx.flow_id}.{name}") + suffix
+        key += f".{ctx.value}"
+    key = re.sub(r"[^a-zA-Z0-9._-]", "_", key)
+    if len(key) > 200:  # KV keys have at most 255 characters: keep it unique with a digest
+        key = key[:150] + "." + hashlib.sha256(key.encode()).hexdigest()[:32]
+    return key
 
 
 async def state_get(ctx: TaskContext, props: Mapping[str, Any]) -> dict[str, Any]:
@@ -149,7 +156,8 @@ async def state_get(ctx: TaskContext, props: Mapping[str, Any]) -> dict[str, Any
 
 
 async def state_set(ctx: TaskContext, props: Mapping[str, Any]) -> dict[str, Any]:
-    """``state.Set``: ``data`` (a map merged into the state), ``name``. Output ``count``."""
+    """``state.Set``: ``data`` (a map merged into the state), ``name``. Outputs ``count`` and
+    ``key``."""
     data = required(props, "data")
     if not isinstance(data, Mapping):
         raise TaskFailure("property 'data' must be a map")
@@ -158,7 +166,7 @@ async def state_set(ctx: TaskContext, props: Mapping[str, Any]) -> dict[str, Any
     merged = dict(current.value) if current is not None and isinstance(current.value, dict) else {}
     merged.update(data)
     await _kv(ctx).set(key, merged, kv_type="JSON")
-    return {"count": len(merged)}
+    return {"count": len(merged), "key": key}
 
 
 async def state_delete(ctx: TaskContext, props: Mapping[str, Any]) -> dict[str, Any]:
