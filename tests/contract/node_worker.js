@@ -16,7 +16,7 @@ import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createInterface } from 'node:readline';
 import {
-  RpcError, TaskFailure, Worker, WorkerClient, task,
+  RpcError, TaskFailure, TaskResult, Worker, WorkerClient, task,
 } from '../../worker_sdk/node/src/index.js';
 
 const SDK = 'node';
@@ -36,12 +36,14 @@ const TYPED_OUTPUTS = {
 
 task('io.kestrel.contract.Echo', async (ctx, props) => {
   ctx.log.info(`echo: ${props.value}`);
-  return { value: props.value ?? null };
+  const outputs = { value: props.value ?? null };
+  return props.warning ? new TaskResult({ outputs, warning: true }) : outputs;
 });
 
 task('io.kestrel.contract.Typed', async () => ({ ...TYPED_OUTPUTS }));
 
 task('io.kestrel.contract.Fail', async (ctx, props) => {
+  if ('succeedOnAttempt' in props && ctx.attempt >= Number(props.succeedOnAttempt)) return { attempt: ctx.attempt };
   throw new TaskFailure(String(props.message ?? 'failed on purpose'), { outputs: { partial: 1 } });
 });
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from worker_sdk import TaskFailure, task
+from worker_sdk import TaskFailure, TaskResult, task
 
 SDK = "python"
 
@@ -28,10 +28,11 @@ which JSON cannot tell from integers)."""
 
 
 @task("io.kestrel.contract.Echo")
-def echo(ctx, props: dict) -> dict:
-    """Returns ``{"value": props["value"]}`` and logs it once."""
+def echo(ctx, props: dict) -> dict | TaskResult:
+    """Returns ``{"value": props["value"]}`` and logs it once; ends WARNING when ``warning``."""
     ctx.log.info(f"echo: {props.get('value')}")
-    return {"value": props.get("value")}
+    outputs = {"value": props.get("value")}
+    return TaskResult(outputs, warning=True) if props.get("warning") else outputs
 
 
 @task("io.kestrel.contract.Typed")
@@ -42,7 +43,10 @@ def typed(ctx, props: dict) -> dict:
 
 @task("io.kestrel.contract.Fail")
 def fail(ctx, props: dict) -> dict:
-    """Fails with ``props["message"]`` as the error, keeping ``{"partial": 1}`` as outputs."""
+    """Fails with ``props["message"]`` as the error, keeping ``{"partial": 1}`` as outputs;
+    from attempt ``succeedOnAttempt`` on (when given) succeeds with ``{"attempt": n}``."""
+    if "succeedOnAttempt" in props and ctx.attempt >= int(props["succeedOnAttempt"]):
+        return {"attempt": ctx.attempt}
     raise TaskFailure(str(props.get("message", "failed on purpose")), outputs={"partial": 1})
 
 

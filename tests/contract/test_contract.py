@@ -446,6 +446,7 @@ def test_suite_is_well_formed() -> None:
         "happy_path", "typed_outputs", "failure_with_message", "files_and_kv", "heartbeat_then_lease_expiry",
         "stale_task_token_rejected", "cancel_on_kill", "graceful_shutdown_requeues",
         "duplicate_completion_harmless", "logs_in_order", "unicode_and_large_outputs", "mixed_fleet",
+        "warning_result", "retry_after_failure", "timeout_enforced",
     }
     assert required <= set(ids), required - set(ids)
     for s in SUITE["scenarios"]:
