@@ -57,6 +57,11 @@ log = logging.getLogger(__name__)
 # Bound on decision rounds in one advance: each round creates or finishes at least one task run.
 _MAX_ROUNDS = 10_000
 
+#: Deepest chain of subflow executions (a Subflow task refuses to start a deeper one).
+MAX_SUBFLOW_DEPTH = 50
+# Subflow executions started inside one another in one transaction; deeper ones wait for the sweep.
+_MAX_NESTED_STARTS = 5
+
 FlowLoader = Callable[[Any, str, str, int], Awaitable[Flow]]
 
 
@@ -954,7 +959,10 @@ class Executor:
         error: str | None = None
         child: Execution | None = None
         row = await repo.get_flow(conn, namespace, flow_id, revision)
-        if row is None or row.deleted:
+        if await ops.caller_depth(conn, execution.id, MAX_SUBFLOW_DEPTH) >= MAX_SUBFLOW_DEPTH:
+            error = (f"task '{task.id}': subflows nest deeper than {MAX_SUBFLOW_DEPTH} executions "
+                     f"(a flow that calls itself?); {namespace}.{flow_id} was not started")
+        elif row is None or row.deleted:
             at = f" revision {revision}" if revision else ""
             error = f"task '{task.id}': Unable to find flow {namespace}.{flow_id}{at} to start as a subflow"
         else:
@@ -994,7 +1002,14 @@ class Executor:
         await self._log(unit, tr, "INFO", f"subflow execution {child.id} of {namespace}.{flow_id} created")
         view.invalidate()
         unit.executions.add(child.id)
-        await self.advance_safely(unit, child.id)
+        if unit.nested_starts >= _MAX_NESTED_STARTS:
+            await repo.mark_execution_dirty(conn, child.id)  # the executor sweep starts it
+        else:
+            unit.nested_starts += 1
+            try:
+                await self.advance_safely(unit, child.id)
+            finally:
+                unit.nested_starts -= 1
         # The child may already have ended (nothing to run): decide on its current state.
         view.subflows[tr.id] = (await ops.child_executions(conn, [tr.id])).get(tr.id) or ChildExecution(
             child.id, State.CREATED)

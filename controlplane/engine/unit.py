@@ -14,8 +14,11 @@ class Unit:
     Attributes:
         tasks_queued: Task runs were put on the dispatch queue (wake polling workers).
         executions: Ids of executions that changed (wake their watchers).
+        nested_starts: Subflow executions being started inside one another in this transaction
+            (past a few, the executor sweep starts the deeper ones instead).
     """
 
     conn: AsyncConnection
     tasks_queued: bool = False
     executions: set[str] = field(default_factory=set)
+    nested_starts: int = 0

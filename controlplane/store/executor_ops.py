@@ -88,6 +88,20 @@ async def child_executions(conn: AsyncConnection, task_run_ids: list[str]) -> di
     return {r.caller_task_run_id: ChildExecution(r.id, State(r.state), r.outputs) for r in (await conn.execute(q)).all()}
 
 
+async def caller_depth(conn: AsyncConnection, execution_id: str, limit: int) -> int:
+    """How many Subflow callers are above ``execution_id`` (0 for a top execution), counting
+    at most ``limit`` (one primary-key read per level)."""
+    depth, current = 0, execution_id
+    while depth < limit:
+        caller = (await conn.execute(
+            select(t.executions.c.caller_execution_id).where(t.executions.c.id == current)
+        )).scalar_one_or_none()
+        if caller is None:
+            return depth
+        depth, current = depth + 1, caller
+    return depth
+
+
 async def running_children(conn: AsyncConnection, execution_id: str) -> list[str]:
     """Ids of the unfinished executions a given execution started through Subflow tasks."""
     q = select(t.executions.c.id).where(

@@ -329,3 +329,22 @@ tasks:
     assert [state_name(a.state.current) for a in sub.attempts] == ["FAILED", "FAILED", "FAILED"]
     children = [e for e in _children(stubs, "tests.subflow", "failing") if e.caller_task_run_id == sub.id]
     assert len(children) == 3 and all(_state(c) == "FAILED" for c in children)
+
+
+def test_a_flow_calling_itself_stops_at_the_depth_limit(stubs):
+    stubs.deploy("""
+id: recursive
+namespace: tests.subflow
+tasks:
+  - id: again
+    type: io.kestra.plugin.core.flow.Subflow
+    namespace: tests.subflow
+    flowId: "{{ flow.id }}"
+""")
+    top = stubs.wait(stubs.start("tests.subflow", "recursive").id, timeout=120)
+    assert _state(top) == "FAILED"
+    chain = _children(stubs, "tests.subflow", "recursive")
+    assert len(chain) == 51  # the top execution and 50 nested ones
+    deepest = [e for e in chain if not json.loads(stubs.get(e.id).task_runs[0].outputs_json or "{}")]
+    assert len(deepest) == 1
+    assert "nest deeper than 50" in stubs.get(deepest[0].id).task_runs[0].error
