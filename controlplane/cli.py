@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
+from urllib.parse import quote
 
 import typer
 from rich.console import Console
@@ -63,6 +64,10 @@ app.add_typer(flow_app, name="flow")
 app.add_typer(execution_app, name="execution")
 kv_app = typer.Typer(help="Read and write the namespace key-value store.", no_args_is_help=True)
 app.add_typer(kv_app, name="kv")
+namespace_app = typer.Typer(help="Namespace-level resources.", no_args_is_help=True)
+namespace_files_app = typer.Typer(help="Namespace files (read(), script namespaceFiles).", no_args_is_help=True)
+namespace_app.add_typer(namespace_files_app, name="files")
+app.add_typer(namespace_app, name="namespace")
 trigger_app = typer.Typer(help="List, enable and disable flow triggers.", no_args_is_help=True)
 app.add_typer(trigger_app, name="trigger")
 
@@ -1013,6 +1018,78 @@ def kv_ls(
         entries = client.kv_list(namespace, prefix)
     for entry in entries:
         typer.echo(f"{entry.key}\t{entry.type}\t{_iso(entry.expires_at) or '-'}")
+
+
+@namespace_files_app.command("upload")
+def namespace_files_upload(
+    namespace: Annotated[str, typer.Argument(metavar="NAMESPACE")],
+    paths: Annotated[list[Path], typer.Argument(metavar="PATH...", help="Files or directories (recursive).")],
+    to: Annotated[str, typer.Option("--to", help="Folder under the namespace files (default: the root).")] = "",
+    server: ServerOption = DEFAULT_SERVER,
+    timeout: TimeoutOption = 30.0,
+) -> None:
+    """Upload files as namespace files; a directory keeps its relative layout."""
+    pairs: list[tuple[Path, str]] = []
+    for path in paths:
+        if path.is_dir():
+            pairs += [(f, f.relative_to(path).as_posix()) for f in sorted(path.rglob("*")) if f.is_file()]
+        elif path.is_file():
+            pairs.append((path, path.name))
+        else:
+            _fail(f"no such file or directory: {path}", 2)
+    prefix = to.strip("/")
+    with _client(server, timeout) as client:
+        for local, relative in pairs:
+            info = client.upload_namespace_file(namespace, f"{prefix}/{relative}" if prefix else relative, local)
+            typer.echo(f"{info.uri}\t{info.size}")
+
+
+@namespace_files_app.command("ls")
+def namespace_files_ls(
+    namespace: Annotated[str, typer.Argument(metavar="NAMESPACE")],
+    prefix: Annotated[str, typer.Option("--prefix", help="Only paths starting with this.")] = "",
+    server: ServerOption = DEFAULT_SERVER,
+    timeout: TimeoutOption = 30.0,
+) -> None:
+    """List a namespace's files: URI, size, sha256."""
+    with _client(server, timeout) as client:
+        files = client.list_namespace_files(namespace, prefix)
+    for f in files:
+        typer.echo(f"{f.uri}\t{f.size}\t{f.sha256}")
+
+
+@namespace_files_app.command("download")
+def namespace_files_download(
+    namespace: Annotated[str, typer.Argument(metavar="NAMESPACE")],
+    path: Annotated[str, typer.Argument(metavar="PATH", help="The file's path under the namespace files.")],
+    out: Annotated[Path, typer.Option("--output-file", "-o", help="Where to write it.")],
+    server: ServerOption = DEFAULT_SERVER,
+    timeout: TimeoutOption = 30.0,
+) -> None:
+    """Download one namespace file."""
+    prefix = "kestra:///" + namespace.replace(".", "/") + "/_files/"
+    with _client(server, timeout) as client:
+        matches = [f for f in client.list_namespace_files(namespace, path.lstrip("/")) if
+                   f.uri.removeprefix(prefix) == quote(path.lstrip("/"), safe="/@=+,;:!$&'()*~-._")]
+        if not matches:
+            _fail(f"no namespace file '{path}' in namespace '{namespace}'")
+        client.download_file(matches[0].uri, out)
+    typer.echo(f"{out} {matches[0].size} bytes")
+
+
+@namespace_files_app.command("rm")
+def namespace_files_rm(
+    namespace: Annotated[str, typer.Argument(metavar="NAMESPACE")],
+    path: Annotated[str, typer.Argument(metavar="PATH")],
+    server: ServerOption = DEFAULT_SERVER,
+    timeout: TimeoutOption = 30.0,
+) -> None:
+    """Delete one namespace file (exit 1 when there was none)."""
+    uri = "kestra:///" + namespace.replace(".", "/") + "/_files/" + quote(path.lstrip("/"), safe="/@=+,;:!$&'()*~-._")
+    with _client(server, timeout) as client:
+        if not client.delete_file(uri):
+            _fail(f"no namespace file '{path}' in namespace '{namespace}'")
+    typer.echo(f"deleted {uri}")
 
 
 @kv_app.command("rm")

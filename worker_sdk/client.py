@@ -46,6 +46,7 @@ from worker_sdk.errors import (
     RPCStatusCode,
     error_for_status,
 )
+from worker_sdk.storage import FilesAndKVClientMixin
 from worker_sdk.types import (
     Attempt,
     DeployResult,
@@ -78,8 +79,9 @@ _REWATCH_PAUSE_SECONDS = 0.5
 _T = TypeVar("_T")
 
 
-class KestrelClient:
-    """Synchronous client of the Kestrel control plane (flows, executions, logs).
+class KestrelClient(FilesAndKVClientMixin):
+    """Synchronous client of the Kestrel control plane (flows, executions, logs; files and KV
+    from :class:`worker_sdk.storage.FilesAndKVClientMixin`).
 
     Args:
         server: ``host:port`` of a control plane (any gRPC target string works, e.g.

@@ -204,6 +204,33 @@ class FilesAndKVClientMixin:
                            storage_pb2.ListFilesRequest(execution_id=execution_id))
         return [_file(f) for f in resp.files]
 
+    def upload_namespace_file(self, namespace: str, path: str, source: str | os.PathLike[str], *,
+                              timeout: float | None = None) -> FileInfo:
+        """Upload a local file as the namespace file ``path`` (``scripts/etl.py``) of
+        ``namespace`` (replacing any file there)."""
+        local = Path(source)
+        if not local.is_file():
+            raise FileNotFoundError(f"no such file: {local}")
+        header = storage_pb2.UploadFileHeader(namespace=namespace, namespace_file=path,
+                                              expected_sha256=_sha256_of(local))
+        self._check_open()  # type: ignore[attr-defined]
+        try:
+            resp = self._storage_stub().UploadFile(_file_chunks(local, header), timeout=timeout)
+        except grpc.RpcError as err:
+            raise self._error(err) from None  # type: ignore[attr-defined]
+        return _file(resp.file)
+
+    def list_namespace_files(self, namespace: str, prefix: str = "") -> list[FileInfo]:
+        """The namespace files of ``namespace`` (paths starting with ``prefix``), ordered by URI."""
+        resp = self._unary(self._storage_stub().ListNamespaceFiles,  # type: ignore[attr-defined]
+                           storage_pb2.ListNamespaceFilesRequest(namespace=namespace, prefix=prefix))
+        return [_file(f) for f in resp.files]
+
+    def delete_file(self, uri: str) -> bool:
+        """Delete one file (execution file or namespace file); False when there was none."""
+        resp = self._unary(self._storage_stub().DeleteFile, storage_pb2.DeleteFileRequest(uri=uri))  # type: ignore[attr-defined]
+        return resp.deleted
+
     def kv_set(self, namespace: str, key: str, value: Any, *, kv_type: str | None = None, overwrite: bool = True,
                ttl_seconds: float = 0.0) -> KVEntry:
         """Store a KV value (``kv_type`` None infers it from the JSON value).
@@ -307,6 +334,32 @@ class TaskStorage(_OnLoop):
 
         resp = await self._stub.UploadFile(requests())
         return resp.file.uri
+
+    async def upload_namespace_file(self, path: str | os.PathLike[str], namespace_path: str) -> str:
+        """Upload a local file as the namespace file ``namespace_path`` of this task's namespace;
+        returns its URI (``kestra:///<ns>/_files/<namespace_path>``)."""
+        source = Path(path)
+        sha = await asyncio.to_thread(_sha256_of, source)
+        header = storage_pb2.UploadFileHeader(task_token=self._token, namespace_file=namespace_path,
+                                              expected_sha256=sha)
+
+        async def requests() -> AsyncIterator[storage_pb2.UploadFileRequest]:
+            yield storage_pb2.UploadFileRequest(header=header)
+            handle = await asyncio.to_thread(open, source, "rb")
+            try:
+                while chunk := await asyncio.to_thread(handle.read, CHUNK_SIZE):
+                    yield storage_pb2.UploadFileRequest(chunk=chunk)
+            finally:
+                handle.close()
+
+        resp = await self._stub.UploadFile(requests())
+        return resp.file.uri
+
+    async def list_namespace_files(self, prefix: str = "") -> list[FileInfo]:
+        """The namespace files of this task's namespace (paths starting with ``prefix``)."""
+        resp = await self._stub.ListNamespaceFiles(
+            storage_pb2.ListNamespaceFilesRequest(prefix=prefix, task_token=self._token))
+        return [_file(f) for f in resp.files]
 
     async def upload_bytes(self, data: bytes, name: str) -> str:
         """Upload bytes as a file of this task run; returns its URI."""

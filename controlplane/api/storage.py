@@ -74,6 +74,14 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
         if first is None or first.WhichOneof("part") != "header":
             raise InvalidArgumentError("header: the first message of an upload must be its header")
         header = first.header
+        if header.namespace_file:
+            checks.text_field(header.namespace_file, "namespace_file", max_len=uris.MAX_PATH)
+            scope = await self._scope(header.task_token, current=True)
+            namespace = scope.namespace if scope is not None else header.namespace
+            checks.text_field(namespace, "namespace", max_len=checks.MAX_NAMESPACE, required=True)
+            uri = uris.namespace_file_uri(namespace, header.namespace_file)
+            owner = (namespace, "", None, None)
+            return await self._store(request_iterator, uri, owner, header.expected_sha256)
         checks.text_field(header.file_name, "file_name", max_len=uris.MAX_FILE_NAME, required=True)
         uris.check_file_name(header.file_name)
         if header.task_token:
@@ -96,13 +104,16 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
             uri = uris.input_file_uri(flow.namespace, flow.id, new_upload_id(), header.input_id, header.file_name)
             owner = (flow.namespace, flow.id, None, None)
 
+        return await self._store(request_iterator, uri, owner, header.expected_sha256)
+
+    async def _store(self, request_iterator, uri: str, owner, expected_sha256: str) -> storage_pb2.UploadFileResponse:
         async def chunks() -> AsyncIterator[bytes]:
             async for message in request_iterator:
                 if message.WhichOneof("part") != "chunk":
                     raise InvalidArgumentError("chunk: only the first message of an upload may be a header")
                 yield message.chunk
 
-        stored = await self._cp.storage.upload(self._conn, uri, owner, chunks(), header.expected_sha256)
+        stored = await self._cp.storage.upload(self._conn, uri, owner, chunks(), expected_sha256)
         return storage_pb2.UploadFileResponse(file=file_to_proto(stored))
 
     @guarded
@@ -131,6 +142,21 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
         async with self._cp.transaction() as unit:
             files = await self._cp.storage.list_execution(unit.conn, execution_id)
         return storage_pb2.ListFilesResponse(files=[file_to_proto(f) for f in files])
+
+    @guarded
+    async def ListNamespaceFiles(self, request: storage_pb2.ListNamespaceFilesRequest,
+                                 context: grpc.aio.ServicerContext):
+        scope = await self._scope(request.task_token)
+        namespace = request.namespace or (scope.namespace if scope else "")
+        checks.text_field(namespace, "namespace", max_len=checks.MAX_NAMESPACE, required=True)
+        checks.text_field(request.prefix, "prefix", max_len=uris.MAX_PATH)
+        if scope is not None and namespace != scope.namespace:
+            raise PermissionDeniedError(
+                f"namespace: a task of namespace '{scope.namespace}' may not list the files of '{namespace}'"
+            )
+        async with self._cp.transaction() as unit:
+            files = await self._cp.storage.list_namespace(unit.conn, namespace, request.prefix)
+        return storage_pb2.ListNamespaceFilesResponse(files=[file_to_proto(f) for f in files])
 
     @guarded
     async def DeleteFile(self, request: storage_pb2.DeleteFileRequest, context: grpc.aio.ServicerContext):

@@ -189,9 +189,9 @@ _TYPES: tuple[TaskTypeInfo, ...] = (
     # http / namespace / templating / trigger
     _runnable("http.Request"),
     _runnable("http.Download"),
-    _runnable("namespace.UploadFiles"),
-    _runnable("namespace.DownloadFiles"),
-    _runnable("namespace.DeleteFiles"),
+    _runnable("namespace.UploadFiles", ("namespace", "files", "destination", "conflict"), ("namespace", "files")),
+    _runnable("namespace.DownloadFiles", ("namespace", "files", "destination"), ("namespace", "files")),
+    _runnable("namespace.DeleteFiles", ("namespace", "files", "deleteParentFolder"), ("namespace", "files")),
     _runnable("templating.TemplatedTask"),
     _runnable("trigger.Toggle"),
 )
@@ -240,6 +240,9 @@ SUPPORTED_TASK_TYPES: frozenset[str] = frozenset(
         _CORE + "storage.Size",
         _CORE + "storage.Delete",
         _CORE + "storage.PurgeCurrentExecutionFiles",
+        _CORE + "namespace.UploadFiles",
+        _CORE + "namespace.DownloadFiles",
+        _CORE + "namespace.DeleteFiles",
         _CORE + "flow.Sequential",
         _CORE + "flow.Parallel",
         _CORE + "flow.If",

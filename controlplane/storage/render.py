@@ -23,6 +23,7 @@ from sqlalchemy.engine import Engine
 from controlplane.errors import InvalidArgumentError, NotFoundError
 from controlplane.expressions.engine import ENV
 from controlplane.expressions.errors import EvaluationError
+from controlplane.storage import uris
 from controlplane.storage.service import InternalStorage, PermissionDeniedError, Scope
 
 #: Largest file ``read()`` returns (bytes).
@@ -92,20 +93,21 @@ def _scope(context: Mapping[str, Any], name: str) -> Scope:
 
 
 def read_file(context: Mapping[str, Any], path: Any) -> str:
-    """``read(uri)``: the text of an internal-storage file of this execution or namespace.
+    """``read(path)``: the text of an internal-storage file (``kestra:///`` URI) of this execution
+    or namespace, or of a namespace file of the flow's namespace (any other path, e.g.
+    ``scripts/query.sql``), as Kestra's ``read()``.
 
     Raises:
-        EvaluationError: not a string, a namespace-file path (namespace files are not built),
-            missing, of another namespace, over :data:`READ_LIMIT` bytes, or not UTF-8.
+        EvaluationError: not a string, missing, of another namespace, over :data:`READ_LIMIT`
+            bytes, or not UTF-8.
     """
     if not isinstance(path, str):
         raise EvaluationError("The 'read' function expects an argument 'path' with type string.")
-    if not path.startswith("kestra://"):
-        raise EvaluationError(f"read('{path[:200]}'): namespace files are not available yet in Kestrel; "
-                              "read() takes a kestra:/// URI")
     scope = _scope(context, "read")
     lookups = current("read")
     try:
+        if not path.startswith("kestra://"):
+            path = uris.namespace_file_uri(scope.namespace, path, "path")  # a namespace file (Kestra)
         return lookups.storage.read_text_sync(lookups.engine, path, scope, READ_LIMIT)
     except (InvalidArgumentError, NotFoundError, PermissionDeniedError) as exc:
         raise EvaluationError(f"read(): {exc}") from None

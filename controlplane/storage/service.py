@@ -187,6 +187,25 @@ class InternalStorage:
         )
         return [_stored(r) for r in rows]
 
+    @staticmethod
+    async def list_namespace(conn: AsyncConnection, namespace: str, prefix: str = "") -> list[StoredFile]:
+        """The namespace files of ``namespace`` whose path starts with ``prefix``, ordered by URI.
+
+        Raises:
+            InvalidArgumentError: a bad namespace or prefix.
+        """
+        start = uris.namespace_files_prefix(namespace)
+        if prefix:
+            start = uris.namespace_file_uri(namespace, prefix.rstrip("/") or "x", "prefix")
+            if prefix.endswith("/"):
+                start += "/"
+        rows = await conn.execute(
+            select(t.storage_files)
+            .where(t.storage_files.c.namespace == namespace, t.storage_files.c.uri.startswith(start, autoescape=True))
+            .order_by(t.storage_files.c.uri)
+        )
+        return [_stored(r) for r in rows]
+
     async def delete(self, conn: AsyncConnection, file: StoredFile) -> bool:
         """Delete a file's record and bytes; False when the record was already gone."""
         result = await conn.execute(delete(t.storage_files).where(t.storage_files.c.uri == file.uri))

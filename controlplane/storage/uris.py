@@ -17,6 +17,7 @@ from controlplane.errors import InvalidArgumentError
 SCHEME = "kestra://"
 MAX_URI = 2048
 MAX_FILE_NAME = 255
+MAX_PATH = 1024
 _SEGMENT = re.compile(r"[^/\x00]+")
 _NAMESPACE = re.compile(r"[a-z0-9][a-z0-9._-]*")
 
@@ -34,15 +35,15 @@ def namespace_path(namespace: str) -> str:
 
 def check_file_name(name: str, field: str = "file_name") -> str:
     """A file name, or a relative path of names (``out/data.csv``, as script ``outputFiles``
-    keep): each segment non-empty, not ``.``/``..``, no NUL or backslash; at most 255 UTF-8 bytes.
+    keep): each segment non-empty, not ``.``/``..``, no NUL or backslash; at most 1024 UTF-8 bytes.
 
     Raises:
         InvalidArgumentError: naming ``field``.
     """
     if not name or "\x00" in name or "\\" in name or any(s in ("", ".", "..") for s in name.split("/")):
         raise InvalidArgumentError(f"{field}: not a valid file name: {name!r}")
-    if len(name.encode()) > MAX_FILE_NAME:
-        raise InvalidArgumentError(f"{field}: a file name has at most {MAX_FILE_NAME} bytes")
+    if len(name.encode()) > MAX_PATH:
+        raise InvalidArgumentError(f"{field}: a file path has at most {MAX_PATH} bytes")
     return name
 
 
@@ -70,6 +71,23 @@ def input_file_uri(namespace: str, flow_id: str, upload_id: str, input_id: str, 
         raise InvalidArgumentError(f"input_id: not a valid input id: {input_id!r}")
     return _join(*namespace_path(namespace).split("/"), flow_id, "executions", upload_id, "inputs", input_id,
                  file_name)
+
+
+def namespace_files_prefix(namespace: str) -> str:
+    """``kestra:///<ns as path>/_files/`` (Kestra's namespace-file folder; a flow id cannot
+    start with ``_``, so it never collides with a flow's folder)."""
+    return _join(*namespace_path(namespace).split("/"), "_files") + "/"
+
+
+def namespace_file_uri(namespace: str, path: str, field: str = "namespace_file") -> str:
+    """``kestra:///<ns>/_files/<path>`` for a relative path (a leading ``/`` is dropped).
+
+    Raises:
+        InvalidArgumentError: a bad path (naming ``field``).
+    """
+    relative = path.lstrip("/")
+    check_file_name(relative, field)
+    return _join(*namespace_path(namespace).split("/"), "_files", *relative.split("/"))
 
 
 def storage_key(uri: str, field: str = "uri") -> str:

@@ -26,7 +26,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18kestrel/v1/storage.proto\x12\nkestrel.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb4\x01\n\x08\x46ileInfo\x12\x0b\n\x03uri\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x11\n\tnamespace\x18\x04 \x01(\t\x12\x0f\n\x07\x66low_id\x18\x05 \x01(\t\x12\x14\n\x0c\x65xecution_id\x18\x06 \x01(\t\x12\x13\n\x0btask_run_id\x18\x07 \x01(\t\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x88\x01\n\x10UploadFileHeader\x12\x12\n\ntask_token\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0f\n\x07\x66low_id\x18\x03 \x01(\t\x12\x10\n\x08input_id\x18\x04 \x01(\t\x12\x11\n\tfile_name\x18\x05 \x01(\t\x12\x17\n\x0f\x65xpected_sha256\x18\x06 \x01(\t\"\\\n\x11UploadFileRequest\x12.\n\x06header\x18\x01 \x01(\x0b\x32\x1c.kestrel.v1.UploadFileHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"8\n\x12UploadFileResponse\x12\"\n\x04\x66ile\x18\x01 \x01(\x0b\x32\x14.kestrel.v1.FileInfo\"6\n\x13\x44ownloadFileRequest\x12\x0b\n\x03uri\x18\x01 \x01(\t\x12\x12\n\ntask_token\x18\x02 \x01(\t\"U\n\x14\x44ownloadFileResponse\x12$\n\x04info\x18\x01 \x01(\x0b\x32\x14.kestrel.v1.FileInfoH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"5\n\x12GetFileInfoRequest\x12\x0b\n\x03uri\x18\x01 \x01(\t\x12\x12\n\ntask_token\x18\x02 \x01(\t\"9\n\x13GetFileInfoResponse\x12\"\n\x04\x66ile\x18\x01 \x01(\x0b\x32\x14.kestrel.v1.FileInfo\"<\n\x10ListFilesRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x12\n\ntask_token\x18\x02 \x01(\t\"8\n\x11ListFilesResponse\x12#\n\x05\x66iles\x18\x01 \x03(\x0b\x32\x14.kestrel.v1.FileInfo\"4\n\x11\x44\x65leteFileRequest\x12\x0b\n\x03uri\x18\x01 \x01(\t\x12\x12\n\ntask_token\x18\x02 \x01(\t\"%\n\x12\x44\x65leteFileResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x08\x32\x9b\x03\n\x0eStorageService\x12M\n\nUploadFile\x12\x1d.kestrel.v1.UploadFileRequest\x1a\x1e.kestrel.v1.UploadFileResponse(\x01\x12S\n\x0c\x44ownloadFile\x12\x1f.kestrel.v1.DownloadFileRequest\x1a .kestrel.v1.DownloadFileResponse0\x01\x12N\n\x0bGetFileInfo\x12\x1e.kestrel.v1.GetFileInfoRequest\x1a\x1f.kestrel.v1.GetFileInfoResponse\x12H\n\tListFiles\x12\x1c.kestrel.v1.ListFilesRequest\x1a\x1d.kestrel.v1.ListFilesResponse\x12K\n\nDeleteFile\x12\x1d.kestrel.v1.DeleteFileRequest\x1a\x1e.kestrel.v1.DeleteFileResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18kestrel/v1/storage.proto\x12\nkestrel.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb4\x01\n\x08\x46ileInfo\x12\x0b\n\x03uri\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x11\n\tnamespace\x18\x04 \x01(\t\x12\x0f\n\x07\x66low_id\x18\x05 \x01(\t\x12\x14\n\x0c\x65xecution_id\x18\x06 \x01(\t\x12\x13\n\x0btask_run_id\x18\x07 \x01(\t\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa0\x01\n\x10UploadFileHeader\x12\x12\n\ntask_token\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0f\n\x07\x66low_id\x18\x03 \x01(\t\x12\x10\n\x08input_id\x18\x04 \x01(\t\x12\x11\n\tfile_name\x18\x05 \x01(\t\x12\x17\n\x0f\x65xpected_sha256\x18\x06 \x01(\t\x12\x16\n\x0enamespace_file\x18\x07 \x01(\t\"\\\n\x11UploadFileRequest\x12.\n\x06header\x18\x01 \x01(\x0b\x32\x1c.kestrel.v1.UploadFileHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"8\n\x12UploadFileResponse\x12\"\n\x04\x66ile\x18\x01 \x01(\x0b\x32\x14.kestrel.v1.FileInfo\"6\n\x13\x44ownloadFileRequest\x12\x0b\n\x03uri\x18\x01 \x01(\t\x12\x12\n\ntask_token\x18\x02 \x01(\t\"U\n\x14\x44ownloadFileResponse\x12$\n\x04info\x18\x01 \x01(\x0b\x32\x14.kestrel.v1.FileInfoH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"5\n\x12GetFileInfoRequest\x12\x0b\n\x03uri\x18\x01 \x01(\t\x12\x12\n\ntask_token\x18\x02 \x01(\t\"9\n\x13GetFileInfoResponse\x12\"\n\x04\x66ile\x18\x01 \x01(\x0b\x32\x14.kestrel.v1.FileInfo\"<\n\x10ListFilesRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x12\n\ntask_token\x18\x02 \x01(\t\"8\n\x11ListFilesResponse\x12#\n\x05\x66iles\x18\x01 \x03(\x0b\x32\x14.kestrel.v1.FileInfo\"4\n\x11\x44\x65leteFileRequest\x12\x0b\n\x03uri\x18\x01 \x01(\t\x12\x12\n\ntask_token\x18\x02 \x01(\t\"%\n\x12\x44\x65leteFileResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x08\"R\n\x19ListNamespaceFilesRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06prefix\x18\x02 \x01(\t\x12\x12\n\ntask_token\x18\x03 \x01(\t\"A\n\x1aListNamespaceFilesResponse\x12#\n\x05\x66iles\x18\x01 \x03(\x0b\x32\x14.kestrel.v1.FileInfo2\x80\x04\n\x0eStorageService\x12M\n\nUploadFile\x12\x1d.kestrel.v1.UploadFileRequest\x1a\x1e.kestrel.v1.UploadFileResponse(\x01\x12S\n\x0c\x44ownloadFile\x12\x1f.kestrel.v1.DownloadFileRequest\x1a .kestrel.v1.DownloadFileResponse0\x01\x12N\n\x0bGetFileInfo\x12\x1e.kestrel.v1.GetFileInfoRequest\x1a\x1f.kestrel.v1.GetFileInfoResponse\x12H\n\tListFiles\x12\x1c.kestrel.v1.ListFilesRequest\x1a\x1d.kestrel.v1.ListFilesResponse\x12K\n\nDeleteFile\x12\x1d.kestrel.v1.DeleteFileRequest\x1a\x1e.kestrel.v1.DeleteFileResponse\x12\x63\n\x12ListNamespaceFiles\x12%.kestrel.v1.ListNamespaceFilesRequest\x1a&.kestrel.v1.ListNamespaceFilesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,27 +36,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FILEINFO']._serialized_start=74
   _globals['_FILEINFO']._serialized_end=254
   _globals['_UPLOADFILEHEADER']._serialized_start=257
-  _globals['_UPLOADFILEHEADER']._serialized_end=393
-  _globals['_UPLOADFILEREQUEST']._serialized_start=395
-  _globals['_UPLOADFILEREQUEST']._serialized_end=487
-  _globals['_UPLOADFILERESPONSE']._serialized_start=489
-  _globals['_UPLOADFILERESPONSE']._serialized_end=545
-  _globals['_DOWNLOADFILEREQUEST']._serialized_start=547
-  _globals['_DOWNLOADFILEREQUEST']._serialized_end=601
-  _globals['_DOWNLOADFILERESPONSE']._serialized_start=603
-  _globals['_DOWNLOADFILERESPONSE']._serialized_end=688
-  _globals['_GETFILEINFOREQUEST']._serialized_start=690
-  _globals['_GETFILEINFOREQUEST']._serialized_end=743
-  _globals['_GETFILEINFORESPONSE']._serialized_start=745
-  _globals['_GETFILEINFORESPONSE']._serialized_end=802
-  _globals['_LISTFILESREQUEST']._serialized_start=804
-  _globals['_LISTFILESREQUEST']._serialized_end=864
-  _globals['_LISTFILESRESPONSE']._serialized_start=866
-  _globals['_LISTFILESRESPONSE']._serialized_end=922
-  _globals['_DELETEFILEREQUEST']._serialized_start=924
-  _globals['_DELETEFILEREQUEST']._serialized_end=976
-  _globals['_DELETEFILERESPONSE']._serialized_start=978
-  _globals['_DELETEFILERESPONSE']._serialized_end=1015
-  _globals['_STORAGESERVICE']._serialized_start=1018
-  _globals['_STORAGESERVICE']._serialized_end=1429
+  _globals['_UPLOADFILEHEADER']._serialized_end=417
+  _globals['_UPLOADFILEREQUEST']._serialized_start=419
+  _globals['_UPLOADFILEREQUEST']._serialized_end=511
+  _globals['_UPLOADFILERESPONSE']._serialized_start=513
+  _globals['_UPLOADFILERESPONSE']._serialized_end=569
+  _globals['_DOWNLOADFILEREQUEST']._serialized_start=571
+  _globals['_DOWNLOADFILEREQUEST']._serialized_end=625
+  _globals['_DOWNLOADFILERESPONSE']._serialized_start=627
+  _globals['_DOWNLOADFILERESPONSE']._serialized_end=712
+  _globals['_GETFILEINFOREQUEST']._serialized_start=714
+  _globals['_GETFILEINFOREQUEST']._serialized_end=767
+  _globals['_GETFILEINFORESPONSE']._serialized_start=769
+  _globals['_GETFILEINFORESPONSE']._serialized_end=826
+  _globals['_LISTFILESREQUEST']._serialized_start=828
+  _globals['_LISTFILESREQUEST']._serialized_end=888
+  _globals['_LISTFILESRESPONSE']._serialized_start=890
+  _globals['_LISTFILESRESPONSE']._serialized_end=946
+  _globals['_DELETEFILEREQUEST']._serialized_start=948
+  _globals['_DELETEFILEREQUEST']._serialized_end=1000
+  _globals['_DELETEFILERESPONSE']._serialized_start=1002
+  _globals['_DELETEFILERESPONSE']._serialized_end=1039
+  _globals['_LISTNAMESPACEFILESREQUEST']._serialized_start=1041
+  _globals['_LISTNAMESPACEFILESREQUEST']._serialized_end=1123
+  _globals['_LISTNAMESPACEFILESRESPONSE']._serialized_start=1125
+  _globals['_LISTNAMESPACEFILESRESPONSE']._serialized_end=1190
+  _globals['_STORAGESERVICE']._serialized_start=1193
+  _globals['_STORAGESERVICE']._serialized_end=1705
 # @@protoc_insertion_point(module_scope)

@@ -80,6 +80,7 @@ class UploadFileHeader(_message.Message):
     INPUT_ID_FIELD_NUMBER: _builtins.int
     FILE_NAME_FIELD_NUMBER: _builtins.int
     EXPECTED_SHA256_FIELD_NUMBER: _builtins.int
+    NAMESPACE_FILE_FIELD_NUMBER: _builtins.int
     task_token: _builtins.str
     """A worker's task token: the file goes to
     `.../executions/<execution>/tasks/<task id>/<task run id>/<file_name>`.
@@ -97,6 +98,11 @@ class UploadFileHeader(_message.Message):
     """Optional lower-case hex SHA-256 the content must have; a mismatch stores nothing and
     fails with INVALID_ARGUMENT.
     """
+    namespace_file: _builtins.str
+    """A namespace file instead: its path under the namespace's files (`scripts/etl.py`), stored at
+    `kestra:///<namespace>/_files/<path>` (replacing any file there). The namespace is the task
+    token's, or else `namespace`; `flow_id`, `input_id` and `file_name` are ignored.
+    """
     def __init__(
         self,
         *,
@@ -106,10 +112,11 @@ class UploadFileHeader(_message.Message):
         input_id: _builtins.str = ...,
         file_name: _builtins.str = ...,
         expected_sha256: _builtins.str = ...,
+        namespace_file: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["expected_sha256", b"expected_sha256", "file_name", b"file_name", "flow_id", b"flow_id", "input_id", b"input_id", "namespace", b"namespace", "task_token", b"task_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expected_sha256", b"expected_sha256", "file_name", b"file_name", "flow_id", b"flow_id", "input_id", b"input_id", "namespace", b"namespace", "namespace_file", b"namespace_file", "task_token", b"task_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -337,3 +344,50 @@ class DeleteFileResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeleteFileResponse: _TypeAlias = DeleteFileResponse  # noqa: Y015
+
+@_typing.final
+class ListNamespaceFilesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAMESPACE_FIELD_NUMBER: _builtins.int
+    PREFIX_FIELD_NUMBER: _builtins.int
+    TASK_TOKEN_FIELD_NUMBER: _builtins.int
+    namespace: _builtins.str
+    """Required unless `task_token` is set (then: the token's namespace, and no other)."""
+    prefix: _builtins.str
+    """Only paths starting with this (`scripts/`)."""
+    task_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        namespace: _builtins.str = ...,
+        prefix: _builtins.str = ...,
+        task_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["namespace", b"namespace", "prefix", b"prefix", "task_token", b"task_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListNamespaceFilesRequest: _TypeAlias = ListNamespaceFilesRequest  # noqa: Y015
+
+@_typing.final
+class ListNamespaceFilesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def files(self) -> _containers.RepeatedCompositeFieldContainer[Global___FileInfo]: ...
+    def __init__(
+        self,
+        *,
+        files: _abc.Iterable[Global___FileInfo] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["files", b"files"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListNamespaceFilesResponse: _TypeAlias = ListNamespaceFilesResponse  # noqa: Y015

@@ -68,6 +68,11 @@ class StorageServiceStub:
                 request_serializer=kestrel_dot_v1_dot_storage__pb2.DeleteFileRequest.SerializeToString,
                 response_deserializer=kestrel_dot_v1_dot_storage__pb2.DeleteFileResponse.FromString,
                 _registered_method=True)
+        self.ListNamespaceFiles = channel.unary_unary(
+                '/kestrel.v1.StorageService/ListNamespaceFiles',
+                request_serializer=kestrel_dot_v1_dot_storage__pb2.ListNamespaceFilesRequest.SerializeToString,
+                response_deserializer=kestrel_dot_v1_dot_storage__pb2.ListNamespaceFilesResponse.FromString,
+                _registered_method=True)
 
 
 class StorageServiceServicer:
@@ -119,6 +124,14 @@ class StorageServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListNamespaceFiles(self, request, context):
+        """The namespace files of one namespace (`kestra:///<namespace>/_files/...`), ordered by URI.
+        A task may list only its own namespace's.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StorageServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -146,6 +159,11 @@ def add_StorageServiceServicer_to_server(servicer, server):
                     servicer.DeleteFile,
                     request_deserializer=kestrel_dot_v1_dot_storage__pb2.DeleteFileRequest.FromString,
                     response_serializer=kestrel_dot_v1_dot_storage__pb2.DeleteFileResponse.SerializeToString,
+            ),
+            'ListNamespaceFiles': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListNamespaceFiles,
+                    request_deserializer=kestrel_dot_v1_dot_storage__pb2.ListNamespaceFilesRequest.FromString,
+                    response_serializer=kestrel_dot_v1_dot_storage__pb2.ListNamespaceFilesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -291,6 +309,33 @@ class StorageService:
             '/kestrel.v1.StorageService/DeleteFile',
             kestrel_dot_v1_dot_storage__pb2.DeleteFileRequest.SerializeToString,
             kestrel_dot_v1_dot_storage__pb2.DeleteFileResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListNamespaceFiles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kestrel.v1.StorageService/ListNamespaceFiles',
+            kestrel_dot_v1_dot_storage__pb2.ListNamespaceFilesRequest.SerializeToString,
+            kestrel_dot_v1_dot_storage__pb2.ListNamespaceFilesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -57,6 +57,10 @@ class StorageServiceStub:
     """The files of one execution (inputs and task outputs), ordered by URI."""
     DeleteFile: _grpc.UnaryUnaryMultiCallable[_storage_pb2.DeleteFileRequest, _storage_pb2.DeleteFileResponse]
     """Deletes one file; `deleted` is false when there was none."""
+    ListNamespaceFiles: _grpc.UnaryUnaryMultiCallable[_storage_pb2.ListNamespaceFilesRequest, _storage_pb2.ListNamespaceFilesResponse]
+    """The namespace files of one namespace (`kestra:///<namespace>/_files/...`), ordered by URI.
+    A task may list only its own namespace's.
+    """
 
 @_typing.type_check_only
 class StorageServiceAsyncStub(StorageServiceStub):
@@ -86,6 +90,10 @@ class StorageServiceAsyncStub(StorageServiceStub):
     """The files of one execution (inputs and task outputs), ordered by URI."""
     DeleteFile: _aio.UnaryUnaryMultiCallable[_storage_pb2.DeleteFileRequest, _storage_pb2.DeleteFileResponse]  # type: ignore[assignment]
     """Deletes one file; `deleted` is false when there was none."""
+    ListNamespaceFiles: _aio.UnaryUnaryMultiCallable[_storage_pb2.ListNamespaceFilesRequest, _storage_pb2.ListNamespaceFilesResponse]  # type: ignore[assignment]
+    """The namespace files of one namespace (`kestra:///<namespace>/_files/...`), ordered by URI.
+    A task may list only its own namespace's.
+    """
 
 class StorageServiceServicer(metaclass=_abc_1.ABCMeta):
     """StorageService moves files in and out of the control plane's internal storage: files passed
@@ -142,5 +150,15 @@ class StorageServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_storage_pb2.DeleteFileResponse, _abc.Awaitable[_storage_pb2.DeleteFileResponse]]:
         """Deletes one file; `deleted` is false when there was none."""
+
+    @_abc_1.abstractmethod
+    def ListNamespaceFiles(
+        self,
+        request: _storage_pb2.ListNamespaceFilesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_storage_pb2.ListNamespaceFilesResponse, _abc.Awaitable[_storage_pb2.ListNamespaceFilesResponse]]:
+        """The namespace files of one namespace (`kestra:///<namespace>/_files/...`), ordered by URI.
+        A task may list only its own namespace's.
+        """
 
 def add_StorageServiceServicer_to_server(servicer: StorageServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from worker_sdk.tasks import debug, execution, flow, kv, log, output, scripts, storage_tasks
+from worker_sdk.tasks import debug, execution, flow, kv, log, namespace_files, output, scripts, storage_tasks
 
 BUILTIN_TASKS: Mapping[str, Callable[..., Any]] = {
     log.TYPE: log.log,
@@ -25,6 +25,7 @@ BUILTIN_TASKS: Mapping[str, Callable[..., Any]] = {
     **scripts.TASKS,
     **kv.TASKS,
     **storage_tasks.TASKS,
+    **namespace_files.TASKS,
 }
 """Canonical type name → task function, for every built-in runnable task."""
 

@@ -19,8 +19,10 @@ protocol, exit codes, cancellation) is :mod:`worker_sdk.tasks.shell`; this modul
   language's interpreter (``/bin/sh``, ``python``, ``node``); ``Commands`` tasks run
   ``commands`` as shell lines (``python main.py``…). ``beforeCommands``, ``env``,
   ``interpreter``, ``failFast`` and ``warningOnStdErr`` behave as in ``shell.Commands``.
-* ``namespaceFiles``, ``containerImage``, ``taskRunner`` (other than Process) and ``docker`` are
-  accepted and ignored, with a WARN line: the script always runs as a local process.
+* ``namespaceFiles`` (``enabled``, ``include``, ``exclude``): the namespace's files are
+  downloaded into the working directory first (``inputFiles`` may then overwrite them).
+* ``containerImage``, ``taskRunner`` (other than Process) and ``docker`` are accepted and
+  ignored, with a WARN line: the script always runs as a local process.
 * Metrics lines (``::{"metrics": [...]}::``) are consumed (not logged); Kestrel has no metrics
   store yet.
 """
@@ -136,6 +138,59 @@ async def upload_output_files(ctx: TaskContext, patterns: Any, output_dir: Path)
     return uris
 
 
+def namespace_file_path(namespace: str, uri: str) -> str:
+    """The path of a namespace file under its namespace's files (``scripts/etl.py``)."""
+    from urllib.parse import unquote
+
+    prefix = "kestra:///" + namespace.replace(".", "/") + "/_files/"
+    return unquote(uri[len(prefix):]) if uri.startswith(prefix) else unquote(uri.rsplit("/", 1)[-1])
+
+
+def _patterns(value: Any, name: str) -> list[str]:
+    return string_list(value, name) if value is not None else []
+
+
+async def copy_namespace_files(ctx: TaskContext, spec: Any) -> list[str]:
+    """Kestra's ``namespaceFiles``: with ``enabled`` true, download the namespace's files into
+    the working directory (keeping their paths), filtered by ``include``/``exclude`` glob
+    patterns (``fnmatch``: ``*`` also matches ``/``). Returns the paths copied.
+
+    Raises:
+        TaskFailure: a malformed spec or a failed download.
+    """
+    import fnmatch
+
+    if spec is None:
+        return []
+    if not isinstance(spec, Mapping):
+        raise TaskFailure("property 'namespaceFiles' must be a map with 'enabled', 'include', 'exclude'")
+    enabled = spec.get("enabled", True)
+    if enabled in (False, "false"):
+        return []
+    include = _patterns(spec.get("include"), "namespaceFiles.include")
+    exclude = _patterns(spec.get("exclude"), "namespaceFiles.exclude")
+    if ctx.storage is None:
+        raise TaskFailure("namespaceFiles: no internal storage outside a worker")
+    try:
+        files = await ctx.storage.list_namespace_files()
+    except Exception as exc:
+        raise TaskFailure(f"namespaceFiles: cannot list the namespace files: {_describe(exc)}") from None
+    copied = []
+    for info in files:
+        path = namespace_file_path(ctx.namespace, info.uri)
+        if include and not any(fnmatch.fnmatch(path, p) for p in include):
+            continue
+        if any(fnmatch.fnmatch(path, p) for p in exclude):
+            continue
+        target = _relative(ctx.working_dir, path, "namespaceFiles")
+        try:
+            await ctx.storage.download(info.uri, target)
+        except Exception as exc:
+            raise TaskFailure(f"namespaceFiles: cannot download {path}: {_describe(exc)}") from None
+        copied.append(path)
+    return copied
+
+
 def _python() -> str:
     return "python" if shutil.which("python") else ("python3" if shutil.which("python3") else sys.executable)
 
@@ -147,9 +202,6 @@ def _warn_ignored(ctx: TaskContext, props: Mapping[str, Any]) -> None:
     runner = props.get("taskRunner")
     if isinstance(runner, Mapping) and not str(runner.get("type", "")).endswith("runner.Process"):
         ctx.log.warn(f"taskRunner '{runner.get('type')}' is not available: the script runs as a local process")
-    namespace_files = props.get("namespaceFiles")
-    if isinstance(namespace_files, Mapping) and namespace_files.get("enabled") not in (None, False, "false"):
-        ctx.log.warn("namespaceFiles are not available yet in Kestrel: none were copied")
 
 
 async def run_script(ctx: TaskContext, props: Mapping[str, Any],
@@ -164,6 +216,7 @@ async def run_script(ctx: TaskContext, props: Mapping[str, Any],
     output_dir.mkdir(parents=True, exist_ok=True)
     props = _replace_markers(dict(props), ctx.working_dir, output_dir)
     _warn_ignored(ctx, props)
+    await copy_namespace_files(ctx, props.get("namespaceFiles"))
     await write_input_files(ctx, props.get("inputFiles"))
     shell_props = {k: props[k] for k in ("beforeCommands", "env", "interpreter", "failFast", "warningOnStdErr")
                    if k in props}

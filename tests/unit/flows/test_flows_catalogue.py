@@ -142,6 +142,7 @@ def test_supported_types() -> None:
         *(CORE + f"state.{n}" for n in ("Set", "Get", "Delete")),
         *(CORE + f"storage.{n}" for n in ("LocalFiles", "Concat", "Split", "Reverse", "Size", "Delete",
                                           "PurgeCurrentExecutionFiles")),
+        *(CORE + f"namespace.{n}Files" for n in ("Upload", "Download", "Delete")),
     }
     assert {t for t in SUPPORTED_TASK_TYPES if is_flowable(t)} == {
         CORE + f"flow.{name}"

@@ -124,4 +124,5 @@ def test_builtin_catalogue_is_canonical() -> None:
         *(f"io.kestra.plugin.core.state.{n}" for n in ("Set", "Get", "Delete")),
         *(f"io.kestra.plugin.core.storage.{n}" for n in ("LocalFiles", "Concat", "Split", "Reverse", "Size",
                                                          "Delete", "PurgeCurrentExecutionFiles")),
+        *(f"io.kestra.plugin.core.namespace.{n}Files" for n in ("Upload", "Download", "Delete")),
     }
