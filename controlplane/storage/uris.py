@@ -35,7 +35,8 @@ def namespace_path(namespace: str) -> str:
 
 def check_file_name(name: str, field: str = "file_name") -> str:
     """A file name, or a relative path of names (``out/data.csv``, as script ``outputFiles``
-    keep): each segment non-empty, not ``.``/``..``, no NUL or backslash; at most 1024 UTF-8 bytes.
+    keep): each segment non-empty, not ``.``/``..``, no NUL or backslash, at most 255 UTF-8 bytes;
+    the whole at most 1024.
 
     Raises:
         InvalidArgumentError: naming ``field``.
@@ -44,6 +45,8 @@ def check_file_name(name: str, field: str = "file_name") -> str:
         raise InvalidArgumentError(f"{field}: not a valid file name: {name!r}")
     if len(name.encode()) > MAX_PATH:
         raise InvalidArgumentError(f"{field}: a file path has at most {MAX_PATH} bytes")
+    if any(len(segment.encode()) > MAX_FILE_NAME for segment in name.split("/")):
+        raise InvalidArgumentError(f"{field}: a file name has at most {MAX_FILE_NAME} bytes")
     return name
 
 
