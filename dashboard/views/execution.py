@@ -126,16 +126,20 @@ def _actions(execution: Execution) -> None:
     notice = st.session_state.pop("exd_notice", None)
     if notice is not None:
         (st.error if notice[0] == "error" else st.info)(notice[1])
-    cols = st.columns(6)
-    if not execution.is_terminal:
-        cols[0].button("Kill", type="primary", key="exd_kill", on_click=_kill, args=(execution.id,))
+    found = []
     waiting = []
-    applicable = [spec for spec in EXECUTION_ACTIONS if spec.applies_to(execution.state.current)]
-    for col, spec in zip(cols[1:], applicable, strict=False):
+    for spec in EXECUTION_ACTIONS:
+        if not spec.applies_to(execution.state.current):
+            continue
         rpc = conn.find(spec)
         if rpc is None:
             waiting.append(f"{spec.title} ({spec.names[0]}, {spec.waits_for})")
-            continue
+        else:
+            found.append((spec, rpc))
+    cols = iter(st.columns(6))
+    if not execution.is_terminal:
+        next(cols).button("Kill", type="primary", key="exd_kill", on_click=_kill, args=(execution.id,))
+    for col, (spec, rpc) in zip(cols, found, strict=False):
         with col.popover(spec.title):
             values = _action_form(rpc, execution)
             if values is None:
