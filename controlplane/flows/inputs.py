@@ -23,7 +23,7 @@ Values are returned JSON-ready: DATETIME as ``2019-10-06T18:27:49Z`` (UTC, like
 ``Instant.toString``), DATE ``YYYY-MM-DD``, TIME ``HH:MM:SS``, DURATION in Java's
 ``PT1M30S`` form. FILE takes the ``kestra:///`` URI of a file uploaded for this flow
 (``kestrel execution run … --input f=@path`` uploads it first; the URI must lie under
-``kestra:///<namespace>/<flow>/``, so an execution cannot be handed another flow's file). SECRET
+``kestra:///<namespace>/``, so an execution cannot be handed another namespace's file). SECRET
 needs the encryption issue: a value for it is refused with "input type SECRET is not supported yet". ``dependsOn`` conditions and SELECT
 ``expression`` (rendered options) are not evaluated yet: every input is active and such a SELECT
 accepts any string.
@@ -180,12 +180,15 @@ def coerce_inputs(flow: Flow, raw: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 def _check_file_owner(flow: Flow, uri: str) -> None:
-    """A FILE input must be a file of this flow (``kestra:///<ns as path>/<flow>/…``)."""
-    from controlplane.storage.uris import execution_prefix
-
-    prefix = execution_prefix(flow.namespace, flow.id, "x")[: -len("x/")]
+    """A FILE input must be a file of the flow's namespace (``kestra:///<ns as path>/…``): one
+    uploaded for it, or a file a parent execution of the same namespace passes to a subflow.
+    Storage refuses a worker any other namespace's file when it reads it."""
+    prefix = "kestra:///" + flow.namespace.replace(".", "/") + "/"
     if not uri.startswith(prefix):
-        raise InputValueError(f"the file must be one uploaded for flow {flow.namespace}.{flow.id} ({prefix}…)")
+        raise InputValueError(
+            f"the file must be one of namespace {flow.namespace} ({prefix}…), e.g. uploaded for flow "
+            f"{flow.namespace}.{flow.id}"
+        )
 
 
 def nest_inputs(values: Mapping[str, Any]) -> dict[str, Any]:

@@ -112,10 +112,10 @@ def test_file_input_upload_then_download(stack, tmp_path):
         client.upload_input_file("tests.storage", "file-input", "nope", local)
 
 
-def test_a_file_input_must_belong_to_the_flow(stack):
+def test_a_file_input_must_belong_to_the_namespace(stack):
     server, client = stack
     client.deploy_flow(FILE_INPUT)
-    with pytest.raises(InvalidArgumentError, match="uploaded for flow tests.storage.file-input"):
+    with pytest.raises(InvalidArgumentError, match="must be one of namespace tests.storage"):
         client.start_execution("tests.storage", "file-input",
                                inputs={"f": "kestra:///other/ns/flow/executions/x/inputs/f/a.txt"})
 
