@@ -444,6 +444,10 @@ class Executor:
         change_state(tr, State.KILLED if killed else apply_allow_failure(task, State.FAILED), now,
                      f"task run {tr.id} ({tr.task_id})")
         await repo.save_task_run_state(unit.conn, tr)
+        if execution.kill_requested and await ops.has_running_on_workers(unit.conn, execution.id):
+            # A killed execution only ends once its last running task run has stopped: the 20
+            # reports of a 20-wide kill need not each decide the whole execution again.
+            return
         await self._advance_after_result(unit, execution, now)
 
     async def lose(self, unit: Unit, claims: TaskTokenClaims, lost: Lost) -> None:

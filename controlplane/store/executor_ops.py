@@ -190,6 +190,16 @@ async def save_labels(conn: AsyncConnection, execution_id: str, labels: dict[str
     )
 
 
+async def has_running_on_workers(conn: AsyncConnection, execution_id: str) -> bool:
+    """Whether a task run of the execution is still held by a worker (RUNNING with a worker)."""
+    q = select(t.task_runs.c.id).where(
+        t.task_runs.c.execution_id == execution_id,
+        t.task_runs.c.state == State.RUNNING.value,
+        t.task_runs.c.worker_id.is_not(None),
+    ).limit(1)
+    return (await conn.execute(q)).first() is not None
+
+
 async def cancelled_task_runs_of_worker(conn: AsyncConnection, worker_id: str) -> list[str]:
     """Ids of the RUNNING task runs a worker holds whose execution asked them to stop."""
     q = select(t.task_runs.c.id).where(
