@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from jinja2.exceptions import UndefinedError
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine
 
@@ -142,6 +143,8 @@ def kv_value(context: Mapping[str, Any], key: Any, namespace: Any = None, error_
         raise EvaluationError(str(exc)) from None
     if entry is None:
         if error_on_missing:
-            raise EvaluationError(f"The key '{key}' does not exist in the namespace '{target}'.")
+            # An "undefined" error: like Kestra, `kv('k').x ?? 'fallback'` falls back on a missing
+            # key, and a plain `kv('k')` fails with this message.
+            raise UndefinedError(f"The key '{key}' does not exist in the namespace '{target}'.")
         return None
     return entry.value

@@ -89,7 +89,7 @@ tasks:
     type: io.kestra.plugin.core.kv.GetKeys
   - id: render
     type: io.kestra.plugin.core.debug.Return
-    format: "{{ kv('cfg').field }}-{{ kv('cfg').n + 1 }}-{{ kv('color') }}-{{ kv('inherited') }}-{{ kv('missing', errorOnMissing=false) ?? 'none' }}"
+    format: "{{ kv('cfg').field }}-{{ kv('cfg').n + 1 }}-{{ kv('color') }}-{{ kv('inherited') }}-{{ kv('missing', errorOnMissing=false) ?? 'none' }}-{{ kv('missing').field ?? 'fallback' }}"
   - id: missing
     type: io.kestra.plugin.core.kv.Get
     key: nope
@@ -114,7 +114,7 @@ def test_kv_tasks_and_kv_function_with_inheritance(stack):
     assert "Key already exists" in tasks["set-again"].error
     assert tasks["get"].outputs == {"value": "blue"}
     assert tasks["keys"].outputs == {"keys": ["cfg", "color"]}
-    assert tasks["render"].outputs["value"] == "value-4-blue-from-parent-none"
+    assert tasks["render"].outputs["value"] == "value-4-blue-from-parent-none-fallback"
     assert tasks["missing"].outputs == {"value": None}
     assert tasks["delete"].outputs == {"deleted": True}
     assert tasks["state-get"].outputs["data"] == {"count": 1}
