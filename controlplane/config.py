@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(30.0, description="Lease of a task-run attempt without a heartbeat.")
     heartbeat_interval_seconds: float = Field(5.0, description="Heartbeat interval told to workers.")
     worker_dead_after_seconds: float = Field(60.0, description="A worker silent this long is dead.")
+    encryption_key: str | None = Field(
+        None,
+        description="Key (>= 32 characters) that encrypts SECRET inputs at rest; without it SECRET inputs "
+        "are refused. `kestrel server local` keeps one in <data dir>/encryption.key.",
+    )
     reaper_interval_seconds: float = Field(1.0, description="How often expired leases are looked for.")
     timeout_grace_seconds: float = Field(
         15.0,

@@ -802,6 +802,8 @@ class LocalStack:
                 "port": self.requested_port,
                 "data_dir": self.data_dir / "storage",
             }
+            if not os.environ.get("KESTREL_ENCRYPTION_KEY"):
+                fields["encryption_key"] = _local_encryption_key(self.data_dir)
             fields.update(self.settings_overrides)
             self.control_plane = ControlPlane(Settings(**fields))
             self.port = await self.control_plane.start()
@@ -1064,6 +1066,19 @@ async def _serve(stack: LocalStack) -> None:
             loop.remove_signal_handler(signum)
         stack.console.print(Text("Kestrel local server stopped.", style="green"))
 
+
+def _local_encryption_key(data_dir: Path) -> str:
+    """The SECRET-input encryption key of a local data directory: read from
+    ``<data_dir>/encryption.key``, created (random, owner-only) on first start."""
+    import secrets as token_source
+
+    path = data_dir / "encryption.key"
+    if path.exists():
+        return path.read_text(encoding="utf-8").strip()
+    key = token_source.token_urlsafe(48)
+    path.write_text(key + "\n", encoding="utf-8")
+    path.chmod(0o600)
+    return key
 
 if __name__ == "__main__":  # python -m controlplane.local [port] [data_dir] [workers] [flows_dir]
     _args = sys.argv[1:]  # (tests and development: no dashboard)

@@ -59,6 +59,13 @@ class SecretStore:
                 _log.warning("environment variable %s is not valid base64 UTF-8 text: secret ignored", name)
         self._pattern = _mask_pattern(self._values.values())
 
+    @classmethod
+    def of_values(cls, values: Iterable[str]) -> SecretStore:
+        """A store that only masks ``values`` (e.g. an execution's SECRET inputs)."""
+        store = cls({})
+        store._pattern = _mask_pattern(values)
+        return store
+
     def get(self, key: str) -> str:
         """The decoded value of secret ``key`` (looked up upper-cased, as Kestra does).
 

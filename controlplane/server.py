@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from controlplane import crypto
 from controlplane import secrets as secret_store
 from controlplane.api.executions import ExecutionServicer
 from controlplane.api.flows import FlowServicer
@@ -112,6 +113,10 @@ class ControlPlane:
             RuntimeError: the port could not be bound.
         """
         s = self.settings
+        try:
+            crypto.configure(s.encryption_key)
+        except ValueError as exc:
+            raise RuntimeError(f"KESTREL_ENCRYPTION_KEY: {exc}") from None
         count = len(secret_store.configure())
         if count:
             log.info("%d secret(s) loaded from SECRET_* environment variables", count)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from datetime import UTC
 
 import grpc
@@ -11,8 +12,15 @@ import grpc
 from controlplane.api import checks, convert
 from controlplane.api.status import rpc
 from controlplane.errors import InvalidArgumentError, NotFoundError
+from controlplane.flows.inputs import secret_input_values
+from controlplane.secrets import SecretStore
 from controlplane.store import repository as repo
 from kestrel.v1 import log_pb2, log_pb2_grpc
+
+
+def _unchanged(text: str) -> str:
+    return text
+
 
 _ALL_LEVELS = frozenset(convert.LEVELS)
 _MAX_MESSAGE = 1_000_000  # characters kept of one log line
@@ -47,7 +55,7 @@ class LogServicer(log_pb2_grpc.LogServiceServicer):
             tr = await repo.get_task_run_row(unit.conn, claims.task_run_id)
             if tr is None:
                 raise NotFoundError(f"task run {claims.task_run_id} not found")
-            kept_levels = await self._kept_levels(unit.conn, claims.execution_id, tr.task_id)
+            kept_levels, mask = await self._log_rules(unit.conn, claims.execution_id, tr.task_id)
             for i, entry in enumerate(request.entries):
                 level = convert.level_from_proto(entry.level, f"entries[{i}].level")
                 if level not in kept_levels:
@@ -55,26 +63,30 @@ class LogServicer(log_pb2_grpc.LogServiceServicer):
                 rows.append(
                     {"execution_id": claims.execution_id, "task_run_id": claims.task_run_id, "task_id": tr.task_id,
                      "attempt": claims.attempt, "level": level,
-                     "message": checks.clean_text(entry.message[:_MAX_MESSAGE]), "timestamp": _stamp(entry, now)}
+                     "message": mask(checks.clean_text(entry.message[:_MAX_MESSAGE])), "timestamp": _stamp(entry, now)}
                 )
             await repo.append_logs(unit.conn, rows)
             unit.executions.add(claims.execution_id)
         return log_pb2.AppendLogsResponse()
 
-    async def _kept_levels(self, conn, execution_id: str, task_id: str) -> frozenset[str]:
-        """The log levels stored for ``task_id``: all, or from the task's ``logLevel`` up (as
-        Kestra's task ``logLevel``: lines below it are dropped)."""
+    async def _log_rules(self, conn, execution_id: str, task_id: str) -> tuple[frozenset[str], Callable[[str], str]]:
+        """What to keep and hide in ``task_id``'s log lines: the levels stored (all, or from the
+        task's ``logLevel`` up, as Kestra drops lines below it) and a function masking the
+        execution's decrypted SECRET inputs (Kestra masks them in logs)."""
         execution = await repo.get_execution(conn, execution_id, with_task_runs=False)
         if execution is None:
-            return _ALL_LEVELS
+            return _ALL_LEVELS, _unchanged
         try:
             flow = await self._cp.flows.load(conn, execution.namespace, execution.flow_id, execution.flow_revision)
+        except NotFoundError:
+            return _ALL_LEVELS, _unchanged
+        secrets = SecretStore.of_values(secret_input_values(flow, execution.inputs).values())
+        try:
             minimum = flow.find_task(task_id).log_level
-        except (NotFoundError, KeyError):
-            return _ALL_LEVELS
-        if minimum not in convert.LEVELS:
-            return _ALL_LEVELS
-        return frozenset(convert.LEVELS[convert.LEVELS.index(minimum):])
+        except KeyError:
+            minimum = None
+        kept = frozenset(convert.LEVELS[convert.LEVELS.index(minimum):]) if minimum in convert.LEVELS else _ALL_LEVELS
+        return kept, secrets.mask
 
     def _levels(self, min_level: int) -> list[str]:
         convert.level_from_proto(min_level, "min_level")  # refuses values outside the enum

@@ -12,7 +12,7 @@ from typing import Any
 
 from controlplane.engine.flowables.loop import stored_values
 from controlplane.engine.view import ExecutionView
-from controlplane.flows.inputs import format_datetime
+from controlplane.flows.inputs import format_datetime, with_secrets_decrypted
 from controlplane.model import Execution, Flow, Task, TaskRun
 
 
@@ -140,7 +140,7 @@ def expression_context(
             "originalId": execution.original_id or execution.id,
             "state": execution.state.value,
         },
-        "inputs": dict(execution.inputs),
+        "inputs": with_secrets_decrypted(flow, execution.inputs),
         "vars": dict(flow.variables),
         "outputs": outputs_of(view),
         "labels": nest_dotted(execution.labels),

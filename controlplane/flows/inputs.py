@@ -24,7 +24,9 @@ Values are returned JSON-ready: DATETIME as ``2019-10-06T18:27:49Z`` (UTC, like
 ``PT1M30S`` form. FILE takes the ``kestra:///`` URI of a file uploaded for this flow
 (``kestrel execution run … --input f=@path`` uploads it first; the URI must lie under
 ``kestra:///<namespace>/``, so an execution cannot be handed another namespace's file). SECRET
-needs the encryption issue: a value for it is refused with "input type SECRET is not supported yet". ``dependsOn`` conditions and SELECT
+is a STRING (``validator`` applies) stored encrypted (:mod:`controlplane.crypto`), decrypted only
+when task properties are rendered, masked in logs, never echoed in errors; without an encryption
+key on the control plane it is refused. ``dependsOn`` conditions and SELECT
 ``expression`` (rendered options) are not evaluated yet: every input is active and such a SELECT
 accepts any string.
 """
@@ -97,7 +99,7 @@ INPUT_TYPE_PROPERTIES: dict[str, frozenset[str]] = {
 }
 
 #: Input types ``coerce_inputs`` cannot take a value for yet.
-UNSUPPORTED_INPUT_TYPES: frozenset[str] = frozenset({"SECRET"})
+UNSUPPORTED_INPUT_TYPES: frozenset[str] = frozenset()
 
 # Kestra's FlowInputOutput.URI_PATTERN.
 #: Longest time one ``validator`` match may take, in seconds.
@@ -167,16 +169,70 @@ def coerce_inputs(flow: Flow, raw: Mapping[str, Any] | None) -> dict[str, Any]:
             typed[declared.id] = coerce_value(declared, value)
             if declared.type == "FILE":
                 _check_file_owner(flow, typed[declared.id])
+            if declared.type == "SECRET":
+                typed[declared.id] = _encrypt(typed[declared.id])
         except InputValueError as exc:
             origin = " (its default)" if from_default else ""
+            shown = "******" if declared.type == "SECRET" else _shown(value)  # never echo a secret
             problems.append(
                 f"Invalid input for `{declared.id}` ({declared.type}), {exc.reason}, but received "
-                f"`{_shown(value)}`{origin}"
+                f"`{shown}`{origin}"
             )
     if problems:
         ref = f"{flow.namespace}.{flow.id}"
         raise InputValidationError(f"flow {ref}: invalid inputs:\n" + "\n".join(f"  - {p}" for p in problems))
     return nest_inputs(typed)
+
+
+def _encrypt(text: str) -> str:
+    """A SECRET input's stored form (:mod:`controlplane.crypto`; decrypted only for rendering)."""
+    from controlplane import crypto
+
+    try:
+        return crypto.encryptor().encrypt(text)
+    except crypto.EncryptionUnavailableError as exc:
+        raise InputValueError(str(exc)) from None
+
+
+def secret_input_values(flow: Flow, inputs: Mapping[str, Any]) -> dict[str, str]:
+    """The decrypted SECRET inputs of an execution: dotted input id -> text. Values that cannot be
+    decrypted (another key) are left out.
+
+    Args:
+        flow: The flow revision of the execution (its SECRET declarations).
+        inputs: The execution's stored inputs (nested as :func:`nest_inputs` made them).
+    """
+    from controlplane import crypto
+
+    found: dict[str, str] = {}
+    for declared in flow.inputs:
+        if declared.type != "SECRET":
+            continue
+        value: Any = inputs
+        for part in declared.id.split("."):
+            value = value.get(part) if isinstance(value, Mapping) else None
+        if crypto.is_encrypted(value):
+            try:
+                found[declared.id] = crypto.encryptor().decrypt(value)
+            except (ValueError, crypto.EncryptionUnavailableError):
+                continue
+    return found
+
+
+def with_secrets_decrypted(flow: Flow, inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """``inputs`` with each SECRET input decrypted, as expressions see them (Kestra decrypts
+    SECRET inputs when rendering); the stored inputs keep the encrypted form."""
+    secrets = secret_input_values(flow, inputs)
+    if not secrets:
+        return dict(inputs)
+    result = json.loads(json.dumps(inputs))  # a deep copy of JSON data
+    for dotted, text in secrets.items():
+        *parents, last = dotted.split(".")
+        target = result
+        for part in parents:
+            target = target[part]
+        target[last] = text
+    return result
 
 
 def _check_file_owner(flow: Flow, uri: str) -> None:
@@ -519,6 +575,7 @@ def _array(declared: Input, value: Any) -> list[Any]:
 
 _COERCERS: dict[str, Callable[[Input, Any], Any]] = {
     "STRING": _string,
+    "SECRET": _string,
     "ENUM": _choice,
     "SELECT": _choice,
     "MULTISELECT": _multiselect,

@@ -57,6 +57,7 @@ def test_settings(database_url: str, **overrides) -> Settings:
         heartbeat_interval_seconds=0.5,
         reaper_interval_seconds=0.3,
         poll_wait_seconds=5.0,
+        encryption_key="kestrel-integration-tests-encryption-key",  # SECRET inputs work
     )
     base.update(overrides)
     return Settings(**base)
