@@ -900,15 +900,15 @@ class Executor:
         execution = await repo.lock_execution(conn, execution_id)
         if execution is None:
             raise NotFoundError(f"execution '{execution_id}' not found")
-        if execution.state is not State.PAUSED:
+        paused = [] if execution.state.is_terminal or execution.kill_requested else [
+            tr for tr in await repo.load_task_runs(conn, execution_id)
+            if tr.state is State.PAUSED and tr.task_type == pause_rules.TYPE
+        ]
+        if not paused:
             raise FailedPreconditionError(
                 f"execution '{execution_id}' is {execution.state}, only a PAUSED execution can be resumed"
             )
         flow = await self._load_flow(conn, execution.namespace, execution.flow_id, execution.flow_revision)
-        paused = [tr for tr in await repo.load_task_runs(conn, execution_id)
-                  if tr.state is State.PAUSED and tr.task_type == pause_rules.TYPE]
-        if not paused:
-            raise FailedPreconditionError(f"execution '{execution_id}' has no paused task run to resume")
         now = repo.utcnow()
         typed_by_run: dict[str, dict[str, Any] | None] = {}
         for tr in paused:
@@ -941,8 +941,9 @@ class Executor:
             await repo.save_task_run_state(conn, tr)
             await repo.set_next_attempt_at(conn, tr.id, None)
             await self._log(unit, tr, "INFO", "resumed through the API")
-        change_state(execution, State.RUNNING, now, f"execution {execution_id}")
-        await repo.save_execution_state(conn, execution)
+        if execution.state is State.PAUSED:
+            change_state(execution, State.RUNNING, now, f"execution {execution_id}")
+            await repo.save_execution_state(conn, execution)
         unit.executions.add(execution_id)
         await self.advance_safely(unit, execution_id)
         result = await repo.get_execution(conn, execution_id, with_task_runs=False)
