@@ -42,11 +42,12 @@ class KVServicer(kv_pb2_grpc.KVServiceServicer):
     def __init__(self, control_plane) -> None:
         self._cp = control_plane
 
-    async def _namespace(self, conn, namespace: str, token: str) -> str:
-        """The target namespace, checked, and refused when a task's namespace may not reach it."""
+    async def _namespace(self, conn, namespace: str, token: str, *, write: bool = False) -> str:
+        """The target namespace, checked, and refused when a task's namespace may not reach it.
+        A write needs the token of the task run's current attempt (a stale attempt's is NOT_FOUND)."""
         from_ns = None
         if token:
-            from_ns = (await scope_for_token(conn, self._cp.signer, token, current=False)).namespace
+            from_ns = (await scope_for_token(conn, self._cp.signer, token, current=write)).namespace
         namespace = namespace or from_ns or ""
         checks.text_field(namespace, "namespace", max_len=checks.MAX_NAMESPACE, required=True)
         uris.namespace_path(namespace)
@@ -69,7 +70,7 @@ class KVServicer(kv_pb2_grpc.KVServiceServicer):
         if ttl < 0 or not math.isfinite(ttl) or ttl > 100 * 365 * 86400:
             raise InvalidArgumentError(f"ttl_seconds: must be between 0 and 100 years, got {ttl}")
         async with self._cp.transaction() as unit:
-            namespace = await self._namespace(unit.conn, request.namespace, request.task_token)
+            namespace = await self._namespace(unit.conn, request.namespace, request.task_token, write=True)
             entry = await kv_store.set_entry(unit.conn, namespace, request.key, kv_type, value, ttl or None,
                                              request.overwrite)
         if entry is None:
@@ -101,6 +102,6 @@ class KVServicer(kv_pb2_grpc.KVServiceServicer):
     async def DeleteKV(self, request: kv_pb2.DeleteKVRequest, context: grpc.aio.ServicerContext):
         check_key(request.key)
         async with self._cp.transaction() as unit:
-            namespace = await self._namespace(unit.conn, request.namespace, request.task_token)
+            namespace = await self._namespace(unit.conn, request.namespace, request.task_token, write=True)
             deleted = await kv_store.delete_entry(unit.conn, namespace, request.key)
         return kv_pb2.DeleteKVResponse(deleted=deleted)

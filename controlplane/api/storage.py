@@ -160,7 +160,7 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
 
     @guarded
     async def DeleteFile(self, request: storage_pb2.DeleteFileRequest, context: grpc.aio.ServicerContext):
-        scope = await self._scope(request.task_token)
+        scope = await self._scope(request.task_token, current=True)
         async with self._cp.transaction() as unit:
             try:
                 file = await self._cp.storage.info(unit.conn, request.uri, scope)
