@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from dashboard.rpc import TRIGGER_LISTINGS, first_rpc
 from tests.integration.harness import ServerThread, wait_until, worker_process
 from worker_sdk.client import KestrelClient
 from worker_sdk.types import Execution, State
@@ -168,6 +169,7 @@ _TABLES = {
     "fl_revisions": "created (UTC)",
     "wk_seen": "last seen (UTC)",
     "tr_declared": "cron",
+    "tr_api": "trigger_id",
 }
 
 
@@ -457,3 +459,25 @@ def test_triggers_page_lists_the_declared_schedule(seeded: Seeded) -> None:
     at = _page("triggers")
     assert "nightly" in _table_column(at, "tr_declared", "trigger")
     assert "0 2 * * *" in _table_column(at, "tr_declared", "cron")
+
+
+def test_triggers_page_lists_and_toggles_triggers_through_the_trigger_api(seeded: Seeded) -> None:
+    if first_rpc(TRIGGER_LISTINGS) is None:
+        pytest.skip("the control plane has no trigger API yet (the page shows declared triggers only)")
+    at = _page("triggers")
+    table = _table(at, "tr_api")
+    row = table[table["trigger_id"] == "nightly"]
+    assert (
+        len(row) == 1 and bool(row["enabled"].iloc[0]) and str(row["next_fire_time"].iloc[0]).startswith("20")
+    )
+    labels = at.selectbox(key="tr_pick").options
+    at.selectbox(key="tr_pick").set_value(
+        next(i for i, label in enumerate(labels) if label.endswith("nightly"))
+    )
+    _run(at)
+    at.toggle(key="tr_enabled").set_value(False)
+    at.button(key="tr_go_SetTriggerEnabled").click()
+    _run(at)
+    assert not at.error and any("done" in s.value for s in at.success)
+    table = _table(_page("triggers"), "tr_api")
+    assert not bool(table[table["trigger_id"] == "nightly"]["enabled"].iloc[0])
