@@ -304,3 +304,56 @@ def test_upload_protocol_errors_store_nothing(stack, tmp_path):
     time.sleep(0.5)
     after = sorted(p for p in root.rglob("*") if p.is_file())
     assert after == before  # no file and no staging leftovers
+
+
+def test_task_token_reach_over_raw_grpc(stack, tmp_path):
+    """A hand-driven worker: its token writes into its task run's folder, is refused another
+    namespace's file (PERMISSION_DENIED), and once the attempt is over it can no longer write
+    files or KV (NOT_FOUND) while reads still work."""
+    import grpc
+
+    from kestrel.v1 import kv_pb2, kv_pb2_grpc, storage_pb2, storage_pb2_grpc, worker_pb2
+    from tests.integration.rpc import connect
+
+    server, client = stack
+    produced = run(client, PRODUCER)
+    foreign = by_task(produced)["write"].outputs["outputFiles"]["secret.txt"]
+    stubs = connect(server.address)
+    storage = storage_pb2_grpc.StorageServiceStub(stubs.channel)
+    kv = kv_pb2_grpc.KVServiceStub(stubs.channel)
+    worker_id = stubs.register_worker(["io.kestrel.tests.HandDriven"], worker_group="hand")
+    stubs.deploy("id: hand\nnamespace: tests.hand\ntasks:\n"
+                 "  - {id: h, type: io.kestrel.tests.HandDriven, workerGroup: {key: hand}}\n")
+    execution = stubs.start("tests.hand", "hand")
+    assignment = stubs.poll(worker_id, wait=10)[0]
+    token = assignment.task_token
+
+    def upload(name: str, data: bytes):
+        return storage.UploadFile(iter([
+            storage_pb2.UploadFileRequest(header=storage_pb2.UploadFileHeader(task_token=token, file_name=name)),
+            storage_pb2.UploadFileRequest(chunk=data)]), timeout=10)
+
+    stored = upload("a.txt", b"abc").file
+    assert stored.uri == (f"kestra:///tests/hand/hand/executions/{execution.id}/tasks/h/"
+                          f"{assignment.task_run_id}/a.txt")
+    assert (stored.size, stored.execution_id, stored.task_run_id) == (3, execution.id, assignment.task_run_id)
+    with pytest.raises(grpc.RpcError) as denied:
+        list(storage.DownloadFile(storage_pb2.DownloadFileRequest(uri=foreign, task_token=token), timeout=10))
+    assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    with pytest.raises(grpc.RpcError) as denied:
+        storage.DeleteFile(storage_pb2.DeleteFileRequest(uri=foreign, task_token=token), timeout=10)
+    assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    kv.SetKV(kv_pb2.SetKVRequest(key="k", value_json='"v"', overwrite=True, task_token=token), timeout=10)
+
+    stubs.workers.CompleteTaskRun(worker_pb2.CompleteTaskRunRequest(task_token=token, outputs_json="{}"), timeout=10)
+    assert stubs.wait(execution.id).state.current  # finished
+    with pytest.raises(grpc.RpcError) as stale:
+        upload("late.txt", b"late")
+    assert stale.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.RpcError) as stale:
+        kv.SetKV(kv_pb2.SetKVRequest(key="k", value_json='"late"', overwrite=True, task_token=token), timeout=10)
+    assert stale.value.code() == grpc.StatusCode.NOT_FOUND
+    chunks = list(storage.DownloadFile(storage_pb2.DownloadFileRequest(uri=stored.uri, task_token=token), timeout=10))
+    assert b"".join(c.chunk for c in chunks[1:]) == b"abc"
+    assert client.kv_get("tests.hand", "k").value == "v"
+    stubs.close()
