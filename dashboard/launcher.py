@@ -7,6 +7,7 @@ control plane). The dashboard learns the control plane's address from ``KESTREL_
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -92,10 +93,18 @@ def stop_dashboard(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
 
 
 def run_dashboard(server: str, port: int = DEFAULT_PORT, host: str = "127.0.0.1") -> int:
-    """Serves the dashboard in the foreground until interrupted; returns Streamlit's exit code."""
+    """Serves the dashboard in the foreground until Streamlit exits, Ctrl-C or SIGTERM (which
+    stop Streamlit too); returns Streamlit's exit code, 130 when interrupted."""
     proc = subprocess.Popen(dashboard_command(port, host), env=dashboard_env(server))
+
+    def on_term(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
     try:
         return proc.wait()
     except KeyboardInterrupt:
         stop_dashboard(proc)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
