@@ -26,6 +26,7 @@ __all__ = [
     "declared_triggers",
     "execution_rows",
     "filter_logs",
+    "fleet_rows",
     "json_ready",
     "labels_text_to_dict",
     "flow_rows",
@@ -462,3 +463,51 @@ def labels_text_to_dict(text: str) -> tuple[dict[str, str], list[str]]:
 def json_ready(value: Mapping[str, Any] | None) -> dict[str, Any]:
     """``value`` or ``{}``, for ``st.json`` (which shows nothing useful for ``None``)."""
     return dict(value or {})
+
+
+def _parse_instant(text: Any) -> datetime | None:
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def fleet_rows(workers: Iterable[Mapping[str, Any]], now: datetime) -> list[dict[str, Any]]:
+    """Table rows of the live fleet from a worker listing (``ListWorkers``, as plain dicts).
+
+    Args:
+        workers: One dict per worker with the listing's field names (``id``, ``hostname``,
+            ``sdk``, ``task_types``, ``worker_group``, ``concurrency``, ``state``,
+            ``last_heartbeat_at`` as ISO text, ``running_task_runs``, ``labels`` as
+            ``[{"key", "value"}]``); missing fields show empty.
+        now: Current time (UTC, aware), for the heartbeat's age.
+
+    Returns:
+        Rows ACTIVE first, then STOPPED, DEAD and others, each group by id: worker, state, host,
+        sdk, group, slots in use (``running/concurrency``), last heartbeat and its age, task
+        types (short names), labels.
+    """
+    order = {"ACTIVE": 0, "STOPPED": 1, "DEAD": 2}
+    rows = []
+    for w in sorted(workers, key=lambda w: (order.get(str(w.get("state", "")), 3), str(w.get("id", "")))):
+        beat = _parse_instant(w.get("last_heartbeat_at"))
+        labels = w.get("labels") or []
+        rows.append(
+            {
+                "worker": str(w.get("id", "")),
+                "state": str(w.get("state", "")),
+                "host": str(w.get("hostname", "")),
+                "sdk": str(w.get("sdk", "")),
+                "group": str(w.get("worker_group", "") or "default"),
+                "slots in use": f"{int(w.get('running_task_runs') or 0)}/{int(w.get('concurrency') or 0)}",
+                "last heartbeat (UTC)": _iso(beat),
+                "heartbeat age": format_duration(now - beat) if beat else "",
+                "task types": ", ".join(sorted(str(t).rsplit(".", 1)[-1] for t in w.get("task_types") or [])),
+                "labels": ", ".join(
+                    f"{lb.get('key')}={lb.get('value')}" for lb in labels if isinstance(lb, Mapping)
+                ),
+            }
+        )
+    return rows

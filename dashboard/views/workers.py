@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from datetime import UTC, datetime
 from itertools import islice
 
 import streamlit as st
 
 from dashboard.api import client, connection, show_error
-from dashboard.model import worker_rows_from_executions
+from dashboard.model import fleet_rows, worker_rows_from_executions
 from dashboard.rpc import WORKER_LISTINGS, rows_from_response
 from worker_sdk.errors import KestrelError
 
@@ -25,8 +27,15 @@ if listing is not None:
     except (KestrelError, ValueError) as err:
         show_error(err, f"{listing.name} failed")
     else:
-        rows = rows_from_response(answer, ("workers",))
-        st.caption(f"{len(rows)} worker(s) from WorkerService.{listing.name}")
+        listed = answer.get("workers")
+        rows = (
+            fleet_rows(listed, datetime.now(UTC)) if isinstance(listed, list) else rows_from_response(answer)
+        )
+        states = Counter(r.get("state", "") for r in rows)
+        st.caption(
+            f"{len(rows)} worker(s) from {listing.spec.service}.{listing.name}: "
+            + ", ".join(f"{n} {s or '?'}" for s, n in states.items())
+        )
         st.dataframe(rows, hide_index=True, width="stretch", key="wk_fleet")
 else:
     st.info(

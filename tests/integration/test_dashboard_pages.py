@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dashboard.rpc import TRIGGER_LISTINGS, first_rpc
+from dashboard.rpc import TRIGGER_LISTINGS, WORKER_LISTINGS, first_rpc
 from tests.integration.harness import ServerThread, wait_until, worker_process
 from worker_sdk.client import KestrelClient
 from worker_sdk.types import Execution, State
@@ -170,6 +170,7 @@ _TABLES = {
     "wk_seen": "last seen (UTC)",
     "tr_declared": "cron",
     "tr_api": "trigger_id",
+    "wk_fleet": "slots in use",
 }
 
 
@@ -453,6 +454,13 @@ def test_workers_page_shows_the_workers_that_ran_attempts(seeded: Seeded) -> Non
     at = _page("workers")
     workers = {a.worker_id for tr in seeded.ok.task_runs for a in tr.attempts}
     assert workers and workers <= set(_table_column(at, "wk_seen", "worker"))
+    if first_rpc(WORKER_LISTINGS) is None:
+        assert any("no listing RPC" in i.value for i in at.info)
+        return
+    fleet = _table(at, "wk_fleet")  # the live fleet from ListWorkers
+    live = fleet[fleet["worker"].isin(workers)]
+    assert list(live["state"]) == ["ACTIVE"] and live["slots in use"].iloc[0].endswith("/8")
+    assert "Log" in live["task types"].iloc[0]
 
 
 def test_triggers_page_lists_the_declared_schedule(seeded: Seeded) -> None:

@@ -8,6 +8,7 @@ from dashboard.model import (
     declared_triggers,
     execution_rows,
     filter_logs,
+    fleet_rows,
     format_duration,
     labels_text_to_dict,
     namespace_entries,
@@ -152,3 +153,34 @@ triggers:
         ("hook", "Webhook", "", True),
     ]
     assert declared_triggers(Flow(namespace="n", id="f", revision=1, source=": : bad")) == []
+
+
+def test_fleet_rows_order_states_and_show_slots_heartbeat_age_and_types() -> None:
+    listing = [
+        {"id": "w-dead", "state": "DEAD", "hostname": "h2", "concurrency": 4, "last_heartbeat_at": "2026-01-01T11:00:00Z"},
+        {
+            "id": "w-live", "state": "ACTIVE", "hostname": "h1", "sdk": "python/0.1.0", "worker_group": "",
+            "concurrency": 8, "running_task_runs": 3, "last_heartbeat_at": "2026-01-01T12:00:05Z",
+            "task_types": ["io.kestra.plugin.core.log.Log", "com.acme.RowCount"],
+            "labels": [{"key": "zone", "value": "eu"}],
+        },
+    ]  # fmt: skip
+    rows = fleet_rows(listing, now=at(7))
+    assert [r["worker"] for r in rows] == ["w-live", "w-dead"]
+    assert rows[0] == {
+        "worker": "w-live",
+        "state": "ACTIVE",
+        "host": "h1",
+        "sdk": "python/0.1.0",
+        "group": "default",
+        "slots in use": "3/8",
+        "last heartbeat (UTC)": "2026-01-01 12:00:05",
+        "heartbeat age": "2.0 s",
+        "task types": "Log, RowCount",
+        "labels": "zone=eu",
+    }
+    assert (
+        rows[1]["state"] == "DEAD"
+        and rows[1]["heartbeat age"] == "1 h 00 min"
+        and rows[1]["slots in use"] == "0/4"
+    )
