@@ -15,6 +15,7 @@ Rules (Kestra's ``InternalStorage`` URI guard, made explicit):
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 import uuid
@@ -119,9 +120,10 @@ class InternalStorage:
             async for chunk in chunks:
                 if len(chunk) > MAX_UPLOAD_CHUNK:
                     raise InvalidArgumentError(f"chunk: at most {MAX_UPLOAD_CHUNK} bytes per chunk, got {len(chunk)}")
-                digest.update(chunk)
                 size += len(chunk)
-                await writer.write(chunk)
+                # Hash in a thread (hashlib releases the GIL) while the backend writes: the event
+                # loop never spends the hashing time itself.
+                await asyncio.gather(asyncio.to_thread(digest.update, chunk), writer.write(chunk))
             sha = digest.hexdigest()
             if expected_sha256 and sha != expected_sha256:
                 raise InvalidArgumentError(
