@@ -25,6 +25,7 @@ __all__ = [
     "TaskStateSummary",
     "declared_triggers",
     "execution_rows",
+    "file_rows",
     "filter_logs",
     "fleet_rows",
     "json_ready",
@@ -508,6 +509,38 @@ def fleet_rows(workers: Iterable[Mapping[str, Any]], now: datetime) -> list[dict
                 "labels": ", ".join(
                     f"{lb.get('key')}={lb.get('value')}" for lb in labels if isinstance(lb, Mapping)
                 ),
+            }
+        )
+    return rows
+
+
+def file_rows(files: Iterable[Any], task_runs: Iterable[TaskRun]) -> list[dict[str, Any]]:
+    """Table rows of an execution's files in internal storage (``list_execution_files``).
+
+    Args:
+        files: Objects with ``uri``, ``size`` (bytes), ``task_run_id`` and ``created_at``.
+        task_runs: The execution's task runs, to name the task (and loop value) that wrote each.
+
+    Returns:
+        One dict per file: file name, task, size (human), URI.
+    """
+    names = {tr.id: tr.task_id + (f" [{tr.value}]" if tr.value else "") for tr in task_runs}
+    rows = []
+    for f in files:
+        size = int(getattr(f, "size", 0) or 0)
+        shown = (
+            f"{size} B"
+            if size < 1024
+            else f"{size / 1024:.1f} KiB"
+            if size < 1024**2
+            else f"{size / 1024**2:.1f} MiB"
+        )
+        rows.append(
+            {
+                "file": str(f.uri).rsplit("/", 1)[-1],
+                "task": names.get(getattr(f, "task_run_id", None) or "", "(input)"),
+                "size": shown,
+                "uri": str(f.uri),
             }
         )
     return rows

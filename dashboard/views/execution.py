@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from datetime import UTC, datetime
+from pathlib import Path
 
 import streamlit as st
 
@@ -13,6 +15,7 @@ from dashboard.forms import collect_inputs, resume_fields
 from dashboard.graphs import flow_topology, topology_dot
 from dashboard.model import (
     LEVEL_ORDER,
+    file_rows,
     filter_logs,
     format_duration,
     json_ready,
@@ -203,6 +206,51 @@ def _logs(execution: Execution) -> None:
     st.download_button("Download logs", text, file_name=f"{execution.id}.log", key="exd_logs_dl")
 
 
+#: Largest file the page fetches for download, in bytes.
+MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
+
+
+def _files(execution: Execution) -> None:
+    """The execution's files in internal storage, each downloadable (when the API has storage)."""
+    if not hasattr(kestrel, "list_execution_files"):
+        st.caption("Files: the client has no storage API in this version.")
+        return
+    try:
+        files = kestrel.list_execution_files(execution.id)
+    except KestrelError as err:
+        show_error(err, "Cannot list the execution's files")
+        return
+    st.markdown("**Files**")
+    if not files:
+        st.caption("No file in internal storage.")
+        return
+    st.dataframe(file_rows(files, execution.task_runs), hide_index=True, width="stretch", key="exd_files")
+    by_uri = {f.uri: f for f in files}
+    uri = st.selectbox("File", list(by_uri), format_func=lambda u: u.rsplit("/", 1)[-1], key="exd_file")
+    if by_uri[uri].size > MAX_DOWNLOAD_BYTES:
+        st.caption(
+            f"Larger than {MAX_DOWNLOAD_BYTES // 1024**2} MiB: use `kestrel` or the client to download it."
+        )
+        return
+    if st.button("Fetch file", key="exd_file_fetch"):
+        with tempfile.TemporaryDirectory(prefix="kestrel-dashboard-") as tmp:
+            target = Path(tmp) / "file"
+            try:
+                kestrel.download_file(uri, target, timeout=120)
+            except KestrelError as err:
+                show_error(err, f"Cannot download {uri}")
+                return
+            st.session_state["exd_file_data"] = (uri, target.read_bytes())
+    fetched = st.session_state.get("exd_file_data")
+    if fetched and fetched[0] == uri:
+        st.download_button(
+            f"Download {uri.rsplit('/', 1)[-1]} ({len(fetched[1])} bytes)",
+            fetched[1],
+            file_name=uri.rsplit("/", 1)[-1],
+            key="exd_file_dl",
+        )
+
+
 @st.fragment(run_every=REFRESH_SECONDS if live else None)
 def body() -> None:
     """Everything that changes while the execution runs; re-run alone under live refresh."""
@@ -254,6 +302,7 @@ def body() -> None:
         }
         st.markdown("**Task outputs**")
         st.json(outputs, expanded=False)
+        _files(execution)
         st.download_button(
             "Download outputs (JSON)",
             json.dumps({"outputs": execution.outputs, "tasks": outputs}, indent=2, default=str),

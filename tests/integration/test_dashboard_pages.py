@@ -171,6 +171,7 @@ _TABLES = {
     "tr_declared": "cron",
     "tr_api": "trigger_id",
     "wk_fleet": "slots in use",
+    "exd_files": "uri",
 }
 
 
@@ -489,3 +490,33 @@ def test_triggers_page_lists_and_toggles_triggers_through_the_trigger_api(seeded
     assert not at.error and any("done" in s.value for s in at.success)
     table = _table(_page("triggers"), "tr_api")
     assert not bool(table[table["trigger_id"] == "nightly"]["enabled"].iloc[0])
+
+
+FILES = """
+id: files
+namespace: dash.files
+tasks:
+  - id: make
+    type: io.kestra.plugin.scripts.shell.Commands
+    outputFiles: ["report.txt"]
+    commands:
+      - printf 'rows=42' > report.txt
+"""
+
+
+def test_execution_files_are_listed_and_downloadable(seeded: Seeded) -> None:
+    at = _page("execution", id=seeded.ok.id)
+    if any("no storage API" in c for c in _captions(at)):
+        pytest.skip("the client has no storage API in this version")
+    assert "No file in internal storage." in _captions(at)
+    seeded.client.deploy_flow(FILES)
+    done = seeded.client.wait_execution(seeded.client.start_execution("dash.files", "files").id, 60)
+    assert done.state.current is State.SUCCESS
+    at = _page("execution", id=done.id)
+    files = _table(at, "exd_files")
+    assert list(files["file"]) == ["report.txt"] and list(files["task"]) == ["make"]
+    at.button(key="exd_file_fetch").click()
+    _run(at)
+    assert not at.error
+    (download,) = [b for b in at.get("download_button") if "report.txt" in b.proto.label]
+    assert download.proto.label == "Download report.txt (7 bytes)"

@@ -7,6 +7,7 @@ from datetime import timedelta
 from dashboard.model import (
     declared_triggers,
     execution_rows,
+    file_rows,
     filter_logs,
     fleet_rows,
     format_duration,
@@ -184,3 +185,27 @@ def test_fleet_rows_order_states_and_show_slots_heartbeat_age_and_types() -> Non
         and rows[1]["heartbeat age"] == "1 h 00 min"
         and rows[1]["slots in use"] == "0/4"
     )
+
+
+def test_file_rows_name_the_task_that_wrote_each_file() -> None:
+    class F:
+        def __init__(self, uri: str, size: int, task_run_id: str | None) -> None:
+            self.uri, self.size, self.task_run_id = uri, size, task_run_id
+
+    runs = [task_run("tr1", "make", (State.SUCCESS, 0), value="a")]
+    rows = file_rows(
+        [
+            F("kestra:///n/f/executions/ex/tasks/make/tr1/out.csv", 2048, "tr1"),
+            F("kestra:///n/f/in.txt", 10, None),
+        ],
+        runs,
+    )
+    assert rows == [
+        {
+            "file": "out.csv",
+            "task": "make [a]",
+            "size": "2.0 KiB",
+            "uri": "kestra:///n/f/executions/ex/tasks/make/tr1/out.csv",
+        },
+        {"file": "in.txt", "task": "(input)", "size": "10 B", "uri": "kestra:///n/f/in.txt"},
+    ]
