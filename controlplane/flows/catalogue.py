@@ -143,7 +143,7 @@ _TYPES: tuple[TaskTypeInfo, ...] = (
     _flowable("flow.AllowFailure"),
     # Pause: the deprecated child ``tasks`` run after the resume (Kestra still accepts them).
     _flowable("flow.Pause", required=(), properties=("delay", "pauseDuration", "behavior", "onResume")),
-    _flowable("flow.WaitFor"),
+    _flowable("flow.WaitFor", properties=("condition", "checkFrequency", "failOnMaxReached")),
     _flowable("flow.WorkingDirectory", runnable_children_only=True),
     _flowable(
         "flow.Subflow", child_lists=(), required=(), executable=True,
@@ -187,8 +187,8 @@ _TYPES: tuple[TaskTypeInfo, ...] = (
     _runnable("storage.DeduplicateItems"),
     _runnable("storage.PurgeCurrentExecutionFiles", ()),
     # http / namespace / templating / trigger
-    _runnable("http.Request"),
-    _runnable("http.Download"),
+    _runnable("http.Request", ("uri", "method", "body", "formData", "contentType", "headers", "options", "sslOptions", "allowFailed", "encryptBody"), ("uri",)),
+    _runnable("http.Download", ("uri", "method", "body", "formData", "contentType", "headers", "options", "sslOptions", "allowFailed", "encryptBody", "failOnEmptyResponse"), ("uri",)),
     _runnable("namespace.UploadFiles", ("namespace", "files", "destination", "conflict"), ("namespace", "files")),
     _runnable("namespace.DownloadFiles", ("namespace", "files", "destination"), ("namespace", "files")),
     _runnable("namespace.DeleteFiles", ("namespace", "files", "deleteParentFolder"), ("namespace", "files")),
@@ -243,6 +243,8 @@ SUPPORTED_TASK_TYPES: frozenset[str] = frozenset(
         _CORE + "namespace.UploadFiles",
         _CORE + "namespace.DownloadFiles",
         _CORE + "namespace.DeleteFiles",
+        _CORE + "http.Request",
+        _CORE + "http.Download",
         _CORE + "flow.Sequential",
         _CORE + "flow.Parallel",
         _CORE + "flow.If",
@@ -255,6 +257,7 @@ SUPPORTED_TASK_TYPES: frozenset[str] = frozenset(
         _CORE + "flow.Pause",
         _CORE + "flow.Subflow",
         _CORE + "execution.Resume",
+        _CORE + "flow.WaitFor",
     }
 )
 

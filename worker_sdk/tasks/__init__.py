@@ -11,7 +11,18 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from worker_sdk.tasks import debug, execution, flow, kv, log, namespace_files, output, scripts, storage_tasks
+from worker_sdk.tasks import (
+    debug,
+    execution,
+    flow,
+    http,
+    kv,
+    log,
+    namespace_files,
+    output,
+    scripts,
+    storage_tasks,
+)
 
 BUILTIN_TASKS: Mapping[str, Callable[..., Any]] = {
     log.TYPE: log.log,
@@ -26,6 +37,7 @@ BUILTIN_TASKS: Mapping[str, Callable[..., Any]] = {
     **kv.TASKS,
     **storage_tasks.TASKS,
     **namespace_files.TASKS,
+    **http.TASKS,
 }
 """Canonical type name → task function, for every built-in runnable task."""
 

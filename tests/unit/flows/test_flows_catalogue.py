@@ -134,6 +134,7 @@ def test_supported_types() -> None:
         CORE + "flow.Pause",
         CORE + "flow.Subflow",
         CORE + "execution.Resume",
+        CORE + "flow.WaitFor",
         # storage, KV and script tasks (issue 6)
         *(f"io.kestra.plugin.scripts.{lang}.{kind}" for lang in ("shell", "python", "node")
           for kind in ("Commands", "Script")),
@@ -143,12 +144,14 @@ def test_supported_types() -> None:
         *(CORE + f"storage.{n}" for n in ("LocalFiles", "Concat", "Split", "Reverse", "Size", "Delete",
                                           "PurgeCurrentExecutionFiles")),
         *(CORE + f"namespace.{n}Files" for n in ("Upload", "Download", "Delete")),
+        CORE + "http.Request",
+        CORE + "http.Download",
     }
     assert {t for t in SUPPORTED_TASK_TYPES if is_flowable(t)} == {
         CORE + f"flow.{name}"
         for name in (
             "Sequential", "Parallel", "If", "Switch", "ForEach", "EachSequential", "EachParallel", "Dag",
-            "AllowFailure", "Pause", "Subflow",
+            "AllowFailure", "Pause", "Subflow", "WaitFor",
         )
     } | {CORE + "execution.Resume"}
 
@@ -181,10 +184,10 @@ tasks:
     type: io.kestra.core.tasks.log.Log
     message: hi
   - id: par
-    type: io.kestra.plugin.core.flow.WaitFor
+    type: io.kestra.plugin.core.flow.WorkingDirectory
     tasks:
       - id: kvset
-        type: io.kestra.plugin.core.http.Request
+        type: io.kestra.plugin.core.templating.TemplatedTask
         uri: x
       - id: typo
         type: io.kestra.plugin.core.log.Logg
@@ -208,11 +211,11 @@ def test_check_task_types_messages() -> None:
     ]
     messages = [i.message for i in issues]
     assert messages[0] == (
-        "task 'par': task type 'io.kestra.plugin.core.flow.WaitFor' is a Kestra core type this version "
+        "task 'par': task type 'io.kestra.plugin.core.flow.WorkingDirectory' is a Kestra core type this version "
         "of Kestrel does not run yet"
     )
     assert messages[1] == (
-        "task 'kvset': task type 'io.kestra.plugin.core.http.Request' is a Kestra core type this version "
+        "task 'kvset': task type 'io.kestra.plugin.core.templating.TemplatedTask' is a Kestra core type this version "
         "of Kestrel does not run yet"
     )
     assert messages[2] == (
@@ -227,8 +230,8 @@ def test_check_task_types_messages() -> None:
 def test_registered_types_are_accepted_but_never_as_flowables() -> None:
     registered = [
         "acme.tasks.Custom",
-        "io.kestra.plugin.core.http.Request",
-        "io.kestra.plugin.core.flow.WaitFor",
+        "io.kestra.plugin.core.templating.TemplatedTask",
+        "io.kestra.plugin.core.flow.WorkingDirectory",
     ]
     issues = check_task_types(flow_of(MIXED), registered)
     assert [i.path for i in issues] == ["tasks[1].type", "tasks[1].tasks[1].type", "errors[0].type"]

@@ -125,4 +125,6 @@ def test_builtin_catalogue_is_canonical() -> None:
         *(f"io.kestra.plugin.core.storage.{n}" for n in ("LocalFiles", "Concat", "Split", "Reverse", "Size",
                                                          "Delete", "PurgeCurrentExecutionFiles")),
         *(f"io.kestra.plugin.core.namespace.{n}Files" for n in ("Upload", "Download", "Delete")),
+        "io.kestra.plugin.core.http.Request",
+        "io.kestra.plugin.core.http.Download",
     }
