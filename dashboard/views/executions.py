@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, datetime
 from itertools import islice
 
@@ -9,14 +10,16 @@ import plotly.io  # noqa: F401  (imported early: plotly's lazy imports are slow 
 import streamlit as st
 
 from dashboard.api import client, show_error, timed
-from dashboard.charts import state_buckets, state_counts_figure, state_totals
+from dashboard.charts import state_buckets, state_counts_figure
 from dashboard.model import execution_rows, namespace_entries
 from dashboard.ui import execution_link, go_to
 from worker_sdk.errors import KestrelError
 from worker_sdk.types import State
 
-#: Executions the chart counts at most (the API has no aggregate; see the caption).
+#: Executions the chart counts at most (the API has no aggregate; see the caption), and how long
+#: its counts are reused (live refresh redraws the list every few seconds, the chart less often).
 CHART_LIMIT = 1000
+CHART_TTL_SECONDS = 15
 REFRESH_SECONDS = 3
 
 st.title("Executions")
@@ -71,6 +74,18 @@ filters = (namespace, flow_id, tuple(states), page_size)
 if st.session_state.get("ex_filters") != filters:
     st.session_state["ex_filters"] = filters
     st.session_state["ex_tokens"] = [""]  # page tokens: index i is the token of page i
+
+
+@st.cache_data(ttl=CHART_TTL_SECONDS, show_spinner=False)
+def _recent_points(
+    server: str, namespace: str, flow_id: str, states: tuple[str, ...]
+) -> tuple[list[tuple[datetime | None, State]], float]:
+    """(start date, state) of the latest CHART_LIMIT executions matching the filters, and the
+    milliseconds the calls took."""
+    recent, elapsed = timed(
+        lambda: list(islice(kestrel.iter_executions(namespace, flow_id, states, page_size=500), CHART_LIMIT))
+    )
+    return [(e.start_date or e.state.start_date, e.state.current) for e in recent], elapsed
 
 
 @st.fragment(run_every=REFRESH_SECONDS if live else None)
@@ -136,25 +151,20 @@ def listing() -> None:
 
     st.subheader("Executions per state")
     try:
-        recent, chart_ms = timed(
-            lambda: list(
-                islice(kestrel.iter_executions(namespace, flow_id, states, page_size=500), CHART_LIMIT)
-            )
-        )
+        points, chart_ms = _recent_points(kestrel.server, namespace, flow_id, tuple(states))
     except KestrelError as err:
         show_error(err, "Cannot count executions")
         return
-    totals = state_totals(recent)
+    totals = dict(Counter(state for _, state in points).most_common())
     if totals:
         cols = st.columns(min(len(totals), 6))
         for col, (state, count) in zip(cols, list(totals.items())[:6], strict=False):
             col.metric(str(state), count)
-        buckets = state_buckets([(e.start_date or e.state.start_date, e.state.current) for e in recent])
-        st.plotly_chart(state_counts_figure(buckets), key="ex_chart")
-    more = " or more" if len(recent) >= CHART_LIMIT else ""
+        st.plotly_chart(state_counts_figure(state_buckets(points)), key="ex_chart")
+    more = " or more" if len(points) >= CHART_LIMIT else ""
     st.caption(
-        f"Counted from the {len(recent)}{more} most recent executions matching the filters "
-        f"({chart_ms:.0f} ms): the API has no count or aggregate RPC yet."
+        f"Counted from the {len(points)}{more} most recent executions matching the filters "
+        f"({chart_ms:.0f} ms, reused for {CHART_TTL_SECONDS} s): the API has no count or aggregate RPC yet."
     )
 
 
