@@ -21,6 +21,7 @@ from controlplane.engine.flowables import FLOWABLES
 from controlplane.engine.flowables import pause as pause_rules
 from controlplane.engine.flowables import resume as resume_rules
 from controlplane.engine.flowables import subflow as subflow_rules
+from controlplane.engine.flowables import wait_for as wait_for_rules
 from controlplane.engine.flowables.props import is_truthy
 from controlplane.engine.plan import FlowableError, NewTaskRun, apply_allow_failure
 from controlplane.engine.sequence import sequence_step
@@ -151,6 +152,9 @@ class Executor:
                 if step.pause:
                     await self._pause(unit, tr, now)
                     changed = True
+                if step.check:
+                    await self._check_wait_for(unit, flow, execution, view, task, tr, now)
+                    changed = True
                 if step.done is not None:
                     tr.ended_at = now
                     done = step.done
@@ -233,6 +237,7 @@ class Executor:
             branch=new.branch,
             seq=len(view.all) + 1,
             created_at=now,
+            iteration=new.iteration,
         )
         tr.histories.append(StateHistory(State.CREATED, now))
         ctx = expression_context(flow, execution, view, task, tr, self._globals)
@@ -277,6 +282,36 @@ class Executor:
         elif tr.state is State.RUNNING and task.type == resume_rules.TYPE:
             await self._resume_other(unit, execution, task, tr, now)
         return tr
+
+    async def _check_wait_for(
+        self, unit: Unit, flow: Flow, execution: Execution, view: ExecutionView, task: Task, tr: TaskRun,
+        now: datetime,
+    ) -> None:
+        """A WaitFor round succeeded: render its condition and end the loop or schedule the
+        next round (a durable timer); a condition that fails to render fails the WaitFor."""
+        ctx = expression_context(flow, execution, view, task, tr, self._globals)
+        try:
+            condition = render(task.properties["condition"], ctx, where=f"task '{task.id}' property 'condition'")
+        except ExpressionError as exc:
+            tr.error = str(exc)
+            await self._log_error(unit, tr, tr.error)
+            await ops.save_properties(unit.conn, tr.id, {**(tr.properties or {}), "result": "FAILED"})
+            tr.properties = {**(tr.properties or {}), "result": "FAILED"}
+            await repo.save_task_run_state(unit.conn, tr)
+            return
+        decision = wait_for_rules.after_round(tr, condition, now)
+        if decision.result is not None:
+            tr.properties = {**(tr.properties or {}), "result": decision.result}
+            await ops.save_properties(unit.conn, tr.id, tr.properties)
+            level = "WARNING" if decision.reason.startswith("Max") else "INFO"
+            await self._log(unit, tr, level, f"{decision.reason} after {wait_for_rules.current_round(tr)} "
+                                             f"iteration(s)")
+            return
+        tr.outputs = {**(tr.outputs or {}), "iterationCount": wait_for_rules.current_round(tr) + 1}
+        tr.next_attempt_at = decision.next_round_at
+        await repo.save_task_run_state(unit.conn, tr)
+        await repo.set_next_attempt_at(unit.conn, tr.id, decision.next_round_at)
+        view.invalidate()
 
     async def _resume_other(self, unit: Unit, execution: Execution, task: Task, tr: TaskRun, now: datetime) -> None:
         """The Resume task: resume the named PAUSED execution (in a savepoint: a refusal leaves
@@ -522,6 +557,9 @@ class Executor:
             return
         if tr.state is State.PAUSED:
             await self._resume_by_timer(unit, execution, tr, now)
+            return
+        if tr.state is State.RUNNING and tr.task_type == wait_for_rules.TYPE:
+            await self.advance_safely(unit, execution.id)  # the next WaitFor round starts
             return
         if tr.state is State.RETRYING and tr.task_type == subflow_rules.TYPE:
             if not execution.state.is_terminal and not execution.kill_requested:

@@ -40,12 +40,14 @@ class NewTaskRun:
 
     Attributes:
         value: Loop value (``taskrun.value``) for the direct children of a loop iteration.
+        iteration: WaitFor round of the direct children of a WaitFor (0 elsewhere).
     """
 
     task: Task
     parent_id: str | None
     branch: str
     value: str | None = None
+    iteration: int = 0
 
 
 @dataclass
@@ -57,11 +59,14 @@ class Step:
         done: The final state once every child is terminal and nothing is left to create.
         pause: The flowable's task run is to be PAUSED now (Pause: the executor sets the state
             and the resume timer).
+        check: A WaitFor round ended well: the executor renders the condition and decides
+            (``engine.flowables.wait_for.after_round``).
     """
 
     create: list[NewTaskRun] = field(default_factory=list)
     done: State | None = None
     pause: bool = False
+    check: bool = False
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,7 @@ def sequential_progress(
     branch: str,
     tasks: Sequence[Task],
     value: str | None = None,
+    iteration: int = 0,
 ) -> Progress:
     """One list run in order: the next task starts when the previous one ended without failing.
 
@@ -74,14 +75,15 @@ def sequential_progress(
         branch: Child-list key the tasks belong to (``tasks``, ``then``, ``cases.A``…).
         tasks: The list, in order; disabled tasks are skipped.
         value: Loop value the task runs carry (one group of a loop), None outside loops.
+        iteration: WaitFor round the task runs belong to, 0 elsewhere.
     """
     runs: list[TaskRun] = []
     for task in tasks:
         if task.disabled:
             continue
-        tr = view.child(parent_id, branch, task.id, value)
+        tr = view.child(parent_id, branch, task.id, value, iteration)
         if tr is None:
-            return Progress(runs, [NewTaskRun(task, parent_id, branch, value)], exhausted=False)
+            return Progress(runs, [NewTaskRun(task, parent_id, branch, value, iteration)], exhausted=False)
         runs.append(tr)
         if not tr.state.is_terminal or tr.state.is_failed:
             return Progress(runs, [], exhausted=False)

@@ -36,7 +36,7 @@ class ExecutionView:
         self.flow = flow
         self.execution = execution
         self._by_id: dict[str, TaskRun] = {}
-        self._by_identity: dict[tuple[str | None, str, str, str | None], TaskRun] = {}
+        self._by_identity: dict[tuple[str | None, str, str, str | None, int], TaskRun] = {}
         self._by_parent: dict[str | None, list[TaskRun]] = defaultdict(list)
         self._ordered: list[TaskRun] = []
         self._sorted = True
@@ -49,7 +49,7 @@ class ExecutionView:
     def add(self, tr: TaskRun) -> None:
         """Index a task run (also used for task runs created during this advance)."""
         self._by_id[tr.id] = tr
-        self._by_identity.setdefault((tr.parent_id, tr.branch, tr.task_id, tr.value), tr)
+        self._by_identity.setdefault((tr.parent_id, tr.branch, tr.task_id, tr.value, tr.iteration), tr)
         siblings = self._by_parent[tr.parent_id]
         if siblings and siblings[-1].seq > tr.seq:
             siblings.append(tr)
@@ -66,9 +66,11 @@ class ExecutionView:
         """The task run with this id; KeyError when unknown."""
         return self._by_id[task_run_id]
 
-    def child(self, parent_id: str | None, branch: str, task_id: str, value: str | None = None) -> TaskRun | None:
+    def child(
+        self, parent_id: str | None, branch: str, task_id: str, value: str | None = None, iteration: int = 0
+    ) -> TaskRun | None:
         """The task run of ``task_id`` under ``parent_id``/``branch`` with loop ``value``, if created."""
-        return self._by_identity.get((parent_id, branch, task_id, value))
+        return self._by_identity.get((parent_id, branch, task_id, value, iteration))
 
     def children(self, parent_id: str | None, branch: str | None = None) -> list[TaskRun]:
         """Task runs directly under ``parent_id`` (in one ``branch``, or all), creation order."""

@@ -143,7 +143,7 @@ _TYPES: tuple[TaskTypeInfo, ...] = (
     _flowable("flow.AllowFailure"),
     # Pause: the deprecated child ``tasks`` run after the resume (Kestra still accepts them).
     _flowable("flow.Pause", required=(), properties=("delay", "pauseDuration", "behavior", "onResume")),
-    _flowable("flow.WaitFor"),
+    _flowable("flow.WaitFor", properties=("condition", "checkFrequency", "failOnMaxReached")),
     _flowable("flow.WorkingDirectory", runnable_children_only=True),
     _flowable(
         "flow.Subflow", child_lists=(), required=(), executable=True,
@@ -257,6 +257,7 @@ SUPPORTED_TASK_TYPES: frozenset[str] = frozenset(
         _CORE + "flow.Pause",
         _CORE + "flow.Subflow",
         _CORE + "execution.Resume",
+        _CORE + "flow.WaitFor",
     }
 )
 

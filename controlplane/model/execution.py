@@ -46,6 +46,7 @@ class TaskRun:
             again and dispatches it): the retry date of a RETRYING task run; for a RETRIED one
             (retry ``behavior: CREATE_NEW_EXECUTION``), when the new execution is created.
             None when nothing is scheduled.
+        iteration: The WaitFor round (1, 2, ...) a child of a WaitFor belongs to; 0 elsewhere.
     """
 
     id: str
@@ -70,6 +71,7 @@ class TaskRun:
     started_at: datetime | None = None
     ended_at: datetime | None = None
     next_attempt_at: datetime | None = None
+    iteration: int = 0
 
 
 @dataclass

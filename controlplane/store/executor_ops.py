@@ -165,7 +165,7 @@ async def copy_task_run(
             state=new.state.value, histories=repo.histories_to_json(new.histories), attempt=new.attempt,
             properties=src.properties, timeout_seconds=src.timeout_seconds, outputs=new.outputs,
             error=repo.storable_text(new.error), created_at=new.created_at, started_at=new.started_at,
-            ended_at=new.ended_at, ready_at=new.created_at,
+            ended_at=new.ended_at, ready_at=new.created_at, iteration=new.iteration,
         )
     )
     if with_attempts:

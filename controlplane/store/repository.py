@@ -327,6 +327,7 @@ def _task_run(row: Any) -> TaskRun:
         started_at=row.started_at,
         ended_at=row.ended_at,
         next_attempt_at=row.next_attempt_at,
+        iteration=row.iteration,
     )
 
 
@@ -389,6 +390,7 @@ async def insert_task_run(
             started_at=tr.started_at,
             ended_at=tr.ended_at,
             ready_at=tr.created_at,
+            iteration=tr.iteration,
         )
     )
 

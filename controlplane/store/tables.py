@@ -129,6 +129,8 @@ task_runs = Table(
     # Durable retry timer: when the executor sweep starts the next attempt (or, for a RETRIED
     # task run, creates the new execution). Survives a control-plane restart.
     Column("next_attempt_at", DateTime(timezone=True)),
+    # WaitFor round of a child task run, 0 elsewhere (migration 0006).
+    Column("iteration", Integer, nullable=False, server_default="0"),
     UniqueConstraint("execution_id", "seq", name="uq_task_runs_seq"),
     # One task run per (parent, task, loop value): two executors racing on the same execution
     # cannot both create it.
@@ -138,6 +140,7 @@ task_runs = Table(
         text("coalesce(parent_id, '')"),
         "task_id",
         text("coalesce(value, '')"),
+        "iteration",
         unique=True,
     ),
     Index("ix_task_runs_lease", "lease_expires_at", postgresql_where=text("state = 'RUNNING'")),

@@ -27,6 +27,7 @@ from controlplane.engine.flowables import (
     sequential,
     subflow,
     switch,
+    wait_for,
 )
 from controlplane.engine.plan import Prepared, Renderer, Step
 from controlplane.engine.view import ExecutionView
@@ -65,6 +66,6 @@ FLOWABLES: dict[str, Flowable] = {
     for f in map(
         _flowable,
         (sequential, parallel, if_, switch, for_each, each_sequential, each_parallel, dag, allow_failure, pause,
-         subflow, resume),
+         subflow, resume, wait_for),
     )
 }

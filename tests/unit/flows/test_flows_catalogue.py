@@ -134,6 +134,7 @@ def test_supported_types() -> None:
         CORE + "flow.Pause",
         CORE + "flow.Subflow",
         CORE + "execution.Resume",
+        CORE + "flow.WaitFor",
         # storage, KV and script tasks (issue 6)
         *(f"io.kestra.plugin.scripts.{lang}.{kind}" for lang in ("shell", "python", "node")
           for kind in ("Commands", "Script")),
@@ -150,7 +151,7 @@ def test_supported_types() -> None:
         CORE + f"flow.{name}"
         for name in (
             "Sequential", "Parallel", "If", "Switch", "ForEach", "EachSequential", "EachParallel", "Dag",
-            "AllowFailure", "Pause", "Subflow",
+            "AllowFailure", "Pause", "Subflow", "WaitFor",
         )
     } | {CORE + "execution.Resume"}
 
