@@ -33,7 +33,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -900,6 +900,9 @@ def run_scenarios(
         for kind, flow in flows:
             result = FlowResult(file=flow.file, expected=flow.expected_label)
             results.setdefault(kind, []).append(result)
+            if flow.file in _CONSTRUCTED_INPUTS:  # placeholders the scenario builds itself
+                flow = replace(flow, inputs_given={k: v for k, v in (flow.inputs_given or {}).items()
+                                                   if not (isinstance(v, str) and v.startswith("<"))})
             reason = _prepare(deployer, flow)
             if reason:
                 result.reason, result.detail = reason
@@ -942,7 +945,28 @@ def _history_of(execution: Execution) -> list[str]:
     return [str(h.state) for h in execution.state.histories]
 
 
+def _paused_pause_execution(client: KestrelClient, timeout: float) -> dict[str, Any]:
+    """``resume-execution.yaml``'s input: the id of a PAUSED execution of the corpus flow ``pause``."""
+    paused = client.start_execution("io.kestra.tests", "pause")
+    _until(client, paused.id, {"PAUSED"}, timeout, "the execution of pause to resume")
+    return {"executionId": paused.id}
+
+
+#: Corpus files whose ``<...>`` placeholder inputs a scenario builds: file -> builder.
+_CONSTRUCTED_INPUTS = {"resume-execution.yaml": _paused_pause_execution}
+
+
 def _pause_resume(client: KestrelClient, flow: CorpusFlow, result: FlowResult, timeout: float) -> None:
+    if flow.file in _CONSTRUCTED_INPUTS:
+        # The Resume task resumes another paused execution, which must then end within 5 s.
+        inputs = _CONSTRUCTED_INPUTS[flow.file](client, timeout)
+        resumer = client.start_execution(flow.namespace, flow.flow_id, inputs={**(flow.inputs_given or {}), **inputs})
+        result.execution_id = resumer.id
+        _compare(flow, result, _final(client, resumer.id, timeout, "the resuming execution"))
+        resumed = _final(client, inputs["executionId"], 5.0, "the resumed execution")
+        if result.passed and not resumed.is_terminal:
+            raise _ScenarioFailure("the resumed execution did not end within 5 s")
+        return
     execution = client.start_execution(flow.namespace, flow.flow_id, inputs=flow.inputs_given)
     result.execution_id = execution.id
     paused = _until(client, execution.id, {"PAUSED"}, timeout, "before the resume")
