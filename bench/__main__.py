@@ -29,6 +29,10 @@ SECTIONS = ("pg", "celery", "main", "memory", "scheduler")
 ROWS: list[tuple[str, str, str, str]] = [
     ("task_runs_per_s", "throughput: task runs/s (3-task flow, 2 workers)", "/s", ">= 500; ~Celery/2"),
     ("executions_per_s", "throughput: executions/s", "/s", ""),
+    ("control_plane_cpu_ms_per_task_run", "control-plane CPU per task run (throughput run)", "ms", "2 cores: <= 4 for 500/s"),
+    ("workers_cpu_ms_per_task_run", "workers' CPU per task run (both processes)", "ms", ""),
+    ("pg_xacts_per_task_run", "Postgres transactions per task run", "", "(pg_stat_database)"),
+    ("pg_rows_written_per_task_run", "Postgres rows inserted+updated+deleted per task run", "", ""),
     ("dispatch_p50_ms", "dispatch ready -> worker receipt p50 (idle)", "ms", "<= 2"),
     ("dispatch_p99_ms", "dispatch ready -> worker receipt p99 (idle)", "ms", "<= 10"),
     ("dispatch_loaded_p50_ms", "dispatch p50 under throughput load", "ms", "(queueing included)"),
@@ -88,6 +92,7 @@ def print_table(results: dict[str, Any]) -> None:
             print(f"\nprofile of {name} during the throughput run (py-spy, % of samples), top self time:")
             for func, pct in summary.get("self", [])[:12]:
                 print(f"  {pct:5.1f}%  {func}")
+            print("  self time by package: " + ", ".join(f"{k} {v}%" for k, v in summary.get("by_package", [])[:8]))
             print("  inclusive time of Kestrel functions:")
             for func, pct in summary.get("project", [])[:15]:
                 print(f"  {pct:5.1f}%  {func}")

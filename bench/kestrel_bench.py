@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg
 
 from bench.env import (
@@ -115,14 +116,30 @@ def _ms(v: float | None) -> float | None:
     return None if v is None else round(v * 1000.0, 3)
 
 
-def _wait_all_terminal(conn: psycopg.Connection, flow_id: str, count: int, timeout: float) -> None:
+_DB_STATS = ("xact_commit", "xact_rollback", "tup_inserted", "tup_updated", "tup_deleted", "tup_returned",
+             "tup_fetched")
+
+
+def _db_stats(conn: psycopg.Connection) -> dict[str, int]:
+    """This database's cumulative counters from ``pg_stat_database`` (fresh snapshot)."""
+    conn.execute("SELECT pg_stat_clear_snapshot()")
+    row = conn.execute(
+        f"SELECT {', '.join(_DB_STATS)} FROM pg_stat_database WHERE datname = current_database()"
+    ).fetchone()
+    return dict(zip(_DB_STATS, (int(v) for v in row), strict=True))
+
+
+def _wait_all_terminal(conn: psycopg.Connection, flow_id: str, count: int, timeout: float) -> int:
+    """Waits until ``count`` executions of ``flow_id`` ended; returns how many queries it made."""
     deadline = time.monotonic() + timeout
+    polls = 0
     while True:
+        polls += 1
         done = conn.execute(
             "SELECT count(*) FROM executions WHERE flow_id = %s AND ended_at IS NOT NULL", (flow_id,)
         ).fetchone()[0]
         if done >= count:
-            return
+            return polls
         if time.monotonic() > deadline:
             raise BenchError(f"only {done} of {count} executions of {flow_id} ended within {timeout:g} s")
         time.sleep(0.05)
@@ -168,12 +185,12 @@ def run_main(sizes: Sizes, workdir: Path, results: dict[str, Any], profile_dir: 
         client.deploy_flow(three_task_flow("three-tasks-latency"))
         client.deploy_flow(three_task_flow("three-tasks-warmup"))
         client.deploy_flow(chain_flow(sizes.chain_tasks, 10))
-        with workers(cp.address, url, 2, sizes.worker_concurrency, receipts_path, workdir):
+        with workers(cp.address, url, 2, sizes.worker_concurrency, receipts_path, workdir) as procs:
             # Warm-up: first executions pay imports and connection set-up.
             for _ in range(sizes.warmups):
                 client.wait_execution(client.start_execution(NAMESPACE, "three-tasks-warmup").id, timeout=60)
 
-            _throughput(sizes, client, conn, cp, results, profile_dir)
+            _throughput(sizes, client, conn, cp, [p.pid for p in procs], results, profile_dir)
             _latency(sizes, client, results)
             _chain(sizes, client, results)
 
@@ -193,17 +210,34 @@ def run_main(sizes: Sizes, workdir: Path, results: dict[str, Any], profile_dir: 
         results["dispatch_loaded_p99_ms"] = loaded["p99_ms"]
 
 
+def _cpu_seconds(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        t = psutil.Process(pid).cpu_times()
+        total += t.user + t.system
+    return total
+
+
 def _throughput(sizes: Sizes, client: KestrelClient, conn: psycopg.Connection, cp: ControlPlaneProcess,
-                results: dict[str, Any], profile_dir: Path | None) -> None:
+                worker_pids: list[int], results: dict[str, Any], profile_dir: Path | None) -> None:
     n = sizes.throughput_executions
     spy = _start_profiler(cp.pid, profile_dir, "controlplane") if profile_dir else None
+    cpu_cp, cpu_workers = _cpu_seconds([cp.pid]), _cpu_seconds(worker_pids)
+    time.sleep(1.5)  # backends flush their statistics at most once a second
+    stats0 = _db_stats(conn)
     t0 = time.time()
-    with ThreadPoolExecutor(sizes.submit_threads) as pool:
-        list(pool.map(lambda _: client.start_execution(NAMESPACE, "three-tasks"), range(n)))
-    submitted = time.time()
-    _wait_all_terminal(conn, "three-tasks", n, timeout=max(120.0, n * 0.5))
-    if spy is not None:
-        _stop_profiler(spy)
+    try:
+        with ThreadPoolExecutor(sizes.submit_threads) as pool:
+            list(pool.map(lambda _: client.start_execution(NAMESPACE, "three-tasks"), range(n)))
+        submitted = time.time()
+        # Generous: a measurement on a loaded machine is slow, not wrong.
+        polls = _wait_all_terminal(conn, "three-tasks", n, timeout=max(600.0, n * 2.0))
+        cpu_cp, cpu_workers = _cpu_seconds([cp.pid]) - cpu_cp, _cpu_seconds(worker_pids) - cpu_workers
+    finally:
+        if spy is not None:
+            _stop_profiler(spy)
+    time.sleep(1.5)
+    stats1 = _db_stats(conn)
     last_end, task_runs, ok = conn.execute(
         """SELECT extract(epoch FROM max(e.ended_at)),
                   (SELECT count(*) FROM task_runs tr JOIN executions x ON x.id = tr.execution_id
@@ -216,11 +250,23 @@ def _throughput(sizes: Sizes, client: KestrelClient, conn: psycopg.Connection, c
         "executions": n, "task_runs": task_runs, "succeeded": ok, "wall_s": round(wall, 3),
         "submit_s": round(submitted - t0, 3), "workers": 2, "worker_concurrency": sizes.worker_concurrency,
         "submit_threads": sizes.submit_threads,
+        "control_plane_cpu_s": round(cpu_cp, 3), "workers_cpu_s": round(cpu_workers, 3),
         "definition": "first StartExecution sent -> last execution's ended_at; executions submitted concurrently "
                       "while the workers run",
     }
     results["executions_per_s"] = round(n / wall, 2)
     results["task_runs_per_s"] = round(task_runs / wall, 2)
+    # Postgres work per task run (pg_stat_database of this database; the benchmark's own polling
+    # queries, one transaction each, are subtracted; background loops of the control plane count).
+    delta = {k: stats1[k] - stats0[k] for k in _DB_STATS}
+    delta["xact_commit"] -= polls + 2
+    results["pg_per_task_run"] = {k: round(v / task_runs, 2) for k, v in delta.items()}
+    results["pg_xacts_per_task_run"] = results["pg_per_task_run"]["xact_commit"]
+    results["pg_rows_written_per_task_run"] = round(
+        (delta["tup_inserted"] + delta["tup_updated"] + delta["tup_deleted"]) / task_runs, 2)
+    # CPU time per task run is less sensitive to other load on the machine than wall-clock rates.
+    results["control_plane_cpu_ms_per_task_run"] = round(cpu_cp * 1000 / task_runs, 3)
+    results["workers_cpu_ms_per_task_run"] = round(cpu_workers * 1000 / task_runs, 3)
     if ok != n:
         results.setdefault("notes", []).append(f"throughput: {n - ok} of {n} executions did not end in SUCCESS")
 
