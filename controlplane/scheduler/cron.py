@@ -136,14 +136,19 @@ class CronSchedule:
         tz = self.tz
         before = instant.astimezone(UTC)
         local = before.astimezone(tz).replace(tzinfo=None)
-        it = self._iter(local + timedelta(hours=3))  # start past any fold, walk back
+        near_transition = (before - timedelta(hours=3)).astimezone(tz).utcoffset() != (
+            before + timedelta(hours=3)).astimezone(tz).utcoffset()
+        # Near a DST transition a wall-clock time after ``local`` can be an earlier instant (the
+        # first pass through a repeated hour): start past the fold and check each candidate.
+        it = self._iter(local + timedelta(hours=3) if near_transition else local)
         for _ in range(_MAX_STEPS):
             try:
                 candidate = it.get_prev(datetime)
             except CroniterError:
                 return None
             fired = to_utc_instant(candidate, tz)
-            if fired < before and self.next_after(fired - timedelta(microseconds=1)) == fired:
+            if fired < before and (not near_transition
+                                   or self.next_after(fired - timedelta(microseconds=1)) == fired):
                 return fired
         return None
 

@@ -40,24 +40,10 @@ def trigger_inputs(flow: Flow, raw: dict[str, Any]) -> dict[str, Any]:
         raise InputValidationError(f"flow {flow.namespace}.{flow.id}: inputs cannot be read: {exc}") from None
 
 
-async def launch(
-    unit: Unit,
-    executor: Any,
-    flow: Flow,
-    record: dict[str, Any],
-    raw_inputs: dict[str, Any],
-    labels: dict[str, str] | None = None,
+def prepare(
+    flow: Flow, record: dict[str, Any], raw_inputs: dict[str, Any], labels: dict[str, str] | None = None
 ) -> Execution:
-    """Insert a CREATED execution of ``flow`` with trigger ``record`` and advance it, in the
-    caller's transaction (so it commits together with the fire row that claimed the tick).
-
-    Args:
-        unit: The open transaction.
-        executor: The :class:`controlplane.engine.executor.Executor` (its ``advance_safely``).
-        flow: The flow revision to run.
-        record: ``{"id": trigger id, "type": trigger type, "variables": {...}}``.
-        raw_inputs: Inputs as the trigger rendered them.
-        labels: Extra labels (e.g. ``system.backfill``).
+    """A CREATED execution of ``flow`` carrying trigger ``record`` (not stored yet).
 
     Raises:
         InputValidationError: the trigger's inputs do not fit the flow's declarations.
@@ -77,6 +63,32 @@ async def launch(
         created_at=now,
     )
     execution.labels.setdefault("system.correlationId", execution.id)
+    return execution
+
+
+async def insert(unit: Unit, execution: Execution) -> None:
+    """Store a prepared execution and put it on the executor queue (the executor sweep starts
+    it): a tick costs the scheduler a few inserts, so one scheduler keeps up with many
+    every-second schedules."""
+    await repo.insert_execution(unit.conn, execution, None)
+    await repo.mark_execution_dirty(unit.conn, execution.id)
+
+
+async def launch(
+    unit: Unit,
+    executor: Any,
+    flow: Flow,
+    record: dict[str, Any],
+    raw_inputs: dict[str, Any],
+    labels: dict[str, str] | None = None,
+) -> Execution:
+    """Insert a CREATED execution of ``flow`` with trigger ``record`` and advance it in the
+    caller's transaction (webhook calls: the caller may wait for it).
+
+    Raises:
+        InputValidationError: the trigger's inputs do not fit the flow's declarations.
+    """
+    execution = prepare(flow, record, raw_inputs, labels)
     await repo.insert_execution(unit.conn, execution, None)
     unit.executions.add(execution.id)
     await executor.advance_safely(unit, execution.id)

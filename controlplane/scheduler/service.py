@@ -31,7 +31,7 @@ from controlplane.model.state import State
 from controlplane.scheduler import store
 from controlplane.scheduler.conditions import ConditionContext, all_hold, holds, short_type, window_start
 from controlplane.scheduler.cron import local_iso
-from controlplane.scheduler.launch import launch
+from controlplane.scheduler.launch import insert, launch, prepare
 from controlplane.scheduler.triggers import TriggerDef, definitions
 from controlplane.store import repository as repo
 
@@ -69,7 +69,15 @@ class SchedulerOptions:
     flow_skew: float = 5.0
     deep_every: int = 60
     deep_lookback: float = 120.0
-    concurrency: int = 8
+    batch: int = 100
+
+
+@dataclass
+class _Writes:
+    """Fires and trigger moves of one batch, written together (few statements per batch)."""
+
+    fires: list[tuple[str, str, str, dict[str, Any], Any]] = field(default_factory=list)
+    moves: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -111,7 +119,6 @@ class Scheduler:
         self._last_sync: float | None = None
         self._seen: dict[str, int] = {}
         self._passes = 0
-        self._sem = asyncio.Semaphore(self.options.concurrency)
 
     # -- sync -------------------------------------------------------------------------------
 
@@ -189,8 +196,13 @@ class Scheduler:
         found = self._definition(row.namespace, row.flow_id, row.trigger_id)
         if found is not None and found[0].revision == row.flow_revision:
             return found
-        flow = await self._load(conn, row.namespace, row.flow_id, row.flow_revision)
-        for d in definitions(flow):
+        try:
+            flow = await self._load(conn, row.namespace, row.flow_id, row.flow_revision)
+            defs = definitions(flow)
+        except Exception:
+            log.exception("scheduler: cannot read flow %s.%s revision %d", row.namespace, row.flow_id, row.flow_revision)
+            return None
+        for d in defs:
             if d.id == row.trigger_id:
                 return flow, d
         return None
@@ -222,43 +234,41 @@ class Scheduler:
         """Fire every due tick of every enabled schedule (and backfills); returns executions created."""
         now = self.clock()
         cutoff = now - timedelta(seconds=self.options.standby_delay) if standby else now
-        async with self._tx() as unit:
-            due = await store.due_schedules(unit.conn, cutoff, limit=1000)
-        if not due:
-            return 0
-
-        async def one(key: tuple[str, str, str]) -> int:
-            async with self._sem:
-                try:
-                    return await self._run_schedule(*key, cutoff=cutoff)
-                except Exception:
-                    log.exception("scheduler: trigger %s.%s/%s failed", *key)
-                    return 0
-
-        return sum(await asyncio.gather(*(one(k) for k in due)))
-
-    async def _run_schedule(self, namespace: str, flow_id: str, trigger_id: str, cutoff: datetime) -> int:
         created = 0
-        async with self._tx() as unit:
-            conn = unit.conn
-            row = await store.get_trigger(conn, namespace, flow_id, trigger_id, lock=True, skip_locked=True)
-            if row is None or row.disabled:
-                return 0
-            found = await self._definition_at(conn, row)
-            if found is None:
-                return 0
-            flow, d = found
-            now = self.clock()
-            if row.backfill is not None:
-                created += await self._run_backfill(unit, row, flow, d, now)
-            if row.next_date is None or row.next_date > cutoff:
-                return created
-            ticks, next_date = self._due_ticks(d, row.next_date, now)
-            for tick in ticks:
-                if await self._fire_tick(unit, flow, d, tick, now):
-                    created += 1
-            await store.update_trigger(conn, namespace, flow_id, trigger_id, next_date=next_date,
-                                       last_date=ticks[-1] if ticks else row.last_date)
+        # Batches of due triggers, each batch one transaction holding their rows
+        # (FOR UPDATE SKIP LOCKED: another scheduler takes the other rows meanwhile).
+        for _ in range(20):
+            async with self._tx() as unit:
+                rows = await store.lock_due_schedules(unit.conn, cutoff, limit=self.options.batch)
+                writes = _Writes()
+                for row in rows:
+                    await self._run_schedule(unit, row, cutoff, writes)
+                created += len(await store.fire_many(unit.conn, writes.fires))
+                await store.move_many(unit.conn, writes.moves)
+            if len(rows) < self.options.batch:
+                break
+        return created
+
+    async def _run_schedule(self, unit: Unit, row: store.TriggerRow, cutoff: datetime, writes: _Writes) -> int:
+        """Fire the due ticks of one locked trigger row and move its next date (the fires and
+        moves are collected in ``writes`` and stored together by the caller)."""
+        conn = unit.conn
+        created = 0
+        found = await self._definition_at(conn, row)
+        if found is None:
+            return 0
+        flow, d = found
+        now = self.clock()
+        if row.backfill is not None:
+            created += await self._run_backfill(unit, row, flow, d, now)
+        if row.next_date is None or row.next_date > cutoff:
+            return created
+        ticks, next_date = self._due_ticks(d, row.next_date, now)
+        for tick in ticks:
+            if await self._fire_tick(unit, flow, d, tick, now, writes=writes):
+                created += 1
+        writes.moves.append({"ns": row.namespace, "flow": row.flow_id, "trig": row.trigger_id, "next": next_date,
+                             "last": ticks[-1] if ticks else row.last_date})
         return created
 
     def _due_ticks(self, d: TriggerDef, first: datetime, now: datetime) -> tuple[list[datetime], datetime | None]:
@@ -301,7 +311,8 @@ class Scheduler:
         }
 
     async def _fire_tick(
-        self, unit: Unit, flow: Flow, d: TriggerDef, tick: datetime, now: datetime, backfill: bool = False
+        self, unit: Unit, flow: Flow, d: TriggerDef, tick: datetime, now: datetime, backfill: bool = False,
+        writes: _Writes | None = None,
     ) -> bool:
         """Claim ``tick`` and start its execution; False when skipped or claimed before."""
         conn = unit.conn
@@ -320,25 +331,28 @@ class Scheduler:
             log.warning("scheduler: flow %s.%s trigger %s: %s", flow.namespace, flow.id, d.id, exc)
             await store.record_fire(conn, flow.namespace, flow.id, d.id, **key, skipped_reason=str(exc)[:2000])
             return False
-        fire_id = await store.record_fire(conn, flow.namespace, flow.id, d.id, **key)
-        if fire_id is None:
-            return False  # another scheduler fired this tick already
         labels = {"system.backfill": "true"} if backfill else {}
-        return await self._start(unit, flow, d, fire_id, variables, inputs, labels)
+        return await self._start(unit, flow, d, key, variables, inputs, labels, writes)
 
-    async def _start(self, unit: Unit, flow: Flow, d: TriggerDef, fire_id: int | None, variables: dict[str, Any],
-                     inputs: Any, labels: dict[str, str]) -> bool:
+    async def _start(self, unit: Unit, flow: Flow, d: TriggerDef, key: dict[str, Any], variables: dict[str, Any],
+                     inputs: Any, labels: dict[str, str], writes: _Writes | None = None) -> bool:
+        """Claim the tick or event ``key`` in ``trigger_fires`` and start its execution, in the
+        caller's transaction; False when it was claimed before or the inputs do not fit."""
         record = {"id": d.id, "type": d.type, "variables": variables}
+        conn = unit.conn
         try:
-            async with unit.conn.begin_nested():
-                execution = await launch(unit, self._executor, flow, record, dict(inputs or {}), labels)
+            prepared = prepare(flow, record, dict(inputs or {}), labels)
         except InputValidationError as exc:
             log.warning("scheduler: flow %s.%s trigger %s: not started: %s", flow.namespace, flow.id, d.id, exc)
-            if fire_id is not None:
-                await store.set_fire_execution(unit.conn, fire_id, None, str(exc)[:2000])
+            await store.record_fire(conn, flow.namespace, flow.id, d.id, **key, skipped_reason=str(exc)[:2000])
             return False
-        if fire_id is not None:
-            await store.set_fire_execution(unit.conn, fire_id, execution.id, None)
+        if writes is not None:
+            writes.fires.append((flow.namespace, flow.id, d.id, key, prepared))
+            return True
+        fire_id = await store.record_fire(conn, flow.namespace, flow.id, d.id, **key, execution_id=prepared.id)
+        if fire_id is None:
+            return False  # another scheduler fired this tick or event already
+        await insert(unit, prepared)
         return True
 
     async def _run_backfill(self, unit: Unit, row: store.TriggerRow, flow: Flow, d: TriggerDef, now: datetime) -> int:
@@ -516,10 +530,7 @@ class Scheduler:
                 await store.update_trigger(conn, flow.namespace, flow.id, d.id, state=state_doc)
             if not ok:
                 return 0
-            fire_id = await store.record_fire(conn, flow.namespace, flow.id, d.id, event_key=f"{row.id}:{index}")
-            if fire_id is None:
-                return 0
-            return int(await self._start(unit, flow, d, fire_id, variables, inputs, {}))
+            return int(await self._start(unit, flow, d, {"event_key": f"{row.id}:{index}"}, variables, inputs, {}))
 
     async def _upstream_context(self, conn: Any, upstream: Any, variables: dict[str, Any]) -> dict[str, Any]:
         """Expression variables of the upstream execution (Kestra renders a Flow trigger's
@@ -674,10 +685,15 @@ async def run_forever(scheduler: Scheduler, is_leader: Callable[[], Any], interv
     """The scheduler loop of one replica: a pass, then sleep until the next due tick (at most
     ``interval`` seconds). ``await is_leader()`` decides whether this replica fires on time or
     stands by (fires only ticks already ``standby_delay`` late)."""
+    was_leader = False
     while True:
         delay = interval
         try:
             leader = await is_leader()
+            if leader != was_leader:
+                log.info("scheduler: this replica %s", "now leads (fires ticks on time)" if leader
+                         else "stands by (fires only late ticks)")
+                was_leader = leader
             await scheduler.run_once(standby=not leader)
             wake = await scheduler.next_wakeup()
             if wake is not None:

@@ -93,11 +93,11 @@ async def delete_triggers(conn: AsyncConnection, namespace: str, flow_id: str, k
     await conn.execute(q)
 
 
-async def due_schedules(conn: AsyncConnection, before: datetime, limit: int) -> list[tuple[str, str, str]]:
-    """(namespace, flow, trigger) of enabled schedules whose next date is at or before ``before``
-    (or that have a backfill in progress), earliest first."""
+async def lock_due_schedules(conn: AsyncConnection, before: datetime, limit: int) -> list[TriggerRow]:
+    """Lock (``FOR UPDATE SKIP LOCKED``) and return enabled schedules whose next date is at or
+    before ``before`` or that have a backfill in progress; rows another scheduler holds are skipped."""
     q = (
-        select(t.triggers.c.namespace, t.triggers.c.flow_id, t.triggers.c.trigger_id)
+        select(t.triggers)
         .where(
             t.triggers.c.kind == "schedule",
             t.triggers.c.disabled.is_(False),
@@ -105,8 +105,9 @@ async def due_schedules(conn: AsyncConnection, before: datetime, limit: int) -> 
         )
         .order_by(t.triggers.c.next_date.nulls_last())
         .limit(limit)
+        .with_for_update(skip_locked=True)
     )
-    return [tuple(r) for r in (await conn.execute(q)).all()]
+    return [_row(r) for r in (await conn.execute(q)).all()]
 
 
 async def earliest_next_date(conn: AsyncConnection) -> datetime | None:
@@ -126,25 +127,18 @@ async def record_fire(
     scheduled_date: datetime | None = None,
     event_key: str | None = None,
     skipped_reason: str | None = None,
+    execution_id: str | None = None,
 ) -> int | None:
     """Claim a tick (``scheduled_date``) or event (``event_key``); the fire row id, or None when
     it was claimed before (the unique keys: a tick or event fires once)."""
     stmt = (
         pg_insert(t.trigger_fires)
         .values(namespace=namespace, flow_id=flow_id, trigger_id=trigger_id, scheduled_date=scheduled_date,
-                event_key=event_key, skipped_reason=skipped_reason)
+                event_key=event_key, skipped_reason=skipped_reason, execution_id=execution_id)
         .on_conflict_do_nothing()
         .returning(t.trigger_fires.c.id)
     )
     return (await conn.execute(stmt)).scalar_one_or_none()
-
-
-async def set_fire_execution(conn: AsyncConnection, fire_id: int, execution_id: str | None, reason: str | None) -> None:
-    """Attach the created execution (or the reason none was created) to a fire row."""
-    await conn.execute(
-        update(t.trigger_fires).where(t.trigger_fires.c.id == fire_id).values(execution_id=execution_id,
-                                                                               skipped_reason=reason)
-    )
 
 
 async def list_fires(conn: AsyncConnection, namespace: str, flow_id: str, trigger_id: str = "") -> list[Any]:
@@ -196,3 +190,58 @@ async def latest_flow_revisions(conn: AsyncConnection) -> list[tuple[str, str, i
         and_(f.c.namespace == latest.c.namespace, f.c.flow_id == latest.c.flow_id, f.c.revision == latest.c.revision),
     )
     return [tuple(r) for r in (await conn.execute(q)).all()]
+
+
+async def fire_many(conn: AsyncConnection, fires: list[tuple[str, str, str, dict[str, Any], Any]]) -> set[str]:
+    """Claim many ticks at once and store the executions of the claimed ones (three statements
+    whatever the count), in the caller's transaction.
+
+    Args:
+        fires: (namespace, flow id, trigger id, ``{"scheduled_date": d}`` or ``{"event_key": k}``,
+            prepared :class:`controlplane.model.Execution`).
+
+    Returns:
+        Ids of the executions stored (a tick claimed before is skipped: the unique keys).
+    """
+    if not fires:
+        return set()
+    rows = [
+        {"namespace": ns, "flow_id": flow_id, "trigger_id": trigger_id,
+         "scheduled_date": key.get("scheduled_date"), "event_key": key.get("event_key"),
+         "execution_id": execution.id, "skipped_reason": None}
+        for ns, flow_id, trigger_id, key, execution in fires
+    ]
+    claimed = set((await conn.execute(
+        pg_insert(t.trigger_fires).values(rows).on_conflict_do_nothing().returning(t.trigger_fires.c.execution_id)
+    )).scalars())
+    if not claimed:
+        return claimed
+    from controlplane.store.repository import histories_to_json
+
+    executions = [e for *_, e in fires if e.id in claimed]
+    await conn.execute(pg_insert(t.executions).values([
+        {"id": e.id, "namespace": e.namespace, "flow_id": e.flow_id, "flow_revision": e.flow_revision,
+         "state": e.state.value, "histories": histories_to_json(e.histories), "inputs": e.inputs,
+         "outputs": None, "labels": e.labels, "trigger": e.trigger, "created_at": e.created_at}
+        for e in executions
+    ]))
+    await conn.execute(pg_insert(t.executor_queue).values([
+        {"execution_id": e.id, "available_at": e.created_at} for e in executions
+    ]).on_conflict_do_nothing())
+    return claimed
+
+
+async def move_many(conn: AsyncConnection, moves: list[dict[str, Any]]) -> None:
+    """Set ``next_date``/``last_date`` of many trigger rows (keys ``ns``, ``flow``, ``trig``,
+    ``next``, ``last``) in one pipelined statement."""
+    if not moves:
+        return
+    from sqlalchemy import bindparam
+
+    stmt = (
+        update(t.triggers)
+        .where(t.triggers.c.namespace == bindparam("ns"), t.triggers.c.flow_id == bindparam("flow"),
+               t.triggers.c.trigger_id == bindparam("trig"))
+        .values(next_date=bindparam("next"), last_date=bindparam("last"), updated_at=func.now())
+    )
+    await conn.execute(stmt, moves)
