@@ -108,7 +108,10 @@ def parents_of(view: ExecutionView, task_run: TaskRun) -> list[dict[str, Any]]:
 
 def _iteration(view: ExecutionView, task_run: TaskRun) -> int | None:
     """``taskrun.iteration`` inside a loop: the 0-based position of the task run's value among
-    the values its loop stored when it started (Kestra's ForEach/Each* iteration)."""
+    the values its loop stored when it started (Kestra's ForEach/Each* iteration); for a
+    WaitFor child, its round (1, 2, ...)."""
+    if task_run.iteration:
+        return task_run.iteration
     if task_run.value is None or task_run.parent_id is None:
         return None
     try:
