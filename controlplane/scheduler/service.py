@@ -681,27 +681,45 @@ def _filter(f: Mapping[str, Any]) -> dict[str, Any]:
 __all__ = ["Scheduler", "SchedulerOptions", "system_clock", "short_type"]
 
 
-async def run_forever(scheduler: Scheduler, is_leader: Callable[[], Any], interval: float) -> None:
+async def run_forever(scheduler: Scheduler, is_leader: Callable[[], Any], interval: float,
+                      renew_every: float = 1.0) -> None:
     """The scheduler loop of one replica: a pass, then sleep until the next due tick (at most
-    ``interval`` seconds). ``await is_leader()`` decides whether this replica fires on time or
-    stands by (fires only ticks already ``standby_delay`` late)."""
-    was_leader = False
-    while True:
-        delay = interval
-        try:
-            leader = await is_leader()
-            if leader != was_leader:
+    ``interval`` seconds). Leadership (``await is_leader()``) is renewed by its own task every
+    ``renew_every`` seconds, so a long pass does not lose it; the leader fires ticks on time, the
+    others stand by (fire only ticks already ``standby_delay`` late)."""
+    state = {"leader": False}
+
+    async def renew() -> None:
+        while True:
+            try:
+                leader = await is_leader()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("scheduler: leadership check failed")
+                leader = False
+            if leader != state["leader"]:
                 log.info("scheduler: this replica %s", "now leads (fires ticks on time)" if leader
                          else "stands by (fires only late ticks)")
-                was_leader = leader
-            await scheduler.run_once(standby=not leader)
-            wake = await scheduler.next_wakeup()
-            if wake is not None:
-                if not leader:
-                    wake += timedelta(seconds=scheduler.options.standby_delay)
-                delay = min(interval, max(0.02, (wake - scheduler.clock()).total_seconds()))
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("scheduler pass failed")
-        await asyncio.sleep(delay)
+                state["leader"] = leader
+            await asyncio.sleep(renew_every)
+
+    renewer = asyncio.create_task(renew(), name="scheduler-leadership")
+    try:
+        while True:
+            delay = interval
+            leader = state["leader"]
+            try:
+                await scheduler.run_once(standby=not leader)
+                wake = await scheduler.next_wakeup()
+                if wake is not None:
+                    if not leader:
+                        wake += timedelta(seconds=scheduler.options.standby_delay)
+                    delay = min(interval, max(0.02, (wake - scheduler.clock()).total_seconds()))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("scheduler pass failed")
+            await asyncio.sleep(delay)
+    finally:
+        renewer.cancel()
