@@ -20,10 +20,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import baselines, kestrel_bench
+from bench import baselines, census, kestrel_bench
 from bench.env import REPO, scratch_dir
 
-SECTIONS = ("pg", "celery", "main", "memory", "scheduler")
+SECTIONS = ("pg", "celery", "main", "census", "memory", "scheduler")
 
 # (key, label, unit, target / reference shown beside the figure)
 ROWS: list[tuple[str, str, str, str]] = [
@@ -33,6 +33,8 @@ ROWS: list[tuple[str, str, str, str]] = [
     ("workers_cpu_ms_per_task_run", "workers' CPU per task run (both processes)", "ms", ""),
     ("pg_xacts_per_task_run", "Postgres transactions per task run", "", "(pg_stat_database)"),
     ("pg_rows_written_per_task_run", "Postgres rows inserted+updated+deleted per task run", "", ""),
+    ("sql_statements_per_task_run", "SQL statements per task run (census, net)", "", "each one a round trip"),
+    ("sql_commits_per_task_run", "transactions committed per task run (census, net)", "", ""),
     ("dispatch_p50_ms", "dispatch ready -> worker receipt p50 (idle)", "ms", "<= 2"),
     ("dispatch_p99_ms", "dispatch ready -> worker receipt p99 (idle)", "ms", "<= 10"),
     ("dispatch_loaded_p50_ms", "dispatch p50 under throughput load", "ms", "(queueing included)"),
@@ -86,6 +88,10 @@ def print_table(results: dict[str, Any]) -> None:
         print(f"note: {note}")
     for section, err in results.get("errors", {}).items():
         print(f"ERROR in {section}: {err.splitlines()[-1] if err else err}")
+    census_ = results.get("census")
+    if census_:
+        print("SQL statements per task run by shape (census): " + ", ".join(
+            f"{k} {v}" for k, v in list(census_["per_task_run_net"].items())[:12]))
     prof = results.get("profile")
     if prof:
         for name, summary in prof.items():
@@ -120,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "task_runs_per_s": None, "executions_per_s": None, "celery_tasks_per_s": None,
         "dispatch_p50_ms": None, "dispatch_p99_ms": None, "chain_overhead_ms_per_task": None,
-        "execution_latency_p50_ms": None, "execution_latency_p99_ms": None,
+        "execution_latency_p50_ms": None, "execution_latency_p99_ms": None, "sql_statements_per_task_run": None,
         "pg_skip_locked_claims_per_s": None, "control_plane_rss_mb": None, "rss_growth_mb": None,
         "cron_lateness_p50_ms": None, "cron_lateness_p99_ms": None, "cron_lateness_max_ms": None,
         "errors": {},
@@ -130,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         "pg": lambda: baselines.run_pg_baseline(sizes.pg_rows, results),
         "celery": lambda: baselines.run_celery_baseline(sizes.celery_tasks, workdir, results),
         "main": lambda: kestrel_bench.run_main(sizes, workdir, results, profile_dir),
+        "census": lambda: census.run_census(sizes.census_executions, workdir, results, sizes.census_idle_s),
         "memory": lambda: kestrel_bench.run_memory(sizes, workdir, results),
         "scheduler": lambda: kestrel_bench.run_scheduler(sizes, workdir, results),
     }

@@ -100,15 +100,19 @@ class Sizes:
     chain_tasks: int = 40
     warmups: int = 3
     cron_grace: float = 30.0
+    census_executions: int = 30
+    census_idle_s: float = 5.0
+    settle_s: float = 2.0
     worker_concurrency: int = 4
     submit_threads: int = 8
 
 
 SIZES = {
     # smoke proves the harness runs (CI): a 10-task chain, tiny counts.
-    "smoke": Sizes(10, 5, 1, (0, 100, 300), 1000, 200, 2, 1.0, chain_tasks=10, warmups=1, cron_grace=5.0),
+    "smoke": Sizes(10, 5, 1, (0, 100, 300), 1000, 200, 2, 1.0, chain_tasks=10, warmups=1, cron_grace=5.0,
+                   census_executions=5, census_idle_s=2.0, settle_s=0.5),
     "quick": Sizes(300, 30, 1, (0, 2_000, 10_000), 20_000, 3_000, 50, 6.0),
-    "full": Sizes(2_000, 200, 3, (0, 10_000, 100_000), 100_000, 20_000, 200, 15.0),
+    "full": Sizes(2_000, 200, 3, (0, 10_000, 100_000), 100_000, 20_000, 200, 15.0, census_executions=100),
 }
 
 
@@ -349,7 +353,7 @@ def run_memory(sizes: Sizes, workdir: Path, results: dict[str, Any]) -> None:
                 if time.monotonic() > deadline:
                     raise BenchError(f"queue did not reach {target} task runs")
                 time.sleep(0.2)
-            time.sleep(2.0)  # let background loops settle
+            time.sleep(sizes.settle_s)  # let background loops settle
             points[str(target)] = round(cp.rss_mb(), 1)
     results["control_plane_rss_mb"] = points
     values = list(points.values())

@@ -16,6 +16,8 @@ REPO = Path(__file__).resolve().parents[2]
 REQUIRED = (
     "task_runs_per_s", "executions_per_s", "dispatch_p50_ms", "dispatch_p99_ms", "chain_overhead_ms_per_task",
     "execution_latency_p50_ms", "execution_latency_p99_ms", "pg_skip_locked_claims_per_s",
+    "control_plane_cpu_ms_per_task_run", "workers_cpu_ms_per_task_run", "pg_xacts_per_task_run",
+    "sql_statements_per_task_run",
 )
 
 
@@ -47,6 +49,11 @@ def test_bench_smoke_writes_every_figure(tmp_path: Path) -> None:
     # Dispatch latency came from real receipts of both worker processes' probe.
     assert results["dispatch"]["idle"]["n"] == 3 * results["execution_latency"]["n"]
     assert results["dispatch_p99_ms"] >= results["dispatch_p50_ms"]
+
+    # The census counted the claim and the completion of every task run (at least one each).
+    census = results["census"]
+    assert census["task_runs"] == 3 * census["executions"]
+    assert census["per_task_run_net"]["INSERT task_run_attempts"] >= 1
 
     # The Celery key is always present: a figure when the bench extra is installed, else a skip note.
     assert "celery_tasks_per_s" in results
