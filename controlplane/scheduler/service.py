@@ -29,7 +29,7 @@ from controlplane.flows.durations import parse_duration
 from controlplane.model import Flow
 from controlplane.model.state import State
 from controlplane.scheduler import store
-from controlplane.scheduler.conditions import ConditionContext, all_hold, holds, short_type, window_start
+from controlplane.scheduler.conditions import ConditionContext, all_hold, holds, window_start
 from controlplane.scheduler.cron import local_iso
 from controlplane.scheduler.launch import insert, launch, prepare
 from controlplane.scheduler.triggers import TriggerDef, definitions
@@ -564,7 +564,7 @@ class Scheduler:
         names = []
         for name, sub in items:
             names.append(str(name))
-            if str(name) not in doc["matched"] and holds(sub, ConditionContext(variables=ctx, execution=execution, now=at)):
+            if str(name) not in doc["matched"] and _holds_quietly(sub, ConditionContext(variables=ctx, execution=execution, now=at)):
                 doc["matched"] = [*doc["matched"], str(name)]
         met = all(n in doc["matched"] for n in names)
         state_doc[cid] = {"window": start, "matched": []} if met else doc
@@ -620,13 +620,24 @@ class Scheduler:
         return await self._load(conn, namespace, flow_id, row.revision)
 
 
+def _holds_quietly(cond: Mapping[str, Any], ctx: ConditionContext) -> bool:
+    """A member of a MultipleCondition: an expression that cannot be rendered for this event
+    (e.g. a label the execution does not have) means "not matched", not an error."""
+    try:
+        return holds(cond, ctx)
+    except (ExpressionError, ValueError) as exc:
+        log.debug("condition not matched: %s", exc)
+        return False
+
+
 def _preconditions(pre: Any) -> list[dict[str, Any]]:
-    """Kestra's ``preconditions`` (flows + where filters) as equivalent conditions: one flow is
-    ExecutionFlow + ExecutionStatus; several flows form a MultipleCondition over ``timeWindow``."""
+    """Kestra's ``preconditions`` as conditions: each listed flow (namespace, flowId, states) and
+    each ``where`` item (its filters ANDed) is one member; one member is checked on each event,
+    several form a MultipleCondition that fires once every member matched within ``timeWindow``."""
     if not isinstance(pre, Mapping):
         return []
     base = "io.kestra.plugin.core.condition."
-    parts: dict[str, Any] = {}
+    members: dict[str, dict[str, Any]] = {}
     for i, item in enumerate(pre.get("flows") or []):
         conds: list[dict[str, Any]] = []
         if item.get("flowId"):
@@ -635,20 +646,21 @@ def _preconditions(pre: Any) -> list[dict[str, Any]]:
             conds.append({"type": base + "ExecutionNamespace", "namespace": item["namespace"], "comparison": "EQUALS"})
         if item.get("states"):
             conds.append({"type": base + "ExecutionStatus", "in": list(item["states"])})
-        parts[f"flow_{i}"] = conds
-    result: list[dict[str, Any]] = []
-    if len(parts) == 1:
-        result += next(iter(parts.values()))
-    elif parts:
-        window = pre.get("timeWindow") or {}
-        result.append({
-            "type": base + "MultipleCondition", "id": str(pre.get("id") or "preconditions"),
-            "window": window.get("window") or "P1D", "windowAdvance": window.get("windowAdvance") or "PT0S",
-            "conditions": {k: _and(v) for k, v in parts.items()},
-        })
-    for where in pre.get("where") or []:
-        result += [_filter(f) for f in where.get("filters") or []]
-    return [c for c in result if c]
+        members[f"flow_{i}"] = _and(conds)
+    for i, where in enumerate(pre.get("where") or []):
+        filters = [c for c in (_filter(f) for f in where.get("filters") or []) if c]
+        if filters:
+            members[f"where_{where.get('id') or i}"] = _and(filters)
+    if len(members) == 1:
+        return list(members.values())
+    if not members:
+        return []
+    window = pre.get("timeWindow") or {}
+    return [{
+        "type": base + "MultipleCondition", "id": str(pre.get("id") or "preconditions"),
+        "window": window.get("window") or "P1D", "windowAdvance": window.get("windowAdvance") or "PT0S",
+        "conditions": members,
+    }]
 
 
 def _and(conds: list[dict[str, Any]]) -> dict[str, Any]:
@@ -659,26 +671,23 @@ def _and(conds: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _filter(f: Mapping[str, Any]) -> dict[str, Any]:
-    """One ``where`` filter of preconditions as a condition."""
+    """One ``where`` filter of preconditions as a condition (NAMESPACE equal/prefix/suffix,
+    FLOW_ID and STATE equal/not equal, EXPRESSION true/false). Other combinations never match."""
     base = "io.kestra.plugin.core.condition."
     field_, op, value = f.get("field"), f.get("type"), f.get("value")
     if field_ == "EXPRESSION":
-        return {"type": base + "Expression", "expression": str(value if value is not None else "false")}
-    target = {"NAMESPACE": "trigger.namespace", "FLOW_ID": "trigger.flowId", "STATE": "trigger.state"}.get(str(field_))
-    if target is None:
-        return {}
-    text = str(value).replace("'", "\\'")
-    expr = {
-        "EQUAL_TO": f"{target} == '{text}'",
-        "NOT_EQUAL_TO": f"{target} != '{text}'",
-        "STARTS_WITH": f"{target} starts with '{text}'",
-        "ENDS_WITH": f"{target} ends with '{text}'",
-        "CONTAINS": f"{target} contains '{text}'",
-    }.get(str(op))
-    return {"type": base + "Expression", "expression": "{{ " + expr + " }}"} if expr else {}
-
-
-__all__ = ["Scheduler", "SchedulerOptions", "system_clock", "short_type"]
+        expression = {"type": base + "Expression", "expression": str(value if value is not None else "false")}
+        return expression if op != "IS_FALSE" else {"type": base + "Not", "conditions": [expression]}
+    if field_ == "NAMESPACE" and op in ("EQUAL_TO", "STARTS_WITH", "ENDS_WITH"):
+        comparison = {"EQUAL_TO": "EQUALS", "STARTS_WITH": "PREFIX", "ENDS_WITH": "SUFFIX"}[str(op)]
+        return {"type": base + "ExecutionNamespace", "namespace": str(value), "comparison": comparison}
+    target = {"FLOW_ID": "trigger.flowId", "STATE": "trigger.state", "NAMESPACE": "trigger.namespace"}.get(str(field_))
+    text = str(value).replace("\\", "\\\\").replace("'", "\\'")
+    if target is not None and op in ("EQUAL_TO", "NOT_EQUAL_TO"):
+        sign = "==" if op == "EQUAL_TO" else "!="
+        return {"type": base + "Expression", "expression": "{{ " + f"{target} {sign} '{text}'" + " }}"}
+    log.warning("preconditions filter %s %s is not supported: it never matches", field_, op)
+    return {"type": base + "Expression", "expression": "false"}
 
 
 async def run_forever(scheduler: Scheduler, is_leader: Callable[[], Any], interval: float,

@@ -79,14 +79,20 @@ def run_trigger_corpus(address: str, corpus: Path, files: list[str] | None = Non
                        timeout: float = 30.0) -> list[TriggerResult]:
     """Run every ``flow-trigger`` and ``trigger/scheduler`` entry (or only ``files``)."""
     results = []
+    manifest = json.loads((corpus / "manifest.json").read_text(encoding="utf-8"))
     with KestrelClient(address, timeout=30) as client:
         for entry in _entries(corpus, files):
             kind, file, expected = entry["test_kind"], entry["file"], entry.get("expected") or {}
+            # A listener without listed upstreams (e.g. a namespace condition) is fired by the
+            # upstreams of the other listeners of the same Kestra test.
+            deps = list(entry.get("depends_on_flows") or []) or sorted({
+                d for e in manifest if e["source_test"] == entry["source_test"] and e["file"] != file
+                for d in e.get("depends_on_flows") or []})
             try:
                 if entry["trigger_types"] and any("http.Trigger" in t for t in entry["trigger_types"]):
                     results.append(TriggerResult(file, kind, False, "HTTP polling trigger: not supported (needs internet)"))
                     continue
-                for dep in entry.get("depends_on_flows") or []:
+                for dep in deps:
                     _deploy(client, corpus, dep)
                 _deploy(client, corpus, file)
                 if kind == "flow-trigger" and not entry["trigger_types"]:
@@ -95,8 +101,8 @@ def run_trigger_corpus(address: str, corpus: Path, files: list[str] | None = Non
                     results.append(TriggerResult(file, kind, not reason, reason))
                     continue
                 _wait_registered(client, entry["namespace"], entry["flow_id"])
-                for dep in entry.get("depends_on_flows") or []:
-                    dep_entry = next(e for e in json.loads((corpus / "manifest.json").read_text()) if e["file"] == dep)
+                for dep in deps:
+                    dep_entry = next(e for e in manifest if e["file"] == dep)
                     client.start_execution(dep_entry["namespace"], dep_entry["flow_id"])
                 execution = _first_triggered(client, entry["namespace"], entry["flow_id"], timeout)
                 if execution is None:

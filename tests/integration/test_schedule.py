@@ -295,3 +295,37 @@ def test_enable_disable_through_the_api_and_listing(server, client, clock):
     from worker_sdk.errors import NotFoundError
     with pytest.raises(NotFoundError, match="no trigger 'nope'"):
         set_trigger_enabled(client, "tests.schedule", "toggled", "nope", False)
+
+
+def test_registration_refuses_bad_triggers_naming_flow_trigger_and_field(server, client, clock):
+    from worker_sdk.errors import InvalidArgumentError
+
+    with pytest.raises(InvalidArgumentError) as caught:
+        client.deploy_flow("""
+id: bad-triggers
+namespace: tests.schedule
+tasks:
+  - id: t
+    type: io.kestra.plugin.core.log.Log
+    message: hi
+triggers:
+  - id: nightly
+    type: io.kestra.plugin.core.trigger.Schedule
+    cron: "0 25 * * *"
+    timezone: Europe/Pariss
+    recoverMissedSchedules: SOME
+  - id: after
+    type: io.kestra.plugin.core.trigger.Flow
+    conditions:
+      - type: io.kestra.plugin.core.condition.ExecutionStatus
+        in: [DONE]
+  - id: hook
+    type: io.kestra.plugin.core.trigger.Webhook
+""")
+    text = str(caught.value)
+    assert "triggers[0].cron: flow tests.schedule.bad-triggers: trigger 'nightly': invalid cron '0 25 * * *'" in text
+    assert "triggers[0].timezone" in text and "unknown time zone 'Europe/Pariss'" in text
+    assert "triggers[0].recoverMissedSchedules" in text
+    assert "triggers[1].conditions[0].in" in text and "unknown state 'DONE'" in text
+    assert "triggers[2].key" in text and "'key' is required" in text
+    assert client.list_flows("tests.schedule") == []  # nothing stored
