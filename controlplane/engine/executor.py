@@ -18,6 +18,7 @@ from typing import Any
 from controlplane.engine import retry as retry_rules
 from controlplane.engine.context import expression_context
 from controlplane.engine.flowables import FLOWABLES
+from controlplane.engine.flowables import labels as labels_rules
 from controlplane.engine.flowables import pause as pause_rules
 from controlplane.engine.flowables import resume as resume_rules
 from controlplane.engine.flowables import subflow as subflow_rules
@@ -281,6 +282,10 @@ class Executor:
             await self._start_subflow(unit, execution, view, task, tr, now)
         elif tr.state is State.RUNNING and task.type == resume_rules.TYPE:
             await self._resume_other(unit, execution, task, tr, now)
+        elif tr.state is State.RUNNING and task.type == labels_rules.TYPE:
+            execution.labels = {**execution.labels, **(tr.properties or {}).get("labels", {})}
+            await ops.save_labels(unit.conn, execution.id, execution.labels)
+            unit.executions.add(execution.id)
         return tr
 
     async def _check_wait_for(

@@ -162,9 +162,8 @@ _TYPES: tuple[TaskTypeInfo, ...] = (
     _runnable("debug.Echo", ("format", "level")),
     _runnable("output.OutputValues", ("values",)),
     _runnable("execution.Fail", ("condition", "errorMessage")),
-    # Labels updates the execution itself; Kestra applies it in the executor. It stays RUNNABLE
-    # here (no child tasks); the issue that implements it decides where it runs.
-    _runnable("execution.Labels"),
+    # Labels updates the execution itself: Kestra applies it in the executor, and so do we.
+    _flowable("execution.Labels", child_lists=(), required=(), properties=("labels",)),
     # Resume runs in the control plane here (Kestra runs it on a worker that calls the executor).
     _flowable("execution.Resume", child_lists=(), required=(), properties=("executionId", "inputs")),
     _runnable("execution.Count"),
@@ -257,6 +256,7 @@ SUPPORTED_TASK_TYPES: frozenset[str] = frozenset(
         _CORE + "flow.Pause",
         _CORE + "flow.Subflow",
         _CORE + "execution.Resume",
+        _CORE + "execution.Labels",
         _CORE + "flow.WaitFor",
     }
 )

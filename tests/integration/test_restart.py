@@ -345,3 +345,51 @@ tasks:
     assert new_id != ex.id and stubs.get(new_id).parent_id == ex.id
     labels = _cli(server, "execution", "labels", ex.id, "--label", "team=ops")
     assert labels.returncode == 0 and "team=ops" in labels.stdout and f"system.correlationId={ex.id}" in labels.stdout
+
+
+def test_the_labels_task_merges_labels_into_the_running_execution(stubs):
+    stubs.deploy("""
+id: labels-task
+namespace: tests.restart
+labels:
+  fromFlow: flow
+  overridden: by-flow
+inputs:
+  - id: extra
+    type: JSON
+tasks:
+  - id: from-json
+    type: io.kestra.plugin.core.execution.Labels
+    labels: "{{ inputs.extra }}"
+  - id: from-list
+    type: io.kestra.plugin.core.execution.Labels
+    labels:
+      - key: "{{ 'li' ~ 'st' }}"
+        value: 42
+  - id: override
+    type: io.kestra.plugin.core.execution.Labels
+    labels:
+      overridden: "{{ taskrun.id }}"
+      flag: true
+  - id: read
+    type: io.kestra.plugin.core.debug.Return
+    format: "{{ labels.list }}-{{ labels.fromJson }}"
+""")
+    ex = stubs.start("tests.restart", "labels-task", inputs={"extra": {"fromJson": "yes"}})
+    final = stubs.wait(ex.id)
+    assert _state(final) == "SUCCESS" and len(final.task_runs) == 4
+    labels = {label.key: label.value for label in final.labels}
+    assert labels == {"system.correlationId": ex.id, "fromFlow": "flow", "fromJson": "yes", "list": "42",
+                      "overridden": _run(final, "override").id, "flag": "true"}
+    assert json.loads(_run(final, "read").outputs_json) == {"value": "42-yes"}
+    stubs.deploy("""
+id: labels-system
+namespace: tests.restart
+tasks:
+  - id: bad
+    type: io.kestra.plugin.core.execution.Labels
+    labels:
+      system.correlationId: hijack
+""")
+    bad = stubs.wait(stubs.start("tests.restart", "labels-system").id)
+    assert _state(bad) == "FAILED" and "system label 'system.correlationId' cannot be set" in bad.task_runs[0].error

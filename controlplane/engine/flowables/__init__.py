@@ -21,6 +21,7 @@ from controlplane.engine.flowables import (
     each_sequential,
     for_each,
     if_,
+    labels,
     parallel,
     pause,
     resume,
@@ -66,6 +67,6 @@ FLOWABLES: dict[str, Flowable] = {
     for f in map(
         _flowable,
         (sequential, parallel, if_, switch, for_each, each_sequential, each_parallel, dag, allow_failure, pause,
-         subflow, resume, wait_for),
+         subflow, resume, wait_for, labels),
     )
 }

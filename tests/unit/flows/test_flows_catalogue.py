@@ -134,6 +134,7 @@ def test_supported_types() -> None:
         CORE + "flow.Pause",
         CORE + "flow.Subflow",
         CORE + "execution.Resume",
+        CORE + "execution.Labels",
         CORE + "flow.WaitFor",
         # storage, KV and script tasks (issue 6)
         *(f"io.kestra.plugin.scripts.{lang}.{kind}" for lang in ("shell", "python", "node")
@@ -153,7 +154,7 @@ def test_supported_types() -> None:
             "Sequential", "Parallel", "If", "Switch", "ForEach", "EachSequential", "EachParallel", "Dag",
             "AllowFailure", "Pause", "Subflow", "WaitFor",
         )
-    } | {CORE + "execution.Resume"}
+    } | {CORE + "execution.Resume", CORE + "execution.Labels"}
 
 
 def test_child_keys_of_flowables() -> None:
