@@ -27,6 +27,7 @@ import base64
 import json
 import os
 import re
+import tempfile
 import time
 import uuid
 from collections import Counter
@@ -140,6 +141,7 @@ class CorpusFlow:
         test_only_types: Task types that exist only in Kestra's Java test code.
         source_test: The Kestra test (``path/Class#method``) the expectations come from.
         notes: The manifest's notes on the expectations.
+        requirements: What the Kestra test prepares (env, secrets, KV values…), in words.
     """
 
     file: str
@@ -153,6 +155,7 @@ class CorpusFlow:
     test_only_types: tuple[str, ...] = ()
     source_test: str = ""
     notes: str = ""
+    requirements: tuple[str, ...] = ()
 
     @classmethod
     def from_manifest(cls, entry: Mapping[str, Any]) -> CorpusFlow:
@@ -170,6 +173,7 @@ class CorpusFlow:
             test_only_types=tuple(entry.get("test_only_types") or ()),
             source_test=entry.get("source_test") or "",
             notes=expected.get("notes") or "",
+            requirements=tuple(entry.get("requirements") or ()),
         )
 
     @property
@@ -435,7 +439,9 @@ def run_corpus(
                 result.reason, result.detail = reason
                 continue
             try:
-                execution = client.start_execution(flow.namespace, flow.flow_id, inputs=flow.inputs_given)
+                _seed_requirements(client, flow)
+                inputs = _constructed_inputs(client, flow)
+                execution = client.start_execution(flow.namespace, flow.flow_id, inputs=inputs)
             except UnavailableError:
                 raise
             except RPCError as err:
@@ -477,11 +483,41 @@ def _prepare(deployer: _Deployer, flow: CorpusFlow) -> tuple[str, str] | None:
     error = deployer.deploy(flow.file)
     if error:
         return _deploy_reason(flow, error), _first_line(error)
-    placeholders = flow.placeholder_inputs()
+    placeholders = {k: v for k, v in flow.placeholder_inputs().items() if not _UPLOADED_FILE.fullmatch(v)}
     if placeholders:
         described = ", ".join(f"{k}={v}" for k, v in sorted(placeholders.items()))
         return f"inputs need constructed values: {described}", ""
     return None
+
+
+#: ``inputs_given`` placeholder of a local file the Kestra test uploads as a FILE input.
+_UPLOADED_FILE = re.compile(r"<local path of (?P<name>[\w.-]+), uploaded>")
+#: ``requirements`` entry of a KV value the Kestra test stores before running the flow.
+_KV_REQUIREMENT = re.compile(r"KV store pre-populated: (?P<namespace>\S+) (?P<key>[^=\s]+)=(?P<value>.+)")
+
+
+def _seed_requirements(client: KestrelClient, flow: CorpusFlow) -> None:
+    """Set up what the manifest's ``requirements`` say the Kestra test prepares (KV values)."""
+    for requirement in flow.requirements:
+        match = _KV_REQUIREMENT.fullmatch(requirement)
+        if match:
+            client.kv_set(match["namespace"], match["key"], json.loads(match["value"]))
+
+
+def _constructed_inputs(client: KestrelClient, flow: CorpusFlow) -> dict[str, Any] | None:
+    """``inputs_given`` with each ``<local path of NAME, uploaded>`` replaced by the URI of an
+    uploaded file named NAME (a small YAML text, as Kestra's tests upload ``application-test.yml``)."""
+    if flow.inputs_given is None:
+        return None
+    inputs = dict(flow.inputs_given)
+    for key, value in flow.inputs_given.items():
+        match = _UPLOADED_FILE.fullmatch(value) if isinstance(value, str) else None
+        if match:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / match["name"]
+                path.write_text("kestra:\n  conformance: true\n", encoding="utf-8")
+                inputs[key] = client.upload_input_file(flow.namespace, flow.flow_id, key, path).uri
+    return inputs
 
 
 def _wait_one(

@@ -20,14 +20,17 @@ def return_(ctx: TaskContext, props: Mapping[str, Any]) -> dict[str, Any]:
     """Returns ``format`` as the output ``value``.
 
     Properties:
-        format (str): The (already rendered) text to return; null gives a null ``value``.
+        format (str): The (already rendered) text to return.
 
     Returns:
         ``{"value": format}`` with ``format`` as text (Kestra's ``format`` is a String property,
-        so ``{{ 6 * 7 }}`` returns ``"42"``); null stays null.
+        so ``{{ 6 * 7 }}`` returns ``"42"`` and an expression rendering null returns ``""``, as
+        Pebble prints null); without ``format`` the value is null.
     """
-    value = props.get("format")
-    return {"value": None if value is None else to_text(value)}
+    if "format" not in props:
+        return {"value": None}
+    value = props["format"]
+    return {"value": "" if value is None else to_text(value)}
 
 
 def echo(ctx: TaskContext, props: Mapping[str, Any]) -> None:

@@ -44,7 +44,7 @@ def test_log_errors_name_the_property() -> None:
 def test_return_outputs_value() -> None:
     assert debug.return_(TaskContext(), {"format": "flow-with-outputs"}) == {"value": "flow-with-outputs"}
     assert debug.return_(TaskContext(), {}) == {"value": None}
-    assert debug.return_(TaskContext(), {"format": None}) == {"value": None}
+    assert debug.return_(TaskContext(), {"format": None}) == {"value": ""}  # an expression rendering null
 
 
 def test_echo_logs_format_at_level() -> None:
