@@ -57,9 +57,9 @@ class SchedulerOptions:
             NONE skips them).
         max_ticks: Most ticks of one trigger fired in one pass (the rest on the next passes).
         sync_interval: How often trigger rows are compared with the latest flow revisions.
-        flow_skew: The Flow-trigger scan re-reads executions changed up to this long before its
-            watermark (changes committed late); a deep pass every ``deep_every`` passes re-reads
-            ``deep_lookback``.
+        flow_skew: Every ``skew_every`` passes the Flow-trigger scan re-reads executions changed
+            up to this long before its watermark (changes committed late); every ``deep_every``
+            passes it re-reads ``deep_lookback``. ``scan_page``: executions read per pass.
     """
 
     standby_delay: float = 1.0
@@ -67,8 +67,10 @@ class SchedulerOptions:
     max_ticks: int = 100
     sync_interval: float = 1.0
     flow_skew: float = 5.0
-    deep_every: int = 60
+    deep_every: int = 240
     deep_lookback: float = 120.0
+    skew_every: int = 8
+    scan_page: int = 2000
     batch: int = 100
 
 
@@ -119,6 +121,7 @@ class Scheduler:
         self._last_sync: float | None = None
         self._seen: dict[str, int] = {}
         self._passes = 0
+        self._full_page = False
 
     # -- sync -------------------------------------------------------------------------------
 
@@ -449,9 +452,17 @@ class Scheduler:
             if cursor is None:
                 await store.advance_cursor(unit.conn, _FLOW_CURSOR, now - timedelta(seconds=self.options.flow_skew))
                 return 0
-            deep = self._passes % self.options.deep_every == 0
-            since = cursor - timedelta(seconds=self.options.deep_lookback if deep else self.options.flow_skew)
-            rows = await store.changed_executions(unit.conn, since, limit=2000)
+            # Usually read from the watermark on; every few passes look back ``flow_skew`` (and
+            # now and then ``deep_lookback``) for changes committed after later ones. Not after a
+            # full page: the scan must move on.
+            if self._passes % self.options.deep_every == 0 and not self._full_page:
+                since = cursor - timedelta(seconds=self.options.deep_lookback)
+            elif self._passes % self.options.skew_every == 0 and not self._full_page:
+                since = cursor - timedelta(seconds=self.options.flow_skew)
+            else:
+                since = cursor
+            rows = await store.changed_executions(unit.conn, since, limit=self.options.scan_page)
+        self._full_page = len(rows) >= self.options.scan_page
         if not rows:
             return 0
         ready_before = now - timedelta(seconds=self.options.standby_delay) if standby else None
