@@ -22,7 +22,7 @@ import json
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -466,6 +466,31 @@ def worker(
             labels=labels,
             modules=list(module or []),
         )
+
+
+@app.command("workers")
+def workers_list(
+    state: Annotated[str, typer.Option(help="Only ACTIVE, STOPPED or DEAD workers.")] = "",
+    server: ServerOption = DEFAULT_SERVER,
+    timeout: TimeoutOption = 30.0,
+) -> None:
+    """List the workers the control plane knows: state, host, SDK, load, last heartbeat."""
+    with _client(server, timeout) as client:
+        workers = client.list_workers(state.upper())
+    if not workers:
+        _err.print("no workers" + (f" in state {state.upper()}" if state else ""))
+        return
+    table = Table(box=None, header_style="bold")
+    for name in ("ID", "STATE", "HOST", "SDK", "GROUP", "RUNNING", "LAST HEARTBEAT", "TASK TYPES"):
+        table.add_column(name, no_wrap=name in ("ID", "STATE"))
+    now = datetime.now(UTC)
+    for w in workers:
+        seen = f"{(now - w.last_heartbeat_at).total_seconds():.0f} s ago" if w.last_heartbeat_at else ""
+        table.add_row(
+            Text(w.id), w.state, Text(w.hostname), Text(w.sdk), Text(w.worker_group),
+            f"{w.running_task_runs}/{w.concurrency}", seen, Text(f"{len(w.task_types)} types"),
+        )
+    _print_table(table)
 
 
 @app.command("dashboard")

@@ -36,6 +36,8 @@ from kestrel.v1 import (
     flow_pb2_grpc,
     log_pb2,
     log_pb2_grpc,
+    worker_pb2,
+    worker_pb2_grpc,
 )
 from worker_sdk.errors import (
     DeadlineExceededError,
@@ -62,6 +64,7 @@ from worker_sdk.types import (
     TaskRun,
     ValidationIssue,
     ValidationResult,
+    WorkerInfo,
 )
 
 __all__ = ["DEFAULT_SERVER", "KestrelClient"]
@@ -113,6 +116,7 @@ class KestrelClient(FilesAndKVClientMixin):
         self._flows = flow_pb2_grpc.FlowServiceStub(self._channel)
         self._executions = execution_pb2_grpc.ExecutionServiceStub(self._channel)
         self._logs = log_pb2_grpc.LogServiceStub(self._channel)
+        self._workers = worker_pb2_grpc.WorkerServiceStub(self._channel)
         self._closed = False
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -239,6 +243,27 @@ class KestrelClient(FilesAndKVClientMixin):
             return [_flow(f) for f in resp.flows], resp.next_page_token
 
         return list(_walk_pages(page))
+
+    def list_workers(self, state: str = "") -> list[WorkerInfo]:
+        """Lists the registered workers (``WorkerService.ListWorkers``), ACTIVE ones first.
+
+        Args:
+            state: Only ``ACTIVE``, ``STOPPED`` or ``DEAD`` workers; empty for all.
+
+        Raises:
+            InvalidArgumentError: Unknown state. RPCError: The call failed.
+        """
+        resp = self._unary(self._workers.ListWorkers, worker_pb2.ListWorkersRequest(state=state))
+        return [
+            WorkerInfo(
+                id=w.id, hostname=w.hostname, sdk=w.sdk, task_types=list(w.task_types),
+                worker_group=w.worker_group, labels=_labels(w.labels), concurrency=w.concurrency,
+                state=w.state, registered_at=_timestamp(w.registered_at, w.HasField("registered_at")),
+                last_heartbeat_at=_timestamp(w.last_heartbeat_at, w.HasField("last_heartbeat_at")),
+                running_task_runs=w.running_task_runs,
+            )
+            for w in resp.workers
+        ]
 
     def list_flow_revisions(self, namespace: str, id: str) -> list[Flow]:
         """Lists every stored revision of one flow, oldest first.

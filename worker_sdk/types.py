@@ -527,3 +527,34 @@ class LogEntry:
     task_run_id: str | None = None
     task_id: str | None = None
     attempt: int = 0
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """A worker registered with the control plane (``WorkerService.ListWorkers``).
+
+    Attributes:
+        id: Worker id.
+        hostname: Host it runs on, as it announced.
+        sdk: SDK name/version (``python/0.1.0``, ``node/0.1.0``).
+        task_types: Task types it runs.
+        worker_group: Its worker group (empty for the default group).
+        labels: Its labels.
+        concurrency: Task runs it may run at once.
+        state: ``ACTIVE``, ``STOPPED`` (shut down) or ``DEAD`` (silent past the server's limit).
+        registered_at: When it (last) registered (UTC).
+        last_heartbeat_at: Its last heartbeat (UTC).
+        running_task_runs: Attempts running on it now.
+    """
+
+    id: str
+    hostname: str
+    sdk: str
+    task_types: list[str]
+    worker_group: str
+    labels: dict[str, str]
+    concurrency: int
+    state: str
+    registered_at: datetime | None
+    last_heartbeat_at: datetime | None
+    running_task_runs: int

@@ -83,3 +83,21 @@ def test_bad_state_filter_is_invalid_argument(server):
         assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     finally:
         stubs.close()
+
+
+def test_cli_lists_the_fleet(server):
+    import subprocess
+    import sys
+
+    stubs = connect(server.address)
+    try:
+        worker_id = stubs.register_worker(["io.kestra.plugin.core.log.Log"])
+    finally:
+        stubs.close()
+    result = subprocess.run([sys.executable, "-m", "controlplane.cli", "workers", "--server", server.address],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert worker_id in result.stdout and "ACTIVE" in result.stdout and "0/4" in result.stdout
+    bad = subprocess.run([sys.executable, "-m", "controlplane.cli", "workers", "--state", "zombie", "--server",
+                          server.address], capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and "state" in bad.stderr
