@@ -27,8 +27,8 @@ if listing is not None:
         answer = {}
     rows = rows_from_response(answer, ("triggers",))
     st.caption(f"{len(rows)} trigger(s) from {listing.spec.service}.{listing.name}")
-    st.dataframe(rows, hide_index=True, width="stretch", key="tr_api")
     if rows:
+        st.dataframe(rows, hide_index=True, width="stretch", key="tr_api")
         labels = [
             f"{r.get('namespace', '')}.{r.get('flow_id', '')} · {r.get('trigger_id', r.get('id', ''))}"
             for r in rows

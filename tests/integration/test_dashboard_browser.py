@@ -33,6 +33,9 @@ from worker_sdk.client import KestrelClient
 
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO / "docs" / "screenshots"
+# A whole stack, 200 ForEach iterations and a browser (or AppTest) on a 2-core machine shared with
+# other work: allow more than pytest's 300 s default.
+pytestmark = pytest.mark.timeout(900)
 BROWSERS = ("chromium-headless-shell", "chromium", "chromium-browser")
 
 LOOP_FLOW = """
@@ -51,6 +54,17 @@ tasks:
   - id: done
     type: io.kestra.plugin.core.log.Log
     message: "200 values done"
+"""
+
+
+SCHEDULED_FLOW = """
+id: yearly-report
+namespace: company.team
+description: Declares a Schedule trigger (fires on January 1st only), for the Triggers page.
+tasks:
+  - {id: report, type: io.kestra.plugin.core.log.Log, message: "report"}
+triggers:
+  - {id: new-year, type: io.kestra.plugin.core.trigger.Schedule, cron: "0 2 1 1 *"}
 """
 
 
@@ -277,6 +291,7 @@ def test_every_page_renders_without_exception_in_headless_chromium() -> None:
         ok = client.start_execution("company.team", "hello-inputs", inputs={"user": "Ada"})
         failed = client.start_execution("examples", "typed-inputs", inputs={"rows": -1})
         client.deploy_flow(LOOP_FLOW.format(values=json.dumps([f"v{i:03d}" for i in range(200)])))
+        client.deploy_flow(SCHEDULED_FLOW)
         loop = client.start_execution("company.team", "fan-out")
         assert client.wait_execution(ok.id, 60).state.current == "SUCCESS"
         assert client.wait_execution(failed.id, 60).state.current == "FAILED"

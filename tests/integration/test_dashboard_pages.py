@@ -22,6 +22,9 @@ from tests.integration.harness import ServerThread, wait_until, worker_process
 from worker_sdk.client import KestrelClient
 from worker_sdk.types import Execution, State
 
+# A whole stack, 200 ForEach iterations and a browser (or AppTest) on a 2-core machine shared with
+# other work: allow more than pytest's 300 s default.
+pytestmark = pytest.mark.timeout(900)
 APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
 NS = "dash.team"
 
