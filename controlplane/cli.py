@@ -1252,6 +1252,54 @@ def trigger_enable(
     _toggle(namespace, flow_id, trigger_id, True, server, timeout)
 
 
+@trigger_app.command("backfill")
+def trigger_backfill(
+    namespace: Annotated[str, typer.Argument(help="Flow namespace.")],
+    flow_id: Annotated[str, typer.Argument(help="Flow id.")],
+    trigger_id: Annotated[str, typer.Argument(help="Schedule trigger id.")],
+    start: Annotated[
+        str | None, typer.Option(help="First date, ISO-8601 with offset (2024-01-31T00:00:00Z).")
+    ] = None,
+    end: Annotated[str | None, typer.Option(help="Last date (default: now).")] = None,
+    action: Annotated[
+        str | None, typer.Option("--action", help="pause, resume or delete the backfill in progress.")
+    ] = None,
+    server: ServerOption = DEFAULT_SERVER,
+    timeout: TimeoutOption = 30.0,
+) -> None:
+    """Start a backfill of a schedule (--start [--end]): every tick in between runs once,
+    labelled system.backfill=true; or --action pause|resume|delete the one in progress."""
+    from controlplane.api.triggers import change_backfill, start_backfill
+
+    if (start is None) == (action is None):
+        _fail("give either --start (to start a backfill) or --action pause|resume|delete", 2)
+    if action is not None and action not in ("pause", "resume", "delete"):
+        _fail(f"--action: '{action}' is not one of pause, resume, delete", 2)
+    dates = []
+    for name, text in (("--start", start), ("--end", end)):
+        if text is None:
+            dates.append(None)
+            continue
+        try:
+            value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            _fail(f"{name}: '{text}' is not an ISO-8601 date-time such as 2024-01-31T00:00:00Z", 2)
+        if value.tzinfo is None:
+            _fail(f"{name}: '{text}' needs an offset (Z or +02:00)", 2)
+        dates.append(value)
+    with _client(server, timeout) as client:
+        if action is not None:
+            t = change_backfill(client, namespace, flow_id, trigger_id, action)
+        else:
+            t = start_backfill(client, namespace, flow_id, trigger_id, dates[0], dates[1])
+    if t.backfill_next is None:
+        typer.echo(f"trigger {t.namespace}.{t.flow_id}/{t.trigger_id}: no backfill in progress")
+    else:
+        state = "paused" if t.backfill_paused else "running"
+        typer.echo(f"trigger {t.namespace}.{t.flow_id}/{t.trigger_id}: backfill {state}, next "
+                   f"{t.backfill_next:%Y-%m-%dT%H:%M:%SZ}, until {t.backfill_end:%Y-%m-%dT%H:%M:%SZ}")
+
+
 @trigger_app.command("disable")
 def trigger_disable(
     namespace: Annotated[str, typer.Argument(help="Flow namespace.")],

@@ -382,19 +382,50 @@ class Scheduler:
         return created
 
     async def start_backfill(self, namespace: str, flow_id: str, trigger_id: str, start: datetime,
-                             end: datetime | None = None) -> None:
-        """Start a backfill of a schedule from ``start`` to ``end`` (default: now).
+                             end: datetime | None = None) -> store.TriggerRow:
+        """Start (or replace) a backfill of a schedule from ``start`` to ``end`` (default: now):
+        each tick in between runs once, labelled ``system.backfill``.
 
         Raises:
             NotFoundError: no such schedule trigger.
+            InvalidArgumentError: ``start`` is not before ``end``.
         """
+        from controlplane.errors import InvalidArgumentError
+
+        await self.sync_once(force=True)
         async with self._tx() as unit:
             row = await store.get_trigger(unit.conn, namespace, flow_id, trigger_id, lock=True)
             if row is None or row.kind != "schedule":
-                raise NotFoundError(f"flow {namespace}.{flow_id}: no schedule trigger '{trigger_id}'")
+                raise NotFoundError(f"flow {namespace}.{flow_id} has no schedule trigger '{trigger_id}'")
             end = end or self.clock()
+            if start >= end:
+                raise InvalidArgumentError(
+                    f"backfill of {namespace}.{flow_id}/{trigger_id}: start {start.isoformat()} is not before "
+                    f"end {end.isoformat()}")
             await store.update_trigger(unit.conn, namespace, flow_id, trigger_id, backfill={
-                "start": start.isoformat(), "end": end.isoformat(), "next": start.isoformat(), "labels": {}})
+                "start": start.isoformat(), "end": end.isoformat(), "next": start.isoformat(), "labels": {},
+                "paused": False})
+            return await store.get_trigger(unit.conn, namespace, flow_id, trigger_id)
+
+    async def change_backfill(self, namespace: str, flow_id: str, trigger_id: str, *,
+                              paused: bool | None = None, delete: bool = False) -> store.TriggerRow:
+        """Pause, resume or delete the backfill in progress.
+
+        Raises:
+            NotFoundError: no such trigger.
+            FailedPreconditionError: no backfill in progress.
+        """
+        from controlplane.errors import FailedPreconditionError
+
+        async with self._tx() as unit:
+            row = await store.get_trigger(unit.conn, namespace, flow_id, trigger_id, lock=True)
+            if row is None:
+                raise NotFoundError(f"flow {namespace}.{flow_id} has no trigger '{trigger_id}'")
+            if row.backfill is None:
+                raise FailedPreconditionError(f"trigger {namespace}.{flow_id}/{trigger_id} has no backfill in progress")
+            backfill = None if delete else {**row.backfill, "paused": bool(paused)}
+            await store.update_trigger(unit.conn, namespace, flow_id, trigger_id, backfill=backfill)
+            return await store.get_trigger(unit.conn, namespace, flow_id, trigger_id)
 
     # -- enable / disable --------------------------------------------------------------------
 

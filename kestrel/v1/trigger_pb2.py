@@ -26,23 +26,37 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18kestrel/v1/trigger.proto\x12\nkestrel.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf8\x01\n\x07Trigger\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0f\n\x07\x66low_id\x18\x02 \x01(\t\x12\x12\n\ntrigger_id\x18\x03 \x01(\t\x12\x0c\n\x04type\x18\x04 \x01(\t\x12\x0f\n\x07\x65nabled\x18\x05 \x01(\x08\x12\x17\n\x0f\x64isabled_reason\x18\x06 \x01(\t\x12\x32\n\x0enext_fire_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0elast_fire_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rflow_revision\x18\t \x01(\x05\"9\n\x13ListTriggersRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0f\n\x07\x66low_id\x18\x02 \x01(\t\"=\n\x14ListTriggersResponse\x12%\n\x08triggers\x18\x01 \x03(\x0b\x32\x13.kestrel.v1.Trigger\"c\n\x18SetTriggerEnabledRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0f\n\x07\x66low_id\x18\x02 \x01(\t\x12\x12\n\ntrigger_id\x18\x03 \x01(\t\x12\x0f\n\x07\x65nabled\x18\x04 \x01(\x08\"A\n\x19SetTriggerEnabledResponse\x12$\n\x07trigger\x18\x01 \x01(\x0b\x32\x13.kestrel.v1.Trigger2\xc5\x01\n\x0eTriggerService\x12Q\n\x0cListTriggers\x12\x1f.kestrel.v1.ListTriggersRequest\x1a .kestrel.v1.ListTriggersResponse\x12`\n\x11SetTriggerEnabled\x12$.kestrel.v1.SetTriggerEnabledRequest\x1a%.kestrel.v1.SetTriggerEnabledResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18kestrel/v1/trigger.proto\x12\nkestrel.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x98\x01\n\x08\x42\x61\x63kfill\x12)\n\x05start\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x03\x65nd\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x04next\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06paused\x18\x04 \x01(\x08\"\xa0\x02\n\x07Trigger\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0f\n\x07\x66low_id\x18\x02 \x01(\t\x12\x12\n\ntrigger_id\x18\x03 \x01(\t\x12\x0c\n\x04type\x18\x04 \x01(\t\x12\x0f\n\x07\x65nabled\x18\x05 \x01(\x08\x12\x17\n\x0f\x64isabled_reason\x18\x06 \x01(\t\x12\x32\n\x0enext_fire_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0elast_fire_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rflow_revision\x18\t \x01(\x05\x12&\n\x08\x62\x61\x63kfill\x18\n \x01(\x0b\x32\x14.kestrel.v1.Backfill\"9\n\x13ListTriggersRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0f\n\x07\x66low_id\x18\x02 \x01(\t\"=\n\x14ListTriggersResponse\x12%\n\x08triggers\x18\x01 \x03(\x0b\x32\x13.kestrel.v1.Trigger\"c\n\x18SetTriggerEnabledRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0f\n\x07\x66low_id\x18\x02 \x01(\t\x12\x12\n\ntrigger_id\x18\x03 \x01(\t\x12\x0f\n\x07\x65nabled\x18\x04 \x01(\x08\"A\n\x19SetTriggerEnabledResponse\x12$\n\x07trigger\x18\x01 \x01(\x0b\x32\x13.kestrel.v1.Trigger\"\xa2\x01\n\x14StartBackfillRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0f\n\x07\x66low_id\x18\x02 \x01(\t\x12\x12\n\ntrigger_id\x18\x03 \x01(\t\x12)\n\x05start\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x03\x65nd\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"=\n\x15StartBackfillResponse\x12$\n\x07trigger\x18\x01 \x01(\x0b\x32\x13.kestrel.v1.Trigger\"b\n\x18SetBackfillPausedRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0f\n\x07\x66low_id\x18\x02 \x01(\t\x12\x12\n\ntrigger_id\x18\x03 \x01(\t\x12\x0e\n\x06paused\x18\x04 \x01(\x08\"A\n\x19SetBackfillPausedResponse\x12$\n\x07trigger\x18\x01 \x01(\x0b\x32\x13.kestrel.v1.Trigger\"O\n\x15\x44\x65leteBackfillRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0f\n\x07\x66low_id\x18\x02 \x01(\t\x12\x12\n\ntrigger_id\x18\x03 \x01(\t\">\n\x16\x44\x65leteBackfillResponse\x12$\n\x07trigger\x18\x01 \x01(\x0b\x32\x13.kestrel.v1.Trigger2\xd6\x03\n\x0eTriggerService\x12Q\n\x0cListTriggers\x12\x1f.kestrel.v1.ListTriggersRequest\x1a .kestrel.v1.ListTriggersResponse\x12`\n\x11SetTriggerEnabled\x12$.kestrel.v1.SetTriggerEnabledRequest\x1a%.kestrel.v1.SetTriggerEnabledResponse\x12T\n\rStartBackfill\x12 .kestrel.v1.StartBackfillRequest\x1a!.kestrel.v1.StartBackfillResponse\x12`\n\x11SetBackfillPaused\x12$.kestrel.v1.SetBackfillPausedRequest\x1a%.kestrel.v1.SetBackfillPausedResponse\x12W\n\x0e\x44\x65leteBackfill\x12!.kestrel.v1.DeleteBackfillRequest\x1a\".kestrel.v1.DeleteBackfillResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'kestrel.v1.trigger_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TRIGGER']._serialized_start=74
-  _globals['_TRIGGER']._serialized_end=322
-  _globals['_LISTTRIGGERSREQUEST']._serialized_start=324
-  _globals['_LISTTRIGGERSREQUEST']._serialized_end=381
-  _globals['_LISTTRIGGERSRESPONSE']._serialized_start=383
-  _globals['_LISTTRIGGERSRESPONSE']._serialized_end=444
-  _globals['_SETTRIGGERENABLEDREQUEST']._serialized_start=446
-  _globals['_SETTRIGGERENABLEDREQUEST']._serialized_end=545
-  _globals['_SETTRIGGERENABLEDRESPONSE']._serialized_start=547
-  _globals['_SETTRIGGERENABLEDRESPONSE']._serialized_end=612
-  _globals['_TRIGGERSERVICE']._serialized_start=615
-  _globals['_TRIGGERSERVICE']._serialized_end=812
+  _globals['_BACKFILL']._serialized_start=74
+  _globals['_BACKFILL']._serialized_end=226
+  _globals['_TRIGGER']._serialized_start=229
+  _globals['_TRIGGER']._serialized_end=517
+  _globals['_LISTTRIGGERSREQUEST']._serialized_start=519
+  _globals['_LISTTRIGGERSREQUEST']._serialized_end=576
+  _globals['_LISTTRIGGERSRESPONSE']._serialized_start=578
+  _globals['_LISTTRIGGERSRESPONSE']._serialized_end=639
+  _globals['_SETTRIGGERENABLEDREQUEST']._serialized_start=641
+  _globals['_SETTRIGGERENABLEDREQUEST']._serialized_end=740
+  _globals['_SETTRIGGERENABLEDRESPONSE']._serialized_start=742
+  _globals['_SETTRIGGERENABLEDRESPONSE']._serialized_end=807
+  _globals['_STARTBACKFILLREQUEST']._serialized_start=810
+  _globals['_STARTBACKFILLREQUEST']._serialized_end=972
+  _globals['_STARTBACKFILLRESPONSE']._serialized_start=974
+  _globals['_STARTBACKFILLRESPONSE']._serialized_end=1035
+  _globals['_SETBACKFILLPAUSEDREQUEST']._serialized_start=1037
+  _globals['_SETBACKFILLPAUSEDREQUEST']._serialized_end=1135
+  _globals['_SETBACKFILLPAUSEDRESPONSE']._serialized_start=1137
+  _globals['_SETBACKFILLPAUSEDRESPONSE']._serialized_end=1202
+  _globals['_DELETEBACKFILLREQUEST']._serialized_start=1204
+  _globals['_DELETEBACKFILLREQUEST']._serialized_end=1283
+  _globals['_DELETEBACKFILLRESPONSE']._serialized_start=1285
+  _globals['_DELETEBACKFILLRESPONSE']._serialized_end=1347
+  _globals['_TRIGGERSERVICE']._serialized_start=1350
+  _globals['_TRIGGERSERVICE']._serialized_end=1820
 # @@protoc_insertion_point(module_scope)

@@ -21,6 +21,41 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class Backfill(_message.Message):
+    """A backfill in progress."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    START_FIELD_NUMBER: _builtins.int
+    END_FIELD_NUMBER: _builtins.int
+    NEXT_FIELD_NUMBER: _builtins.int
+    PAUSED_FIELD_NUMBER: _builtins.int
+    paused: _builtins.bool
+    @_builtins.property
+    def start(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def end(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def next(self) -> _timestamp_pb2.Timestamp:
+        """The next tick the backfill runs."""
+
+    def __init__(
+        self,
+        *,
+        start: _timestamp_pb2.Timestamp | None = ...,
+        end: _timestamp_pb2.Timestamp | None = ...,
+        next: _timestamp_pb2.Timestamp | None = ...,
+        paused: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end", b"end", "next", b"next", "start", b"start"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end", b"end", "next", b"next", "paused", b"paused", "start", b"start"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Backfill: _TypeAlias = Backfill  # noqa: Y015
+
+@_typing.final
 class Trigger(_message.Message):
     """One trigger of a flow and its scheduler state."""
 
@@ -35,6 +70,7 @@ class Trigger(_message.Message):
     NEXT_FIRE_TIME_FIELD_NUMBER: _builtins.int
     LAST_FIRE_TIME_FIELD_NUMBER: _builtins.int
     FLOW_REVISION_FIELD_NUMBER: _builtins.int
+    BACKFILL_FIELD_NUMBER: _builtins.int
     namespace: _builtins.str
     flow_id: _builtins.str
     trigger_id: _builtins.str
@@ -55,6 +91,10 @@ class Trigger(_message.Message):
     def last_fire_time(self) -> _timestamp_pb2.Timestamp:
         """Last tick a schedule evaluated."""
 
+    @_builtins.property
+    def backfill(self) -> Global___Backfill:
+        """Set while a backfill is in progress."""
+
     def __init__(
         self,
         *,
@@ -67,10 +107,11 @@ class Trigger(_message.Message):
         next_fire_time: _timestamp_pb2.Timestamp | None = ...,
         last_fire_time: _timestamp_pb2.Timestamp | None = ...,
         flow_revision: _builtins.int = ...,
+        backfill: Global___Backfill | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["last_fire_time", b"last_fire_time", "next_fire_time", b"next_fire_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["backfill", b"backfill", "last_fire_time", b"last_fire_time", "next_fire_time", b"next_fire_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["disabled_reason", b"disabled_reason", "enabled", b"enabled", "flow_id", b"flow_id", "flow_revision", b"flow_revision", "last_fire_time", b"last_fire_time", "namespace", b"namespace", "next_fire_time", b"next_fire_time", "trigger_id", b"trigger_id", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backfill", b"backfill", "disabled_reason", b"disabled_reason", "enabled", b"enabled", "flow_id", b"flow_id", "flow_revision", b"flow_revision", "last_fire_time", b"last_fire_time", "namespace", b"namespace", "next_fire_time", b"next_fire_time", "trigger_id", b"trigger_id", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -165,3 +206,151 @@ class SetTriggerEnabledResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SetTriggerEnabledResponse: _TypeAlias = SetTriggerEnabledResponse  # noqa: Y015
+
+@_typing.final
+class StartBackfillRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAMESPACE_FIELD_NUMBER: _builtins.int
+    FLOW_ID_FIELD_NUMBER: _builtins.int
+    TRIGGER_ID_FIELD_NUMBER: _builtins.int
+    START_FIELD_NUMBER: _builtins.int
+    END_FIELD_NUMBER: _builtins.int
+    namespace: _builtins.str
+    flow_id: _builtins.str
+    trigger_id: _builtins.str
+    @_builtins.property
+    def start(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def end(self) -> _timestamp_pb2.Timestamp:
+        """Unset: now."""
+
+    def __init__(
+        self,
+        *,
+        namespace: _builtins.str = ...,
+        flow_id: _builtins.str = ...,
+        trigger_id: _builtins.str = ...,
+        start: _timestamp_pb2.Timestamp | None = ...,
+        end: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end", b"end", "start", b"start"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end", b"end", "flow_id", b"flow_id", "namespace", b"namespace", "start", b"start", "trigger_id", b"trigger_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartBackfillRequest: _TypeAlias = StartBackfillRequest  # noqa: Y015
+
+@_typing.final
+class StartBackfillResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TRIGGER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def trigger(self) -> Global___Trigger: ...
+    def __init__(
+        self,
+        *,
+        trigger: Global___Trigger | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["trigger", b"trigger"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["trigger", b"trigger"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartBackfillResponse: _TypeAlias = StartBackfillResponse  # noqa: Y015
+
+@_typing.final
+class SetBackfillPausedRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAMESPACE_FIELD_NUMBER: _builtins.int
+    FLOW_ID_FIELD_NUMBER: _builtins.int
+    TRIGGER_ID_FIELD_NUMBER: _builtins.int
+    PAUSED_FIELD_NUMBER: _builtins.int
+    namespace: _builtins.str
+    flow_id: _builtins.str
+    trigger_id: _builtins.str
+    paused: _builtins.bool
+    def __init__(
+        self,
+        *,
+        namespace: _builtins.str = ...,
+        flow_id: _builtins.str = ...,
+        trigger_id: _builtins.str = ...,
+        paused: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["flow_id", b"flow_id", "namespace", b"namespace", "paused", b"paused", "trigger_id", b"trigger_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetBackfillPausedRequest: _TypeAlias = SetBackfillPausedRequest  # noqa: Y015
+
+@_typing.final
+class SetBackfillPausedResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TRIGGER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def trigger(self) -> Global___Trigger: ...
+    def __init__(
+        self,
+        *,
+        trigger: Global___Trigger | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["trigger", b"trigger"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["trigger", b"trigger"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetBackfillPausedResponse: _TypeAlias = SetBackfillPausedResponse  # noqa: Y015
+
+@_typing.final
+class DeleteBackfillRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAMESPACE_FIELD_NUMBER: _builtins.int
+    FLOW_ID_FIELD_NUMBER: _builtins.int
+    TRIGGER_ID_FIELD_NUMBER: _builtins.int
+    namespace: _builtins.str
+    flow_id: _builtins.str
+    trigger_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        namespace: _builtins.str = ...,
+        flow_id: _builtins.str = ...,
+        trigger_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["flow_id", b"flow_id", "namespace", b"namespace", "trigger_id", b"trigger_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteBackfillRequest: _TypeAlias = DeleteBackfillRequest  # noqa: Y015
+
+@_typing.final
+class DeleteBackfillResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TRIGGER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def trigger(self) -> Global___Trigger: ...
+    def __init__(
+        self,
+        *,
+        trigger: Global___Trigger | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["trigger", b"trigger"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["trigger", b"trigger"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteBackfillResponse: _TypeAlias = DeleteBackfillResponse  # noqa: Y015

@@ -47,6 +47,21 @@ class TriggerServiceStub:
                 request_serializer=kestrel_dot_v1_dot_trigger__pb2.SetTriggerEnabledRequest.SerializeToString,
                 response_deserializer=kestrel_dot_v1_dot_trigger__pb2.SetTriggerEnabledResponse.FromString,
                 _registered_method=True)
+        self.StartBackfill = channel.unary_unary(
+                '/kestrel.v1.TriggerService/StartBackfill',
+                request_serializer=kestrel_dot_v1_dot_trigger__pb2.StartBackfillRequest.SerializeToString,
+                response_deserializer=kestrel_dot_v1_dot_trigger__pb2.StartBackfillResponse.FromString,
+                _registered_method=True)
+        self.SetBackfillPaused = channel.unary_unary(
+                '/kestrel.v1.TriggerService/SetBackfillPaused',
+                request_serializer=kestrel_dot_v1_dot_trigger__pb2.SetBackfillPausedRequest.SerializeToString,
+                response_deserializer=kestrel_dot_v1_dot_trigger__pb2.SetBackfillPausedResponse.FromString,
+                _registered_method=True)
+        self.DeleteBackfill = channel.unary_unary(
+                '/kestrel.v1.TriggerService/DeleteBackfill',
+                request_serializer=kestrel_dot_v1_dot_trigger__pb2.DeleteBackfillRequest.SerializeToString,
+                response_deserializer=kestrel_dot_v1_dot_trigger__pb2.DeleteBackfillResponse.FromString,
+                _registered_method=True)
 
 
 class TriggerServiceServicer:
@@ -69,6 +84,29 @@ class TriggerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StartBackfill(self, request, context):
+        """Starts a backfill of a Schedule trigger: every tick from start to end (default now) runs
+        once, labelled system.backfill=true, alongside the regular ticks. Replaces a backfill in
+        progress. INVALID_ARGUMENT when start is not before end; NOT_FOUND for no such schedule.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetBackfillPaused(self, request, context):
+        """Pauses or resumes the backfill in progress (FAILED_PRECONDITION when there is none).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteBackfill(self, request, context):
+        """Deletes the backfill in progress: its remaining ticks do not run.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TriggerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -81,6 +119,21 @@ def add_TriggerServiceServicer_to_server(servicer, server):
                     servicer.SetTriggerEnabled,
                     request_deserializer=kestrel_dot_v1_dot_trigger__pb2.SetTriggerEnabledRequest.FromString,
                     response_serializer=kestrel_dot_v1_dot_trigger__pb2.SetTriggerEnabledResponse.SerializeToString,
+            ),
+            'StartBackfill': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartBackfill,
+                    request_deserializer=kestrel_dot_v1_dot_trigger__pb2.StartBackfillRequest.FromString,
+                    response_serializer=kestrel_dot_v1_dot_trigger__pb2.StartBackfillResponse.SerializeToString,
+            ),
+            'SetBackfillPaused': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetBackfillPaused,
+                    request_deserializer=kestrel_dot_v1_dot_trigger__pb2.SetBackfillPausedRequest.FromString,
+                    response_serializer=kestrel_dot_v1_dot_trigger__pb2.SetBackfillPausedResponse.SerializeToString,
+            ),
+            'DeleteBackfill': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteBackfill,
+                    request_deserializer=kestrel_dot_v1_dot_trigger__pb2.DeleteBackfillRequest.FromString,
+                    response_serializer=kestrel_dot_v1_dot_trigger__pb2.DeleteBackfillResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -139,6 +192,87 @@ class TriggerService:
             '/kestrel.v1.TriggerService/SetTriggerEnabled',
             kestrel_dot_v1_dot_trigger__pb2.SetTriggerEnabledRequest.SerializeToString,
             kestrel_dot_v1_dot_trigger__pb2.SetTriggerEnabledResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartBackfill(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kestrel.v1.TriggerService/StartBackfill',
+            kestrel_dot_v1_dot_trigger__pb2.StartBackfillRequest.SerializeToString,
+            kestrel_dot_v1_dot_trigger__pb2.StartBackfillResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetBackfillPaused(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kestrel.v1.TriggerService/SetBackfillPaused',
+            kestrel_dot_v1_dot_trigger__pb2.SetBackfillPausedRequest.SerializeToString,
+            kestrel_dot_v1_dot_trigger__pb2.SetBackfillPausedResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteBackfill(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kestrel.v1.TriggerService/DeleteBackfill',
+            kestrel_dot_v1_dot_trigger__pb2.DeleteBackfillRequest.SerializeToString,
+            kestrel_dot_v1_dot_trigger__pb2.DeleteBackfillResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -42,6 +42,15 @@ class TriggerServiceStub:
     """Enables or disables one trigger. Re-enabling a schedule resumes from now: ticks that passed
     while it was disabled are not fired. NOT_FOUND for an unknown flow or trigger.
     """
+    StartBackfill: _grpc.UnaryUnaryMultiCallable[_trigger_pb2.StartBackfillRequest, _trigger_pb2.StartBackfillResponse]
+    """Starts a backfill of a Schedule trigger: every tick from start to end (default now) runs
+    once, labelled system.backfill=true, alongside the regular ticks. Replaces a backfill in
+    progress. INVALID_ARGUMENT when start is not before end; NOT_FOUND for no such schedule.
+    """
+    SetBackfillPaused: _grpc.UnaryUnaryMultiCallable[_trigger_pb2.SetBackfillPausedRequest, _trigger_pb2.SetBackfillPausedResponse]
+    """Pauses or resumes the backfill in progress (FAILED_PRECONDITION when there is none)."""
+    DeleteBackfill: _grpc.UnaryUnaryMultiCallable[_trigger_pb2.DeleteBackfillRequest, _trigger_pb2.DeleteBackfillResponse]
+    """Deletes the backfill in progress: its remaining ticks do not run."""
 
 @_typing.type_check_only
 class TriggerServiceAsyncStub(TriggerServiceStub):
@@ -56,6 +65,15 @@ class TriggerServiceAsyncStub(TriggerServiceStub):
     """Enables or disables one trigger. Re-enabling a schedule resumes from now: ticks that passed
     while it was disabled are not fired. NOT_FOUND for an unknown flow or trigger.
     """
+    StartBackfill: _aio.UnaryUnaryMultiCallable[_trigger_pb2.StartBackfillRequest, _trigger_pb2.StartBackfillResponse]  # type: ignore[assignment]
+    """Starts a backfill of a Schedule trigger: every tick from start to end (default now) runs
+    once, labelled system.backfill=true, alongside the regular ticks. Replaces a backfill in
+    progress. INVALID_ARGUMENT when start is not before end; NOT_FOUND for no such schedule.
+    """
+    SetBackfillPaused: _aio.UnaryUnaryMultiCallable[_trigger_pb2.SetBackfillPausedRequest, _trigger_pb2.SetBackfillPausedResponse]  # type: ignore[assignment]
+    """Pauses or resumes the backfill in progress (FAILED_PRECONDITION when there is none)."""
+    DeleteBackfill: _aio.UnaryUnaryMultiCallable[_trigger_pb2.DeleteBackfillRequest, _trigger_pb2.DeleteBackfillResponse]  # type: ignore[assignment]
+    """Deletes the backfill in progress: its remaining ticks do not run."""
 
 class TriggerServiceServicer(metaclass=_abc_1.ABCMeta):
     """TriggerService lists the triggers of deployed flows (Schedule, ScheduleOnDates, Flow, Webhook)
@@ -79,5 +97,32 @@ class TriggerServiceServicer(metaclass=_abc_1.ABCMeta):
         """Enables or disables one trigger. Re-enabling a schedule resumes from now: ticks that passed
         while it was disabled are not fired. NOT_FOUND for an unknown flow or trigger.
         """
+
+    @_abc_1.abstractmethod
+    def StartBackfill(
+        self,
+        request: _trigger_pb2.StartBackfillRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_trigger_pb2.StartBackfillResponse, _abc.Awaitable[_trigger_pb2.StartBackfillResponse]]:
+        """Starts a backfill of a Schedule trigger: every tick from start to end (default now) runs
+        once, labelled system.backfill=true, alongside the regular ticks. Replaces a backfill in
+        progress. INVALID_ARGUMENT when start is not before end; NOT_FOUND for no such schedule.
+        """
+
+    @_abc_1.abstractmethod
+    def SetBackfillPaused(
+        self,
+        request: _trigger_pb2.SetBackfillPausedRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_trigger_pb2.SetBackfillPausedResponse, _abc.Awaitable[_trigger_pb2.SetBackfillPausedResponse]]:
+        """Pauses or resumes the backfill in progress (FAILED_PRECONDITION when there is none)."""
+
+    @_abc_1.abstractmethod
+    def DeleteBackfill(
+        self,
+        request: _trigger_pb2.DeleteBackfillRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_trigger_pb2.DeleteBackfillResponse, _abc.Awaitable[_trigger_pb2.DeleteBackfillResponse]]:
+        """Deletes the backfill in progress: its remaining ticks do not run."""
 
 def add_TriggerServiceServicer_to_server(servicer: TriggerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -329,3 +329,33 @@ triggers:
     assert "triggers[1].conditions[0].in" in text and "unknown state 'DONE'" in text
     assert "triggers[2].key" in text and "'key' is required" in text
     assert client.list_flows("tests.schedule") == []  # nothing stored
+
+
+def test_backfill_through_the_api_start_pause_resume_delete(server, client, clock):
+    from controlplane.api.triggers import change_backfill, start_backfill
+    from worker_sdk.errors import FailedPreconditionError, InvalidArgumentError
+
+    clock.set(2026, 6, 10, 12, 0)
+    s = _scheduler(server, clock)
+    client.deploy_flow(_flow("backfilled", """
+  - id: daily
+    type: io.kestra.plugin.core.trigger.Schedule
+    cron: "0 6 * * *"
+"""))
+    _pass(server, s)
+    with pytest.raises(InvalidArgumentError, match="is not before"):
+        start_backfill(client, "tests.schedule", "backfilled", "daily", datetime(2026, 6, 9, tzinfo=UTC),
+                       datetime(2026, 6, 1, tzinfo=UTC))
+    info = start_backfill(client, "tests.schedule", "backfilled", "daily", datetime(2026, 6, 1, tzinfo=UTC),
+                          datetime(2026, 6, 5, 12, tzinfo=UTC))
+    assert info.backfill_next == datetime(2026, 6, 1, tzinfo=UTC) and not info.backfill_paused
+    assert change_backfill(client, "tests.schedule", "backfilled", "daily", "pause").backfill_paused
+    _pass(server, s)
+    assert _executions(server, "tests.schedule", "backfilled") == []  # paused: nothing runs
+    change_backfill(client, "tests.schedule", "backfilled", "daily", "resume")
+    _pass(server, s)
+    rows = _executions(server, "tests.schedule", "backfilled")
+    assert [r.trigger["variables"]["date"] for r in rows] == [f"2026-06-0{d}T06:00:00Z" for d in range(1, 6)]
+    assert all(r.labels["system.backfill"] == "true" for r in rows)
+    with pytest.raises(FailedPreconditionError, match="no backfill in progress"):
+        change_backfill(client, "tests.schedule", "backfilled", "daily", "delete")
