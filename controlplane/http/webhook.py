@@ -1,6 +1,7 @@
 """Webhook triggers over HTTP (Kestra's ``io.kestra.plugin.core.trigger.Webhook``).
 
-``GET|POST|PUT /api/v1/executions/webhook/{namespace}/{flowId}/{key}`` starts the flow when one
+``GET|POST|PUT /api/v1/executions/webhook/{namespace}/{flowId}/{key}`` (also with a tenant:
+``/api/v1/main/executions/webhook/…``) starts the flow when one
 of its enabled Webhook triggers has that ``key``. The execution sees ``trigger.body`` (the JSON
 body parsed, else the text), ``trigger.headers`` and ``trigger.parameters`` (name -> list of
 values, as Kestra). Answers:
@@ -104,7 +105,12 @@ def webhook_app(control_plane: Any) -> Starlette:
             payload["outputs"] = execution.outputs or {}
         return JSONResponse(payload)
 
-    routes = [Route("/api/v1/executions/webhook/{namespace}/{flow_id}/{key}", webhook, methods=["GET", "POST", "PUT"])]
+    methods = ["GET", "POST", "PUT"]
+    routes = [
+        Route("/api/v1/executions/webhook/{namespace}/{flow_id}/{key}", webhook, methods=methods),
+        # Kestra >= 0.20 puts a tenant in the path (``main`` by default); there is one tenant here.
+        Route("/api/v1/{tenant}/executions/webhook/{namespace}/{flow_id}/{key}", webhook, methods=methods),
+    ]
     return Starlette(routes=routes)
 
 

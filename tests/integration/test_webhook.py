@@ -59,6 +59,14 @@ def test_right_key_starts_the_flow_with_body_headers_and_parameters(stack):
     assert execution.task_runs[0].outputs["value"] == "Ada|1|t0|Ada"
 
 
+def test_tenant_path_of_newer_kestra_works_too(stack):
+    _, client, base = stack
+    resp = httpx.post(base.replace("/api/v1/", "/api/v1/main/") + "/tests.webhook/hooked/s3cr3t-key?x=3",
+                      json={"name": "T"}, headers={"X-Token": "m"})
+    assert resp.status_code == 200, resp.text
+    assert client.wait_execution(resp.json()["id"], timeout=60).task_runs[0].outputs["value"] == "T|3|m|T"
+
+
 def test_wrong_key_and_unknown_flow_are_the_same_404(stack):
     _, _, base = stack
     wrong = httpx.post(f"{base}/tests.webhook/hooked/nope", json={})
