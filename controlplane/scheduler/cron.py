@@ -97,6 +97,8 @@ class CronSchedule:
             croniter(expr, datetime(2000, 1, 1), second_at_beginning=self.with_seconds)
         except (CroniterError, ValueError, KeyError) as exc:
             raise CronError(f"invalid cron '{self.expression}': {exc}") from None
+        if self.next_after(datetime(2000, 1, 1, tzinfo=UTC)) is None:
+            raise CronError(f"cron '{self.expression}' never fires (no such date)")
 
     @property
     def normalized(self) -> str:

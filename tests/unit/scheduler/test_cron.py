@@ -77,6 +77,7 @@ def test_nicknames_and_seconds():
         ("* * * * * *", None, False, "set withSeconds: true"),
         ("* * * * *", None, True, "expected 6"),
         ("* * * * *", "Europe/Pariss", False, "unknown time zone 'Europe/Pariss'"),
+        ("0 0 30 2 *", None, False, "never fires"),
     ],
 )
 def test_bad_expressions_are_refused_with_the_reason(cron, zone, with_seconds, message):
