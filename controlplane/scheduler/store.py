@@ -192,6 +192,9 @@ async def latest_flow_revisions(conn: AsyncConnection) -> list[tuple[str, str, i
     return [tuple(r) for r in (await conn.execute(q)).all()]
 
 
+_CHUNK = 500
+
+
 async def fire_many(conn: AsyncConnection, fires: list[tuple[str, str, str, dict[str, Any], Any]]) -> set[str]:
     """Claim many ticks at once and store the executions of the claimed ones (three statements
     whatever the count), in the caller's transaction.
@@ -205,6 +208,11 @@ async def fire_many(conn: AsyncConnection, fires: list[tuple[str, str, str, dict
     """
     if not fires:
         return set()
+    if len(fires) > _CHUNK:  # stay far below Postgres' 65535 bind parameters per statement
+        claimed_all: set[str] = set()
+        for i in range(0, len(fires), _CHUNK):
+            claimed_all |= await fire_many(conn, fires[i:i + _CHUNK])
+        return claimed_all
     rows = [
         {"namespace": ns, "flow_id": flow_id, "trigger_id": trigger_id,
          "scheduled_date": key.get("scheduled_date"), "event_key": key.get("event_key"),
