@@ -146,3 +146,63 @@ def test_trigger_listing_and_disabling_a_flow_trigger_stops_it(replicas):
         client.wait_execution(done, timeout=60)
         first.run(first.cp.scheduler.flow_triggers_once())
         assert len(_listener_executions(first, "listener")) == before
+
+
+def test_multiple_condition_fires_once_both_upstreams_succeeded_in_the_window(replicas):
+    first, _ = replicas
+    sources = [f"""
+id: part-{name}
+namespace: tests.flowtrigger.multi
+tasks:
+  - id: only
+    type: io.kestra.plugin.core.debug.Return
+    format: "{name}"
+""" for name in ("a", "b")]
+    sources.append("""
+id: both
+namespace: tests.flowtrigger.listeners
+tasks:
+  - id: show
+    type: io.kestra.plugin.core.debug.Return
+    format: "{{ trigger.flowId }}"
+triggers:
+  - id: both-done
+    type: io.kestra.plugin.core.trigger.Flow
+    conditions:
+      - type: io.kestra.plugin.core.condition.ExecutionStatus
+        in: [SUCCESS]
+      - id: window
+        type: io.kestra.core.models.conditions.types.MultipleCondition
+        window: P1D
+        windowAdvance: P0D
+        conditions:
+          a:
+            type: io.kestra.plugin.core.condition.ExecutionFlow
+            namespace: tests.flowtrigger.multi
+            flowId: part-a
+          b:
+            type: io.kestra.plugin.core.condition.ExecutionFlow
+            namespace: tests.flowtrigger.multi
+            flowId: part-b
+""")
+    with KestrelClient(first.address, timeout=30) as client, worker_process(first.address):
+        for source in sources:
+            client.deploy_flow(source)
+        wait_until(lambda: any(t.trigger_id == "both-done" for t in
+                               first.run(first.cp.scheduler.list_triggers("tests.flowtrigger.listeners"))),
+                   timeout=30, what="the listener's trigger")
+        first.run(first.cp.scheduler.sync_once())
+        for _ in range(2):
+            client.wait_execution(client.start_execution("tests.flowtrigger.multi", "part-a").id, timeout=60)
+        first.run(first.cp.scheduler.flow_triggers_once())
+        assert _listener_executions(first, "both") == []  # only part-a so far: nothing
+        b = client.start_execution("tests.flowtrigger.multi", "part-b").id
+        client.wait_execution(b, timeout=60)
+        wait_until(lambda: len(_listener_executions(first, "both")) == 1, timeout=30, what="one execution")
+        first.run(first.cp.scheduler.flow_triggers_once())
+        (fired,) = _listener_executions(first, "both")
+        assert fired.trigger["variables"]["executionId"] == b
+        # The window was reset once met: another part-b alone does not fire again.
+        client.wait_execution(client.start_execution("tests.flowtrigger.multi", "part-b").id, timeout=60)
+        first.run(first.cp.scheduler.flow_triggers_once())
+        assert len(_listener_executions(first, "both")) == 1
