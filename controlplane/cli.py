@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
+import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -355,6 +356,11 @@ def server_local(
     dashboard_port: Annotated[
         int, typer.Option("--dashboard-port", help="HTTP port of the dashboard.", min=1, max=65535)
     ] = 8501,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option("--metrics-port", help="Port of the Prometheus /metrics endpoint [default: none].",
+                     min=0, max=65535),
+    ] = None,
 ) -> None:
     """Run everything on this machine: embedded Postgres and Redis, the control plane, workers
     and the dashboard (http://127.0.0.1:8501 unless --no-dashboard).
@@ -362,6 +368,8 @@ def server_local(
     Data survives a restart with the same --data-dir.
     """
     run_local = _import("controlplane.local", "run_local")
+    if metrics_port:  # the local stack's Settings read KESTREL_* variables
+        os.environ["KESTREL_METRICS_PORT"] = str(metrics_port)
     extra: dict[str, Any] = {}  # run_local serves the dashboard on 8501 unless told otherwise
     if not dashboard:
         extra["dashboard_port"] = None
@@ -400,12 +408,18 @@ def server_standalone(
         typer.Option("--http-port", help="HTTP port for Webhook triggers [default: $KESTREL_HTTP_PORT, else none].",
                      min=0, max=65535),
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option("--metrics-port", help="Port of the Prometheus /metrics endpoint "
+                     "[default: $KESTREL_METRICS_PORT, else none].", min=0, max=65535),
+    ] = None,
 ) -> None:
     """Run one control-plane replica on an external Postgres and Redis.
 
     Every setting can also come from KESTREL_* environment variables; flags win.
     """
-    settings = _settings(database_url=database_url, redis_url=redis_url, port=port, host=host, http_port=http_port)
+    settings = _settings(database_url=database_url, redis_url=redis_url, port=port, host=host, http_port=http_port,
+                         metrics_port=metrics_port)
     run_standalone = _import("controlplane.server", "run_standalone")
     with _process_errors():
         run_standalone(settings)

@@ -75,6 +75,13 @@ class Settings(BaseSettings):
     webhook_wait_seconds: float = Field(
         60.0, description="Longest time a webhook call with `wait: true` waits for the execution to end."
     )
+    metrics_port: int | None = Field(
+        None, description="Port of the Prometheus `/metrics` endpoint (bound on `host`); None or 0 = no metrics."
+    )
+    metrics_sample_seconds: float = Field(
+        5.0, gt=0, description="How often the metrics gauges (queue depth, executions and workers by state) are "
+        "sampled from Postgres."
+    )
     scheduler_enabled: bool = Field(
         True, description="Run the trigger scheduler loop in this process (tests drive it by hand when False)."
     )

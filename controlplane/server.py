@@ -33,6 +33,7 @@ from controlplane.coordination.leader import Leadership
 from controlplane.engine.executor import Executor
 from controlplane.engine.unit import Unit
 from controlplane.http import HttpServer, webhook_app
+from controlplane.metrics import MeteredDispatcher, Metrics
 from controlplane.scheduler import Scheduler, SchedulerOptions, run_forever
 from controlplane.service.dispatch import Dispatcher
 from controlplane.service.flow_registry import FlowRegistry
@@ -88,6 +89,8 @@ class ControlPlane:
         self.http_port = 0
         self.storage: InternalStorage
         self._lookups: storage_render.Lookups | None = None
+        self.metrics: Metrics | None = None  # Prometheus metrics when Settings.metrics_port is set
+        self.metrics_port = 0
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Unit]:
@@ -130,7 +133,12 @@ class ControlPlane:
         self.signer = TaskTokenSigner(secret.encode())
         self.flows = FlowRegistry(self.engine)
         self.executor = Executor(self.flows.load, s.max_redeliveries, s.namespace_prefix_globals)
-        self.dispatcher = Dispatcher(self.transaction, self.executor, self.signer, self.events, s)
+        if s.metrics_port:
+            self.metrics = Metrics(s.metrics_sample_seconds)
+            self.dispatcher = MeteredDispatcher(self.transaction, self.executor, self.signer, self.events, s,
+                                                metrics=self.metrics)
+        else:
+            self.dispatcher = Dispatcher(self.transaction, self.executor, self.signer, self.events, s)
         self.scheduler = Scheduler(self.transaction, self.flows.load, self.executor, options=SchedulerOptions(
             standby_delay=s.scheduler_standby_delay_seconds, missed_after=s.scheduler_missed_after_seconds,
         ), globals_=s.namespace_prefix_globals)
@@ -182,6 +190,8 @@ class ControlPlane:
             self.http = HttpServer(webhook_app(self), s.http_host, s.http_port)
             self.http_port = await self.http.start()
             log.info("webhooks served on http://%s:%d", s.http_host, self.http_port)
+        if self.metrics is not None and s.metrics_port:
+            self.metrics_port = self.metrics.start(self.engine, s.host, s.metrics_port)
         log.info("control plane listening on %s:%d", s.host, self.port)
         return self.port
 
@@ -262,6 +272,8 @@ class ControlPlane:
             await leadership.resign()
         if self.http is not None:
             await self.http.stop()
+        if self.metrics is not None:
+            await self.metrics.stop()
         if self._server is not None:
             await self._server.stop(grace)
         if self.redis_events is not None:
