@@ -36,6 +36,7 @@ from controlplane.errors import (
     NotFoundError,
 )
 from controlplane.expressions import render
+from controlplane.expressions.values import print_value
 from controlplane.flows.inputs import InputValueError, coerce_inputs, coerce_value
 from controlplane.model import (
     Execution,
@@ -1373,6 +1374,14 @@ def _render_properties(task: Task, ctx: dict[str, Any]) -> dict[str, Any]:
         ExpressionError: rendering failed, or the result is over :data:`MAX_PROPERTIES_BYTES`.
     """
     properties = render(task.properties, ctx, where=f"task '{task.id}'")
+    if task.type == OUTPUT_VALUES_TYPE and isinstance(properties.get("values"), dict):
+        # Kestra renders OutputValues' map with render(String) per value: an expression gives
+        # its printed text (`{{ n + 1 }}` -> "4"), literals written in the YAML keep their type.
+        written = task.properties.get("values") or {}
+        properties["values"] = {
+            key: print_value(value) if _is_template(written.get(key)) and not isinstance(value, str) else value
+            for key, value in properties["values"].items()
+        }
     try:
         text = json.dumps(properties, separators=(",", ":"), default=str, ensure_ascii=False, allow_nan=False)
     except ValueError:
@@ -1389,6 +1398,13 @@ def _render_properties(task: Task, ctx: dict[str, Any]) -> dict[str, Any]:
             "go to a worker (pass large data through internal storage)"
         )
     return properties
+
+
+OUTPUT_VALUES_TYPE = "io.kestra.plugin.core.output.OutputValues"
+
+
+def _is_template(value: Any) -> bool:
+    return isinstance(value, str) and ("{{" in value or "{%" in value)
 
 
 def _without_nul(value: Any) -> Any:

@@ -44,3 +44,31 @@ def test_template_text_in_inputs_is_never_rendered(server):
                 assert messages == [f"got {payload}"]
     finally:
         stubs.close()
+
+
+def test_output_values_render_expressions_as_text_and_keep_literals(server):
+    """As Kestra's OutputValues (render(String) per value): ``{{ 1 + 3 }}`` is "4", a number
+    written in the YAML stays a number."""
+    stubs = connect(server.address)
+    try:
+        stubs.deploy("""
+id: output-values-text
+namespace: tests.safety
+tasks:
+  - id: out
+    type: io.kestra.plugin.core.output.OutputValues
+    values:
+      sum: "{{ 1 + 3 }}"
+      items: "{{ [1, 2] }}"
+      flag: "{{ 1 == 1 }}"
+      literal: 4
+      text: "plain"
+""")
+        with worker_process(server.address):
+            final = stubs.wait(stubs.start("tests.safety", "output-values-text").id, timeout=60)
+    finally:
+        stubs.close()
+    assert state_name(final.state.current) == "SUCCESS"
+    assert json.loads(final.task_runs[0].outputs_json) == {
+        "values": {"sum": "4", "items": "[1,2]", "flag": "true", "literal": 4, "text": "plain"}
+    }
