@@ -1,0 +1,18 @@
+"""The chaos scenarios at CI sizes (``pytest tests/chaos -m chaos -s`` prints their figures;
+``python -m tests.chaos --full`` runs the full sizes)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.chaos.scenarios import CI, SCENARIOS
+
+pytestmark = [pytest.mark.chaos, pytest.mark.timeout(900)]
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_chaos_scenario(name: str) -> None:
+    figures = SCENARIOS[name](CI)
+    print(f"\nchaos {name}: {json.dumps(figures, sort_keys=True)}")
