@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC
+from typing import Any
 
 import grpc
 
@@ -23,6 +25,7 @@ def _unchanged(text: str) -> str:
 
 
 _ALL_LEVELS = frozenset(convert.LEVELS)
+_RULES_CACHE_SIZE = 4096
 _MAX_MESSAGE = 1_000_000  # characters kept of one log line
 
 
@@ -43,6 +46,9 @@ class LogServicer(log_pb2_grpc.LogServiceServicer):
 
     def __init__(self, control_plane) -> None:
         self._cp = control_plane
+        # execution id -> (flow, SECRET-input mask): both fixed for an execution's lifetime, so
+        # a worker's log batches cost no extra query after the first (bounded LRU).
+        self._rules: OrderedDict[str, tuple[Any, Callable[[str], str]]] = OrderedDict()
 
     @rpc
     async def AppendLogs(self, request: log_pb2.AppendLogsRequest, context: grpc.aio.ServicerContext):
@@ -73,20 +79,29 @@ class LogServicer(log_pb2_grpc.LogServiceServicer):
         """What to keep and hide in ``task_id``'s log lines: the levels stored (all, or from the
         task's ``logLevel`` up, as Kestra drops lines below it) and a function masking the
         execution's decrypted SECRET inputs (Kestra masks them in logs)."""
-        execution = await repo.get_execution(conn, execution_id, with_task_runs=False)
-        if execution is None:
-            return _ALL_LEVELS, _unchanged
-        try:
-            flow = await self._cp.flows.load(conn, execution.namespace, execution.flow_id, execution.flow_revision)
-        except NotFoundError:
-            return _ALL_LEVELS, _unchanged
-        secrets = SecretStore.of_values(secret_input_values(flow, execution.inputs).values())
+        cached = self._rules.get(execution_id)
+        if cached is None:
+            execution = await repo.get_execution(conn, execution_id, with_task_runs=False)
+            if execution is None:
+                return _ALL_LEVELS, _unchanged
+            try:
+                flow = await self._cp.flows.load(conn, execution.namespace, execution.flow_id, execution.flow_revision)
+            except NotFoundError:
+                return _ALL_LEVELS, _unchanged
+            secrets = secret_input_values(flow, execution.inputs).values()
+            cached = (flow, SecretStore.of_values(secrets).mask if secrets else _unchanged)
+            self._rules[execution_id] = cached
+            if len(self._rules) > _RULES_CACHE_SIZE:
+                self._rules.popitem(last=False)
+        else:
+            self._rules.move_to_end(execution_id)
+        flow, mask = cached
         try:
             minimum = flow.find_task(task_id).log_level
         except KeyError:
             minimum = None
         kept = frozenset(convert.LEVELS[convert.LEVELS.index(minimum):]) if minimum in convert.LEVELS else _ALL_LEVELS
-        return kept, secrets.mask
+        return kept, mask
 
     def _levels(self, min_level: int) -> list[str]:
         convert.level_from_proto(min_level, "min_level")  # refuses values outside the enum
