@@ -89,10 +89,9 @@ class Dispatcher:
         wait = min(wait_seconds or self._settings.poll_wait_seconds, self._settings.poll_wait_seconds)
         deadline = time.monotonic() + wait
         async with self._tx() as unit:
-            worker = await repo.get_worker(unit.conn, worker_id)
-            if worker is None or worker.state != "ACTIVE":
+            worker = await repo.touch_active_worker(unit.conn, worker_id)
+            if worker is None:
                 raise FailedPreconditionError(f"worker '{worker_id}' is not registered (or has shut down); register again")
-            await repo.touch_worker(unit.conn, worker_id)
         while True:
             async with self._tx() as unit:
                 claimed = await repo.claim_task_runs(

@@ -919,6 +919,21 @@ async def get_worker(conn: AsyncConnection, worker_id: str) -> WorkerRow | None:
     return WorkerRow(r.id, list(r.task_types), r.worker_group, r.state, r.last_heartbeat_at) if r else None
 
 
+async def touch_active_worker(conn: AsyncConnection, worker_id: str) -> WorkerRow | None:
+    """Record a heartbeat of an ACTIVE worker and return it, in one statement; None when the
+    worker is unknown or not ACTIVE (it must register again)."""
+    r = (
+        await conn.execute(
+            update(t.workers)
+            .where(t.workers.c.id == worker_id, t.workers.c.state == "ACTIVE")
+            .values(last_heartbeat_at=utcnow())
+            .returning(t.workers.c.id, t.workers.c.task_types, t.workers.c.worker_group, t.workers.c.state,
+                       t.workers.c.last_heartbeat_at)
+        )
+    ).first()
+    return WorkerRow(r.id, list(r.task_types), r.worker_group, r.state, r.last_heartbeat_at) if r else None
+
+
 async def touch_worker(conn: AsyncConnection, worker_id: str) -> bool:
     """Record a worker heartbeat; False when the worker is unknown or not ACTIVE."""
     res = await conn.execute(
