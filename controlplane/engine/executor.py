@@ -423,8 +423,7 @@ class Executor:
         tr.error = None  # an earlier failed attempt's error stays on that attempt only
         tr.ended_at = now
         change_state(tr, final, now, f"task run {tr.id} ({tr.task_id})")
-        await repo.save_task_run_state(unit.conn, tr)
-        await repo.clear_lease(unit.conn, tr.id)
+        await repo.save_task_run_state(unit.conn, tr, clear_lease=True)
         unit.executions.add(execution.id)
         await self._advance_after_result(unit, execution, now)
 
@@ -522,8 +521,7 @@ class Executor:
             tr.ended_at = now
             change_state(tr, State.FAILED, now)
             await self._log_error(unit, tr, tr.error)
-        await repo.save_task_run_state(unit.conn, tr)
-        await repo.clear_lease(unit.conn, tr.id)
+        await repo.save_task_run_state(unit.conn, tr, clear_lease=True)
         await self.advance_safely(unit, execution.id)
 
     # ------------------------------------------------------------------------------------------

@@ -395,8 +395,11 @@ async def insert_task_run(
     )
 
 
-async def save_task_run_state(conn: AsyncConnection, tr: TaskRun) -> None:
-    """Write a task run's state, histories, outputs, error and dates (executor-side changes)."""
+async def save_task_run_state(conn: AsyncConnection, tr: TaskRun, *, clear_lease: bool = False) -> None:
+    """Write a task run's state, histories, outputs, error and dates (executor-side changes);
+    with ``clear_lease`` also forget its worker and lease (as :func:`clear_lease`), in the same
+    statement."""
+    lease = {"worker_id": None, "lease_expires_at": None} if clear_lease else {}
     await conn.execute(
         update(t.task_runs)
         .where(t.task_runs.c.id == tr.id)
@@ -407,6 +410,7 @@ async def save_task_run_state(conn: AsyncConnection, tr: TaskRun) -> None:
             error=storable_text(tr.error),
             started_at=tr.started_at,
             ended_at=tr.ended_at,
+            **lease,
         )
     )
 
