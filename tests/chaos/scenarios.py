@@ -40,17 +40,18 @@ SETTINGS = {
 
 
 def sleep_flow(flow_id: str, seconds: float) -> str:
-    """Two tasks: ``nap`` sleeps ``seconds`` on a worker, then ``ret`` returns a value from it."""
+    """Two tasks run by workers: ``nap`` sleeps ``seconds`` (Kestra's ``flow.Sleep``, built into
+    every worker, so the flow deploys before any worker connects), then ``ret`` returns a value."""
     return f"""\
 id: {flow_id}
 namespace: {NAMESPACE}
 tasks:
   - id: nap
-    type: io.kestrel.tests.Sleep
-    seconds: {seconds}
+    type: io.kestra.plugin.core.flow.Sleep
+    duration: PT{seconds:g}S
   - id: ret
     type: io.kestra.plugin.core.debug.Return
-    format: "slept {{{{ outputs.nap.slept }}}}"
+    format: "after the nap of {{{{ taskrun.startDate }}}}"
 """
 
 
@@ -108,25 +109,35 @@ def control_plane_sigkill(sizes: Sizes) -> dict[str, Any]:
     n = sizes.cp_kill_executions
     flow_id = "cp-kill"
     running_nap = "SELECT count(*) FROM task_runs WHERE task_id = 'nap' AND state = 'RUNNING' AND worker_id IS NOT NULL"
+    nap_done = "SELECT count(*) FROM task_runs WHERE task_id = 'nap' AND state = 'SUCCESS'"
     with stack("cpkill", SETTINGS) as (cp, conn, workdir):
+        # Every execution is started before the workers come, so all n are running at the kill.
+        with KestrelClient(cp.address, timeout=60) as client:
+            client.deploy_flow(sleep_flow(flow_id, 3.0))
+            _start_many(client, flow_id, n)
         workers = [start_worker(cp.address, sizes.cp_kill_concurrency, workdir, f"worker-{i}")
                    for i in range(sizes.cp_kill_workers)]
         try:
             wait_registered(conn, len(workers))
-            with KestrelClient(cp.address, timeout=60) as client:
-                client.deploy_flow(sleep_flow(flow_id, 3.0))
-                _start_many(client, flow_id, n)
             slots = sizes.cp_kill_workers * sizes.cp_kill_concurrency
-            kills = []
+            kills: list[dict[str, Any]] = []
             for down in (LEASE_SECONDS / 2, LEASE_SECONDS + 1.5):
-                want = max(1, min(n, slots) // 2) if not kills else 1
+                # Kill 1: once half the worker slots hold a nap. Kill 2: once the restarted control
+                # plane has recorded more naps and holds new ones.
+                want_running = max(1, min(n, slots) // 2) if not kills else 1
+                want_done = kills[-1]["nap_succeeded"] + 1 if kills else 0
+
+                def ready(want_running=want_running, want_done=want_done) -> bool:
+                    return (conn.execute(running_nap).fetchone()[0] >= want_running
+                            and conn.execute(nap_done).fetchone()[0] >= want_done)
+
                 try:
-                    wait_for(lambda want=want: conn.execute(running_nap).fetchone()[0] >= want, sizes.timeout / 4,
-                             "work in flight on the workers")
+                    wait_for(ready, sizes.timeout / 4, "work in flight on the workers")
                 except ChaosError:
-                    pass  # the run ended before this kill: recorded as 0 in flight
+                    pass  # the run ended before this kill: the figures show 0 in flight
                 kills.append({"down_s": down, "executions": execution_states(conn, flow_id),
-                              "nap_running_on_workers": conn.execute(running_nap).fetchone()[0]})
+                              "nap_running_on_workers": conn.execute(running_nap).fetchone()[0],
+                              "nap_succeeded": conn.execute(nap_done).fetchone()[0]})
                 cp.sigkill()
                 time.sleep(down)
                 cp.start()
@@ -247,6 +258,7 @@ def postgres_and_redis_outage(sizes: Sizes) -> dict[str, Any]:
             if terminated == 0:
                 raise ChaosError(f"{flow_id}: no Postgres connection was terminated: the fault was not injected")
             figures.update(rounds=sizes.outage_rounds, pg_connections_terminated=terminated,
+                           control_plane_log_tracebacks=cp.log_tail(10**8).count("Traceback"),
                            redis_keys_deleted=deleted, control_plane_alive=cp.alive(),
                            control_plane_starts=cp.starts)
             return figures

@@ -23,8 +23,6 @@ import redis
 REPO = Path(__file__).resolve().parents[2]
 ADMIN_URL = os.environ.get("KESTREL_TEST_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("KESTREL_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-# Task types of tests/integration/tasks/slow.py (io.kestrel.tests.Sleep), loaded by every worker.
-TASK_MODULE = "tests.integration.tasks.slow"
 TERMINAL = ("SUCCESS", "WARNING", "FAILED", "KILLED", "CANCELLED", "RETRIED", "SKIPPED")
 
 
@@ -148,12 +146,12 @@ class ControlPlaneProcess:
 
 
 def start_worker(address: str, concurrency: int, workdir: Path, name: str) -> subprocess.Popen[bytes]:
-    """One ``python -m worker_sdk`` process with the test task types; its log in ``workdir``."""
+    """One ``python -m worker_sdk`` process (built-in task types); its log in ``workdir``."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
     log = open(workdir / f"{name}.log", "wb")  # noqa: SIM115
     return subprocess.Popen(
         [sys.executable, "-m", "worker_sdk", "--server", address, "--concurrency", str(concurrency),
-         "--module", TASK_MODULE, "--log-level", "WARNING"],
+         "--log-level", "WARNING"],
         env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
     )
 
