@@ -53,7 +53,7 @@ def _value(samples, name: str, **labels: str) -> float | None:
 
 def test_metrics_endpoint_reports_queue_dispatch_executions_workers_and_lease_expiries(database_url):
     port = _free_port()
-    settings = make_settings(database_url, metrics_port=port, metrics_sample_seconds=0.3, lease_seconds=2.0)
+    settings = make_settings(database_url, metrics_port=port, metrics_sample_seconds=0.3, lease_seconds=3.0)
     server = ServerThread(settings).start()
     stubs = connect(server.address)
     try:
@@ -72,6 +72,7 @@ def test_metrics_endpoint_reports_queue_dispatch_executions_workers_and_lease_ex
         assert [a.task_id for a in claimed] == ["hello"]
         wait_until(lambda: _scrape(port).get(("kestrel_lease_expiries_total", ())) == 1.0, timeout=60,
                    what="kestrel_lease_expiries_total == 1")
+        # Nothing else held a lease yet, so the one expiry is the silent worker's.
         with worker_process(server.address, concurrency=2):
             others = [stubs.start("tests.metrics", "metered") for _ in range(3)]
             finals = [stubs.wait(e.id, timeout=120) for e in [first, *others]]
@@ -92,12 +93,14 @@ def test_metrics_endpoint_reports_queue_dispatch_executions_workers_and_lease_ex
     assert _value(samples, "kestrel_executions", state="FAILED") == 0
     # Every queue row was claimed: no labelled queue-depth sample is left.
     assert not [k for k in samples if k[0] == "kestrel_task_queue_depth"]
-    # 4 executions x 2 task runs, each claimed once, plus the re-dispatch of the expired one.
-    assert samples[("kestrel_task_runs_claimed_total", ())] == 9.0
+    # 4 executions x 2 task runs, each claimed once, plus one re-dispatch per expired lease (the
+    # silent worker's; on a very loaded machine a real worker's heartbeat may come late too).
+    expiries = samples[("kestrel_lease_expiries_total", ())]
+    assert expiries >= 1.0
+    assert samples[("kestrel_task_runs_claimed_total", ())] == 8.0 + expiries
     # First attempts only: the 8 task runs; every observation is in the +Inf bucket and the
     # latencies are non-negative.
     assert samples[("kestrel_dispatch_latency_seconds_count", ())] == 8.0
     assert samples[("kestrel_dispatch_latency_seconds_bucket", (("le", "+Inf"),))] == 8.0
     assert samples[("kestrel_dispatch_latency_seconds_sum", ())] >= 0.0
-    assert samples[("kestrel_lease_expiries_total", ())] == 1.0
     assert samples[("kestrel_metrics_sample_errors_total", ())] == 0.0
