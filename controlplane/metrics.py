@@ -185,8 +185,8 @@ class MeteredDispatcher(Dispatcher):
         super().__init__(transaction, _LeaseExpiryCounter(executor, metrics.lease_expiries), *args, **kwargs)
         self.metrics = metrics
 
-    async def poll(self, worker_id: str, max_task_runs: int, wait_seconds: float) -> list[Assignment]:
-        """:meth:`Dispatcher.poll`, observing each claim."""
-        assignments = await super().poll(worker_id, max_task_runs, wait_seconds)
+    async def poll(self, *args: Any, **kwargs: Any) -> list[Assignment]:
+        """:meth:`Dispatcher.poll` (same arguments), observing each claim."""
+        assignments = await super().poll(*args, **kwargs)
         self.metrics.observe_claims(assignments)
         return assignments
