@@ -91,7 +91,9 @@ class SecretStore:
 def _mask_pattern(values: Iterable[str]) -> re.Pattern[str] | None:
     forms: set[str] = set()
     for value in values:
-        candidates = {value, json.dumps(value, ensure_ascii=False)[1:-1], json.dumps(value)[1:-1]}
+        escaped = json.dumps(value, ensure_ascii=False)[1:-1]
+        candidates = {value, escaped, json.dumps(value)[1:-1],
+                      json.dumps(escaped, ensure_ascii=False)[1:-1]}  # JSON text inside a JSON string
         if "\n" in value:
             candidates.update(line.strip() for line in value.splitlines())
         forms.update(c for c in candidates if len(c) >= MIN_MASKED_LENGTH)
@@ -120,3 +122,48 @@ def store() -> SecretStore:
 def mask(text: str) -> str:
     """:meth:`SecretStore.mask` with the process-wide secrets."""
     return store().mask(text)
+
+
+def execution_masker(inputs: object) -> SecretStore:
+    """A store masking the process-wide secrets and an execution's SECRET inputs: every value of
+    ``inputs`` (nested maps and lists) in the encrypted stored form is decrypted and masked too.
+    Needs no flow: encrypted values are recognised by their prefix (:mod:`controlplane.crypto`)."""
+    from controlplane import crypto
+
+    found: list[str] = []
+    stack = [inputs]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, Mapping):
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+        elif crypto.is_encrypted(value):
+            try:
+                found.append(crypto.encryptor().decrypt(value))  # type: ignore[arg-type]
+            except (ValueError, crypto.EncryptionUnavailableError):
+                continue
+    if not found:
+        return store()
+    combined = SecretStore.of_values([*store()._values.values(), *found])
+    return combined
+
+
+class MaskingFilter(logging.Filter):
+    """A logging filter that masks the process-wide secret values in every record's message (so
+    a warning quoting a rendered value never writes a secret to the control plane's log)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if len(store()):
+            message = record.getMessage()
+            masked = mask(message)
+            if masked != message:
+                record.msg, record.args = masked, ()
+        return True
+
+
+def install_log_masking() -> None:
+    """Attach a :class:`MaskingFilter` to every handler of the root logger (once)."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, MaskingFilter) for f in handler.filters):
+            handler.addFilter(MaskingFilter())

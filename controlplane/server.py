@@ -121,6 +121,7 @@ class ControlPlane:
         except ValueError as exc:
             raise RuntimeError(f"KESTREL_ENCRYPTION_KEY: {exc}") from None
         count = len(secret_store.configure())
+        secret_store.install_log_masking()
         if count:
             log.info("%d secret(s) loaded from SECRET_* environment variables", count)
         await asyncio.to_thread(upgrade, s.database_url)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -86,10 +87,10 @@ def dump_json(value: Any) -> str:
     return "" if value is None else json.dumps(value, separators=(",", ":"), default=str, ensure_ascii=False)
 
 
-def masked_json(value: Any) -> str:
+def masked_json(value: Any, mask: Callable[[str], str] = secrets.mask) -> str:
     """:func:`dump_json` with secret values masked, for outputs/inputs/trigger data returned to
     clients (stored data keeps them: later tasks may need them)."""
-    return secrets.mask(dump_json(value))
+    return mask(dump_json(value))
 
 
 def labels_to_proto(labels: dict[str, str]) -> list[common_pb2.Label]:
@@ -129,14 +130,15 @@ def flow_to_proto(row: FlowRow, with_source: bool = True) -> flow_pb2.Flow:
     )
 
 
-def task_run_to_proto(tr: TaskRun) -> execution_pb2.TaskRun:
-    """A task run with its attempts on the wire."""
+def task_run_to_proto(tr: TaskRun, mask: Callable[[str], str] = secrets.mask) -> execution_pb2.TaskRun:
+    """A task run with its attempts on the wire; ``mask`` hides secret values in its loop value,
+    outputs and error (see :func:`controlplane.secrets.execution_masker`)."""
     return execution_pb2.TaskRun(
         id=tr.id,
         execution_id=tr.execution_id,
         task_id=tr.task_id,
         parent_task_run_id=tr.parent_id or "",
-        value=tr.value or "",
+        value=mask(tr.value or ""),
         state=state_info(tr.state, tr.histories),
         attempts=[
             execution_pb2.TaskRunAttempt(
@@ -149,30 +151,32 @@ def task_run_to_proto(tr: TaskRun) -> execution_pb2.TaskRun:
             )
             for a in tr.attempts
         ],
-        outputs_json=masked_json(tr.outputs),
+        outputs_json=masked_json(tr.outputs, mask),
         task_type=tr.task_type,
-        error=tr.error or "",
+        error=mask(tr.error or ""),
     )
 
 
 def execution_to_proto(execution: Execution) -> execution_pb2.Execution:
-    """An execution (with task runs when loaded) on the wire."""
+    """An execution (with task runs when loaded) on the wire, with the values of secrets and of
+    its SECRET inputs masked everywhere (inputs, outputs, labels, loop values, errors)."""
+    mask = secrets.execution_masker(execution.inputs).mask
     return execution_pb2.Execution(
         id=execution.id,
         namespace=execution.namespace,
         flow_id=execution.flow_id,
         flow_revision=execution.flow_revision,
         state=state_info(execution.state, execution.histories),
-        inputs_json=masked_json(execution.inputs),
-        outputs_json=masked_json(execution.outputs),
-        labels=labels_to_proto(execution.labels),
-        task_runs=[task_run_to_proto(tr) for tr in execution.task_runs],
+        inputs_json=masked_json(execution.inputs, mask),
+        outputs_json=masked_json(execution.outputs, mask),
+        labels=labels_to_proto({k: mask(str(v)) for k, v in execution.labels.items()}),
+        task_runs=[task_run_to_proto(tr, mask) for tr in execution.task_runs],
         start_date=ts(execution.started_at or execution.created_at),
         end_date=ts(execution.ended_at),
-        error=execution.error or "",
+        error=mask(execution.error or ""),
         parent_id=execution.parent_id or "",
         original_id=execution.original_id or "",
-        trigger_json=masked_json(execution.trigger) if execution.trigger else "",
+        trigger_json=masked_json(execution.trigger, mask) if execution.trigger else "",
         caller_execution_id=execution.caller_execution_id or "",
         caller_task_run_id=execution.caller_task_run_id or "",
     )

@@ -11,7 +11,7 @@ from typing import Any
 import grpc
 from sqlalchemy.exc import OperationalError
 
-from controlplane import errors
+from controlplane import errors, secrets
 from controlplane.model.state import IllegalTransitionError
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ def rpc(method: Callable[..., Any]) -> Callable[..., Any]:
             await context.abort(grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); see the server log")
         if code is grpc.StatusCode.UNAVAILABLE:
             await context.abort(code, "the database is unavailable; retry later")
-        await context.abort(code, _fit(str(exc)))
+        await context.abort(code, _fit(secrets.mask(str(exc))))  # an error may quote a value
 
     if inspect.isasyncgenfunction(method):
 

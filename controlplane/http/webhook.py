@@ -27,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from controlplane import secrets
 from controlplane.errors import ExpressionError, InputValidationError
 from controlplane.store import repository as repo
 
@@ -93,7 +94,7 @@ def webhook_app(control_plane: Any) -> Starlette:
         try:
             started = await cp.scheduler.fire_webhook(namespace, flow_id, key, variables)
         except (InputValidationError, ExpressionError) as exc:
-            return JSONResponse({"message": str(exc)}, status_code=400)
+            return JSONResponse({"message": secrets.mask(str(exc))}, status_code=400)
         if started is None:
             return JSONResponse(_NOT_FOUND, status_code=404)
         execution_id, flow = started
@@ -102,7 +103,9 @@ def webhook_app(control_plane: Any) -> Starlette:
         payload: dict[str, Any] = {"id": execution.id, "namespace": execution.namespace,
                                    "flowId": execution.flow_id, "state": execution.state.value}
         if trigger.get("wait") is True and trigger.get("returnOutputs") is True:
-            payload["outputs"] = execution.outputs or {}
+            # The response is an API response: secret values (and SECRET inputs) are masked.
+            payload["outputs"] = json.loads(secrets.execution_masker(execution.inputs).mask(
+                json.dumps(execution.outputs or {}, ensure_ascii=False)))
         return JSONResponse(payload)
 
     methods = ["GET", "POST", "PUT"]

@@ -28,6 +28,13 @@ tasks:
   - id: length
     type: io.kestra.plugin.core.debug.Return
     format: "{{ inputs.password | length }}"
+  - id: echo
+    type: io.kestra.plugin.core.debug.Return
+    format: "echo {{ inputs.password }}"
+outputs:
+  - id: leaked
+    type: STRING
+    value: "{{ inputs.password }}"
 """
 PASSWORD = "hunter2-correct-horse"
 
@@ -49,6 +56,9 @@ def test_secret_input_is_encrypted_at_rest_decrypted_for_tasks_and_masked_in_log
     assert messages == ["This is my secret: ******"]
     length = next(tr for tr in final.task_runs if tr.task_id == "length")
     assert json.loads(length.outputs_json) == {"value": str(len(PASSWORD))}
+    echo = next(tr for tr in final.task_runs if tr.task_id == "echo")
+    assert json.loads(echo.outputs_json) == {"value": "echo ******"}  # API responses mask SECRET inputs
+    assert json.loads(final.outputs_json) == {"leaked": "******"}
     stored_inputs = json.loads(final.inputs_json)["password"]
     assert stored_inputs.startswith("kestrel-aes256gcm:") and PASSWORD not in final.inputs_json
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT

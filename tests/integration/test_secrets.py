@@ -41,6 +41,17 @@ tasks:
     type: io.kestra.plugin.scripts.shell.Commands
     commands:
       - "echo token is {{ secret('api_token') }}"
+  - id: label
+    type: io.kestra.plugin.core.execution.Labels
+    labels:
+      token: "{{ secret('api_token') }}"
+  - id: loop
+    type: io.kestra.plugin.core.flow.ForEach
+    values: ["{{ secret('api_token') }}"]
+    tasks:
+      - id: inner
+        type: io.kestra.plugin.core.debug.Return
+        format: "{{ {'t': secret('TRICKY')} | json }}"
   - id: fail
     type: io.kestra.plugin.core.execution.Fail
     errorMessage: "failing with {{ secret('tricky') }}"
@@ -83,6 +94,9 @@ def test_secrets_render_for_tasks_and_never_appear_in_logs_errors_or_api_respons
     assert any(m.startswith("token=****** multi=****** tricky=******") for m in messages), messages
     assert any("token is ******" in m for m in messages), messages
     assert "failing with ******" in runs["fail"].error
+    assert {label.key: label.value for label in final.labels}["token"] == "******"
+    assert runs["inner"].value == "******"  # the loop value
+    assert json.loads(runs["inner"].outputs_json)["value"] == '{"t":"******"}'  # JSON inside JSON
 
     engine = sa.create_engine(database_url)
     with engine.connect() as conn:
