@@ -306,8 +306,11 @@ def _process_errors() -> Iterator[None]:
     except OperationalError as err:
         reason = " ".join(str(err.orig or err).split())
         _fail(f"cannot use the database: {reason} (check --database-url / KESTREL_DATABASE_URL)")
-    except (ArgumentError, NoSuchModuleError, ModuleNotFoundError) as err:
+    except (ArgumentError, NoSuchModuleError) as err:
         _fail(f"database URL not usable ({err}); expected postgresql+psycopg://USER@HOST:PORT/DB")
+    except ModuleNotFoundError as err:
+        _fail(f"Python module '{err.name}' is missing: a database driver named in the URL (expected "
+              "postgresql+psycopg://USER@HOST:PORT/DB) or an incomplete install (pip install -e .)")
     except ValidationError as err:
         _fail("invalid settings: " + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()))
     except OSError as err:  # e.g. an address that cannot be bound
