@@ -60,7 +60,9 @@ from controlplane.flows.inputs import (
 from controlplane.model.flow import Flow, Input, Output, Task
 
 FLOW_ID_PATTERN = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9._-]*")
-NAMESPACE_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]*")
+#: Dotted parts, each starting with a letter or digit (so a part can never be `_files`, the
+#: namespace-files folder of internal storage).
+NAMESPACE_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]*(?:\.[a-z0-9][a-z0-9_-]*)*")
 TASK_ID_PATTERN = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_-]*")
 TASK_ID_MAX = 100
 #: Most tasks one flow may hold, and most problems one validation reports.
@@ -155,11 +157,12 @@ def default_matches(default_type: str, written: str | None, canonical: str | Non
     return any(name.startswith(default_type + ".") for name in names)
 
 
-def _merge_default(node: CommentedMap, values: CommentedMap, forced: bool) -> None:
+def _merge_default(node: CommentedMap, values: CommentedMap, forced: bool, skip: set[str] = frozenset()) -> None:  # type: ignore[assignment]
     """Merge ``values`` into ``node`` in place: missing keys are added; where both hold a map the
-    maps are merged; otherwise the node's value stays, unless ``forced``."""
+    maps are merged; otherwise the node's value stays, unless ``forced``. ``id``, ``type`` and
+    the keys in ``skip`` are never taken from a default."""
     for key, value in values.items():
-        if key in ("id", "type"):
+        if key in ("id", "type") or key in skip:
             continue
         current = node.get(key)
         if isinstance(current, CommentedMap) and isinstance(value, CommentedMap):
@@ -295,7 +298,7 @@ class _FlowParser:
             NAMESPACE_PATTERN,
             NAMESPACE_MAX,
             "namespace",
-            "lower-case letters, digits, '.', '_' or '-', starting with a letter or digit",
+            "dot-separated parts of lower-case letters, digits, '_' or '-', each starting with a letter or digit",
         )
         description = self.string(root, "description", "description", "")
         labels = self._labels(root)
@@ -1092,10 +1095,14 @@ class _FlowParser:
         or canonical, legacy aliases resolved) or a dotted prefix of it; its values fill the
         properties the task does not set (maps merged key by key), or, with ``forced: true``,
         override them. ``id`` and ``type`` are never taken from a default."""
+        info = task_type_info(canonical) if canonical else None
+        child_keys = set(info.child_keys) if info is not None else set()
         for default_type, values, forced in self.defaults:
             if not default_matches(default_type, written, canonical):
                 continue
-            _merge_default(node, values, forced)
+            # Child task lists are never defaulted: a default Sequential holding a Sequential
+            # would nest for ever.
+            _merge_default(node, values, forced, skip=child_keys)
 
     def _concurrency(self, root: CommentedMap) -> dict[str, Any] | None:
         node = self.mapping(root, "concurrency", "concurrency", "")

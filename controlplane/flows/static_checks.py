@@ -25,6 +25,7 @@ was accepted before a check existed keeps running.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -101,7 +102,13 @@ def check_expressions(flow: Flow) -> tuple[list[Issue], list[Issue]]:
             prop = template.path[len(owner_path) + 1 :].split(".", 1)[0].split("[", 1)[0]
             if prop in _OTHER_CONTEXT.get(owner.type, ()):
                 continue
-        for root_name, key in sorted(set(_references(parts))):
+        try:
+            references = sorted(set(_references(parts)))
+        except RecursionError:
+            errors.append(Issue(template.path, f"{where}: expression nested or chained too deeply to check "
+                                               "(split it into several steps)", template.line))
+            continue
+        for root_name, key in references:
             if root_name == "outputs" and key not in task_ids:
                 errors.append(Issue(template.path, f"{where} reads outputs of '{key}', which is not a task of this flow{_hint(key, task_ids)}", template.line))
             elif root_name == "inputs" and key not in input_roots:
@@ -164,13 +171,22 @@ def _has_template(text: str) -> bool:
     return "{{" in text or "{%" in text or "{#" in text
 
 
+def _prefixes(path: str) -> Iterator[str]:
+    """``path`` and each shorter prefix ending before a ``.`` or ``[``, longest first."""
+    yield path
+    for index in range(len(path) - 1, 0, -1):
+        if path[index] in ".[":
+            yield path[:index]
+
+
 def _owner(path: str, task_paths: dict[str, Any]) -> tuple[str, Any]:
-    """The innermost task whose path is a prefix of ``path`` (``("", None)`` when none)."""
-    best = ("", None)
-    for task_path, task in task_paths.items():
-        if (path.startswith(task_path + ".") or path == task_path) and len(task_path) > len(best[0]):
-            best = (task_path, task)
-    return best
+    """The innermost task whose path is a prefix of ``path`` (``("", None)`` when none); a dict
+    lookup per prefix, so the cost is the path's length, not the number of tasks."""
+    for prefix in _prefixes(path):
+        task = task_paths.get(prefix)
+        if task is not None:
+            return prefix, task
+    return "", None
 
 
 def _in_handler_or_dag(path: str, task_paths: dict[str, Any]) -> bool:
@@ -178,16 +194,20 @@ def _in_handler_or_dag(path: str, task_paths: dict[str, Any]) -> bool:
     segments = path.replace("[", ".[").split(".")
     if any(segment in _HANDLER_KEYS for segment in segments):
         return True
-    for task_path, task in task_paths.items():
-        info = task_type_info(task.type)
-        if info is not None and info.dag_tasks and path.startswith(task_path + "."):
+    for prefix in _prefixes(path):
+        task = task_paths.get(prefix)
+        info = task_type_info(task.type) if task is not None else None
+        if info is not None and info.dag_tasks and prefix != path:
             return True
     return False
 
 
 def _rebinds(parts: list[Any]) -> bool:
+    """Whether a ``set``/``for``/``macro`` tag binds the name ``outputs``, ``inputs`` or ``vars``
+    itself (``my_outputs`` does not count)."""
     return any(
-        isinstance(part, preprocess.Tag) and part.target is not None and any(r in part.target for r in _ROOTS)
+        isinstance(part, preprocess.Tag) and part.target is not None
+        and any(name in _ROOTS for name in re.findall(r"\w+", part.target))
         for part in parts
     )
 

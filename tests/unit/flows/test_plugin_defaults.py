@@ -80,3 +80,19 @@ def test_a_default_matching_no_task_is_warned_about():
     [warning] = [w for w in not_applied_warnings(flow) if w.path.startswith("pluginDefaults")]
     assert warning.path == "pluginDefaults[0].type"
     assert "plugin default for 'io.kestra.plugin.core.log.Lgo' matches no task" in warning.message
+
+
+def test_child_task_lists_are_never_defaulted():
+    from controlplane.errors import FlowValidationError
+
+    source = (
+        "id: r\nnamespace: a.b\npluginDefaults:\n  - type: io.kestra.plugin.core.flow.Sequential\n    values:\n"
+        "      tasks:\n        - id: inner\n          type: io.kestra.plugin.core.flow.Sequential\n"
+        "tasks:\n  - id: s\n    type: io.kestra.plugin.core.flow.Sequential\n"
+    )
+    try:
+        parse_flow(source)
+    except FlowValidationError as exc:
+        assert "'tasks' must not be empty" in str(exc)
+    else:
+        raise AssertionError("a Sequential without tasks must be refused, not filled from a default")

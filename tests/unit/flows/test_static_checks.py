@@ -132,3 +132,18 @@ def test_lenient_warning_keeps_path_and_line():
     issue = check_expressions(parse_flow(HEADER + "tasks:\n  - id: t\n    type: io.kestra.plugin.core.log.Log\n    message: '{{ outputs.x.value }}'\n"))[0][0]
     warning = lenient_warning(issue)
     assert warning.message.endswith(LENIENT_SUFFIX) and warning.line == issue.line == 13 and errors
+
+
+def test_long_chains_are_reported_not_crashed_on():
+    chain = " + ".join(["1"] * 1500)
+    errors, _ = check(f"  - id: t\n    type: io.kestra.plugin.core.log.Log\n    message: '{{{{ {chain} }}}}'\n")
+    assert len(errors) == 1 and "too deeply" in errors[0]
+
+
+def test_a_name_merely_containing_outputs_does_not_disable_the_checks():
+    errors, _ = check(
+        "  - id: t\n    type: io.kestra.plugin.core.log.Log\n"
+        "    message: '{% set my_outputs = 1 %}{{ outputs.nothere }}'\n"
+    )
+    assert any("reads outputs of 'nothere'" in e for e in errors), errors
+
