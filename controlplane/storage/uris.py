@@ -19,7 +19,8 @@ MAX_URI = 2048
 MAX_FILE_NAME = 255
 MAX_PATH = 1024
 _SEGMENT = re.compile(r"[^/\x00]+")
-_NAMESPACE = re.compile(r"[a-z0-9][a-z0-9._-]*")
+# Each dot-separated part starts with a letter or digit: `_files` (namespace files) stays reserved.
+_NAMESPACE = re.compile(r"[a-z0-9][a-z0-9_-]*(?:\.[a-z0-9][a-z0-9_-]*)*")
 
 
 def namespace_path(namespace: str) -> str:

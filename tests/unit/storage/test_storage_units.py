@@ -140,3 +140,18 @@ def test_control_plane_renders_the_markers():
         f"{storage_render.WORKING_DIR_MARKER}/a {storage_render.OUTPUT_DIR_MARKER}")
     assert storage_render.WORKING_DIR_MARKER == scripts.WORKING_DIR_MARKER
     assert storage_render.OUTPUT_DIR_MARKER == scripts.OUTPUT_DIR_MARKER
+
+
+def test_a_namespace_part_cannot_start_with_underscore_so_files_folders_stay_apart():
+    """`brka._files` would map onto namespace `brka`'s namespace-file folder (`brka/_files`)."""
+    import pytest as _pytest
+
+    from controlplane.errors import FlowValidationError, InvalidArgumentError
+    from controlplane.flows import parse_flow
+    from controlplane.storage.uris import namespace_path
+
+    with _pytest.raises(InvalidArgumentError):
+        namespace_path("brka._files")
+    with _pytest.raises(FlowValidationError, match="each starting with a letter or digit"):
+        parse_flow("id: f\nnamespace: brka._files\ntasks:\n  - id: t\n    type: io.kestra.plugin.core.log.Log\n    message: x\n")
+    assert namespace_path("company.team_a.b-2") == "company/team_a/b-2"
