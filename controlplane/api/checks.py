@@ -42,6 +42,19 @@ def text_field(value: str, field: str, *, max_len: int, required: bool = False) 
     return value
 
 
+def printable_field(value: str, field: str, *, max_len: int) -> str:
+    """A name-like request field (worker hostname, SDK): :func:`text_field` rules and no control
+    characters (escape sequences would reach operators' terminals through listings).
+
+    Raises:
+        InvalidArgumentError: naming ``field``.
+    """
+    text_field(value, field, max_len=max_len)
+    if any(not char.isprintable() for char in value):
+        raise InvalidArgumentError(f"{field}: must not contain control characters")
+    return value
+
+
 def clean_text(value: str) -> str:
     """Task-produced text made storable: NUL becomes U+FFFD."""
     return value.replace(NUL, REPLACEMENT) if NUL in value else value

@@ -33,10 +33,10 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
 
     @rpc
     async def RegisterWorker(self, request: worker_pb2.RegisterWorkerRequest, context: grpc.aio.ServicerContext):
-        checks.text_field(request.worker_id, "worker_id", max_len=checks.MAX_ID)
-        checks.text_field(request.worker_group, "worker_group", max_len=checks.MAX_ID)
-        checks.text_field(request.hostname, "hostname", max_len=255)
-        checks.text_field(request.sdk, "sdk", max_len=100)
+        checks.printable_field(request.worker_id, "worker_id", max_len=checks.MAX_ID)
+        checks.printable_field(request.worker_group, "worker_group", max_len=checks.MAX_ID)
+        checks.printable_field(request.hostname, "hostname", max_len=255)
+        checks.printable_field(request.sdk, "sdk", max_len=100)
         if len(request.task_types) > checks.MAX_TASK_TYPES:
             raise InvalidArgumentError(
                 f"task_types: at most {checks.MAX_TASK_TYPES} task types per worker, got {len(request.task_types)}"

@@ -14,7 +14,7 @@ from controlplane.config import Settings
 from controlplane.coordination.events import Events
 from controlplane.engine.executor import Executor, Lost
 from controlplane.engine.unit import Unit
-from controlplane.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError
+from controlplane.errors import ConflictError, FailedPreconditionError, InvalidArgumentError, NotFoundError
 from controlplane.model import State
 from controlplane.store import executor_ops as ops
 from controlplane.store import repository as repo
@@ -72,6 +72,15 @@ class Dispatcher:
             raise InvalidArgumentError(f"concurrency: must be >= 1, got {concurrency}")
         worker_id = worker_id or f"worker-{new_id()}"
         async with self._tx() as unit:
+            # A live worker keeps its id: another process (other host or SDK) may not take it
+            # over while it heartbeats. The same worker re-registering (e.g. after a control-plane
+            # restart) announces the same host and SDK.
+            live = await repo.live_worker_identity(unit.conn, worker_id, self._settings.worker_dead_after_seconds)
+            if live is not None and live != (hostname, sdk):
+                raise ConflictError(
+                    f"worker_id: '{worker_id}' is registered by a live worker on host {live[0]!r} ({live[1]}); "
+                    "choose another id, or wait until it stops"
+                )
             await repo.upsert_worker(unit.conn, worker_id, hostname, sdk, sorted(set(task_types)), worker_group,
                                      labels, concurrency)
         return worker_id

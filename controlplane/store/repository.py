@@ -909,6 +909,20 @@ async def upsert_worker(
     await conn.execute(stmt.on_conflict_do_update(index_elements=["id"], set_=values))
 
 
+async def live_worker_identity(conn: AsyncConnection, worker_id: str, within_seconds: float) -> tuple[str, str] | None:
+    """``(hostname, sdk)`` of an ACTIVE worker that heartbeated in the last ``within_seconds``,
+    else None."""
+    cutoff = utcnow() - timedelta(seconds=within_seconds)
+    row = (
+        await conn.execute(
+            select(t.workers.c.hostname, t.workers.c.sdk).where(
+                t.workers.c.id == worker_id, t.workers.c.state == "ACTIVE", t.workers.c.last_heartbeat_at >= cutoff
+            )
+        )
+    ).first()
+    return (row.hostname, row.sdk) if row else None
+
+
 @dataclass(frozen=True)
 class WorkerRow:
     """A registered worker."""

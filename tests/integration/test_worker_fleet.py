@@ -101,3 +101,21 @@ def test_cli_lists_the_fleet(server):
     bad = subprocess.run([sys.executable, "-m", "controlplane.cli", "workers", "--state", "zombie", "--server",
                           server.address], capture_output=True, text=True, timeout=60)
     assert bad.returncode != 0 and "state" in bad.stderr
+
+
+def test_a_live_worker_id_cannot_be_taken_over_and_names_must_be_printable(server):
+    stubs = connect(server.address)
+    try:
+        worker_id = stubs.register_worker(["io.kestra.plugin.core.log.Log"])
+        with pytest.raises(grpc.RpcError) as taken:
+            stubs.workers.RegisterWorker(worker_pb2.RegisterWorkerRequest(
+                worker_id=worker_id, task_types=["x"], hostname="attacker", sdk="evil/1", concurrency=1), timeout=10)
+        assert taken.value.code() == grpc.StatusCode.ABORTED and "live worker on host 'test'" in taken.value.details()
+        assert list(_workers(stubs)[worker_id].task_types) == ["io.kestra.plugin.core.log.Log"]  # unchanged
+        stubs.register_worker(["io.kestra.plugin.core.log.Log"], worker_id=worker_id)  # the same worker again: fine
+        with pytest.raises(grpc.RpcError) as escaped:
+            stubs.workers.RegisterWorker(worker_pb2.RegisterWorkerRequest(
+                task_types=["x"], hostname="\x1b[2J\x1b[31mEVIL", sdk="s", concurrency=1), timeout=10)
+        assert escaped.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "hostname" in escaped.value.details()
+    finally:
+        stubs.close()
