@@ -20,6 +20,12 @@ def _admin_engine() -> sa.Engine:
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
     """URL of a brand-new database on the machine's Postgres, dropped after the session."""
+    yield from fresh_database_url()
+
+
+def fresh_database_url() -> Iterator[str]:
+    """Create a brand-new database, yield its URL, drop it (for fixtures that need their own,
+    e.g. tests that count everything stored)."""
     name = f"kestrel_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     engine = _admin_engine()
     try:

@@ -192,6 +192,8 @@ def _encrypt(text: str) -> str:
         return crypto.encryptor().encrypt(text)
     except crypto.EncryptionUnavailableError as exc:
         raise InputValueError(str(exc)) from None
+    except UnicodeEncodeError:
+        raise InputValueError("it must be valid Unicode text (it holds a lone surrogate)") from None
 
 
 def secret_input_values(flow: Flow, inputs: Mapping[str, Any]) -> dict[str, str]:

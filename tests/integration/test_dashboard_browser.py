@@ -4,7 +4,8 @@ every page, and no page may show a Streamlit exception.
 Chromium is Debian's ``chromium-headless-shell`` (or ``chromium``), which ``.ci/run`` installs
 when missing; without it the test is skipped with the reason. Chromium is driven over the
 DevTools protocol (a websocket, through the ``websockets`` package Streamlit already brings), so
-no browser automation package is needed. Screenshots go to ``docs/screenshots/`` (the README shows them).
+no browser automation package is needed. Screenshots go to a temporary directory, or to
+``docs/screenshots/`` (the README shows them) with ``KESTREL_UPDATE_SCREENSHOTS=1``.
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ from websockets.sync.client import connect
 from worker_sdk.client import KestrelClient
 
 REPO = Path(__file__).resolve().parents[2]
-SCREENSHOTS = REPO / "docs" / "screenshots"
+# The README's screenshots are refreshed only on request, so a test run leaves the tree clean.
+SCREENSHOTS = (REPO / "docs" / "screenshots" if os.environ.get("KESTREL_UPDATE_SCREENSHOTS")
+               else Path(tempfile.gettempdir()) / "kestrel-dashboard-screenshots")
 # A whole stack, 200 ForEach iterations and a browser (or AppTest) on a 2-core machine shared with
 # other work: allow more than pytest's 300 s default.
 pytestmark = pytest.mark.timeout(900)

@@ -106,6 +106,21 @@ class Seeded:
 
 
 @pytest.fixture(scope="module")
+def server() -> Iterator[ServerThread]:
+    """A control plane on a database of its own: the pages count everything stored, so other
+    modules' executions must not be there."""
+    from tests.conftest import fresh_database_url
+    from tests.integration.harness import test_settings
+
+    for url in fresh_database_url():
+        srv = ServerThread(test_settings(url)).start()
+        try:
+            yield srv
+        finally:
+            srv.stop()
+
+
+@pytest.fixture(scope="module")
 def seeded(server: ServerThread) -> Iterator[Seeded]:
     old = os.environ.get("KESTREL_SERVER")
     os.environ["KESTREL_SERVER"] = server.address

@@ -29,6 +29,14 @@ def refused(kind: str, value: Any, **extra: Any) -> str:
     return str(info.value)
 
 
+
+@pytest.fixture(autouse=True)
+def _no_encryption_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unit tests run without a control plane: no SECRET-input key, whatever ran before."""
+    from controlplane import crypto
+
+    monkeypatch.setattr(crypto, "_encryptor", None)
+
 @pytest.mark.parametrize(
     ("kind", "raw", "typed"),
     [
