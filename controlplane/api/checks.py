@@ -25,6 +25,7 @@ MAX_TASK_TYPE = 300
 MAX_TASK_TYPES = 1000
 MAX_LABEL_KEY = 200
 MAX_LABEL_VALUE = 1000
+MAX_LABELS = 100
 
 
 def text_field(value: str, field: str, *, max_len: int, required: bool = False) -> str:
@@ -84,6 +85,8 @@ def labels(pairs: dict[str, str], field: str = "labels") -> dict[str, str]:
     Raises:
         InvalidArgumentError: naming the label.
     """
+    if len(pairs) > MAX_LABELS:
+        raise InvalidArgumentError(f"{field}: at most {MAX_LABELS} labels, got {len(pairs)}")
     for key, value in pairs.items():
         text_field(key, f"{field}[{key!r}].key", max_len=MAX_LABEL_KEY, required=True)
         text_field(value, f"{field}[{key!r}].value", max_len=MAX_LABEL_VALUE)

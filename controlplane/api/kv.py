@@ -60,9 +60,13 @@ class KVServicer(kv_pb2_grpc.KVServiceServicer):
         if len(request.value_json.encode()) > MAX_VALUE_BYTES:
             raise InvalidArgumentError(f"value_json: a KV value has at most {MAX_VALUE_BYTES} bytes of JSON")
         try:
-            value = json.loads(request.value_json)
+            value = checks.clean_json(json.loads(request.value_json))  # NUL -> U+FFFD, no NaN
+        except RecursionError:
+            raise InvalidArgumentError("value_json: nested too deeply") from None
         except ValueError as exc:
             raise InvalidArgumentError(f"value_json: not JSON: {exc}") from None
+        if _has_lone_surrogate(value):
+            raise InvalidArgumentError("value_json: a string holds a lone UTF-16 surrogate (not valid Unicode)")
         if request.type not in (kv_pb2.KV_TYPE_UNSPECIFIED, *_TYPES):
             raise InvalidArgumentError(f"type: unknown KV type {request.type}")
         kv_type, value = typed_value(value, _TYPES.get(request.type))
@@ -105,3 +109,21 @@ class KVServicer(kv_pb2_grpc.KVServiceServicer):
             namespace = await self._namespace(unit.conn, request.namespace, request.task_token, write=True)
             deleted = await kv_store.delete_entry(unit.conn, namespace, request.key)
         return kv_pb2.DeleteKVResponse(deleted=deleted)
+
+
+def _has_lone_surrogate(value: object) -> bool:
+    """Whether a JSON value holds a string Postgres cannot store (an unpaired surrogate)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False

@@ -187,3 +187,20 @@ def test_non_finite_json_inputs_and_deep_yaml_are_invalid_argument(stubs):
     assert not result.valid and "nested too deeply" in result.errors[0].message
     code, details = _code(stubs.flows.RegisterFlow, flow_pb2.RegisterFlowRequest(source=deep))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "nested too deeply" in details
+
+
+def test_hostile_kv_values_and_too_many_labels_are_invalid_argument(stubs):
+    from kestrel.v1 import kv_pb2, kv_pb2_grpc
+
+    kv = kv_pb2_grpc.KVServiceStub(stubs.channel)
+    for value_json in ("[" * 100_000 + "]" * 100_000, json.dumps("a\ud800b"), '"\\ud800"'):
+        with pytest.raises(grpc.RpcError) as bad:
+            kv.SetKV(kv_pb2.SetKVRequest(namespace="tests.bad", key="k", value_json=value_json), timeout=10)
+        assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT, bad.value.details()
+    stored = kv.SetKV(kv_pb2.SetKVRequest(namespace="tests.bad", key="k", value_json='"a\\u0000b"'), timeout=10)
+    assert json.loads(stored.entry.value_json) == "a\ufffdb"  # NUL kept as U+FFFD, as in logs
+    labels = [common_pb2.Label(key=f"k{i}", value="v") for i in range(101)]
+    with pytest.raises(grpc.RpcError) as many:
+        stubs.executions.StartExecution(execution_pb2.StartExecutionRequest(
+            namespace="tests.bad", flow_id="anything", labels=labels), timeout=10)
+    assert many.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "at most 100 labels" in many.value.details()
