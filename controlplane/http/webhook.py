@@ -60,7 +60,12 @@ def _body_value(raw: bytes) -> Any:
         return None
     text = raw.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
     try:
-        return json.loads(text, parse_constant=lambda _: None)
+        value = json.loads(text, parse_constant=lambda _: None)
+        # Storable as Postgres jsonb: escaped NULs become U+FFFD, lone surrogates "?".
+        cleaned = json.dumps(value, ensure_ascii=False).replace("\\u0000", "\ufffd")
+        return json.loads(cleaned.encode("utf-8", "replace").decode("utf-8"))
+    except RecursionError:
+        return text  # nested too deeply to use as JSON: the body stays text
     except ValueError:
         return text
 

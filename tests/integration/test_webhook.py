@@ -100,3 +100,15 @@ def test_concurrent_calls_each_start_one_execution(stack):
     assert all(a.status_code == 200 for a in answers) and len(set(ids)) == 16
     values = sorted(client.wait_execution(i, timeout=60).task_runs[0].outputs["value"] for i in ids)
     assert values == sorted(f"n{i}|{i}|c|n{i}" for i in range(16))
+
+
+def test_hostile_json_bodies_start_the_flow_instead_of_a_500(stack):
+    _, _, base = stack
+    for body in (b'{"name": "x\\u0000y"}', b'{"name": "\\ud800"}'):
+        resp = httpx.post(f"{base}/tests.webhook/hooked/s3cr3t-key", content=body,
+                          headers={"content-type": "application/json"})
+        assert resp.status_code == 200, (body[:30], resp.status_code, resp.text[:200])
+    # nested too deeply to be JSON: the body stays text, so `trigger.body.name` is missing: a 400
+    deep = httpx.post(f"{base}/tests.webhook/hooked/s3cr3t-key", content=b"[" * 2000 + b"]" * 2000,
+                      headers={"content-type": "application/json"})
+    assert deep.status_code == 400 and "name" in deep.text
