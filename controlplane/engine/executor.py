@@ -59,6 +59,10 @@ log = logging.getLogger(__name__)
 
 # Bound on decision rounds in one advance: each round creates or finishes at least one task run.
 _MAX_ROUNDS = 10_000
+MAX_TASK_RUNS_PER_ADVANCE = 500
+"""Most task runs one advance creates; the rest is left to the executor sweep, each batch in
+its own short transaction, so a huge fan-out (a ForEach of thousands with no concurrency limit)
+neither holds one transaction for minutes nor makes StartExecution miss its deadline."""
 
 #: Deepest chain of subflow executions (a Subflow task refuses to start a deeper one).
 MAX_SUBFLOW_DEPTH = 50
@@ -140,8 +144,13 @@ class Executor:
         view.subflows = await ops.child_executions(
             conn, [tr.id for tr in view.all if tr.task_type == subflow_rules.TYPE and not tr.state.is_terminal]
         )
+        created = 0
+        more_later = False
         for _ in range(_MAX_ROUNDS):
             changed = False
+            if created >= MAX_TASK_RUNS_PER_ADVANCE:
+                more_later = True  # the sweep continues in its own transaction
+                break
             for tr in view.all:
                 flowable = FLOWABLES.get(tr.task_type)
                 if flowable is None or tr.state.is_terminal:
@@ -149,8 +158,11 @@ class Executor:
                 task = tasks_by_id[tr.task_id]
                 step = flowable.step(view, task, tr, killed)
                 for new in step.create:
+                    if created >= MAX_TASK_RUNS_PER_ADVANCE:
+                        break  # the flowable's next step creates the rest (steps are idempotent)
                     await self._create_task_run(unit, flow, execution, view, new, now)
                     changed = True
+                    created += 1
                 if step.pause:
                     await self._pause(unit, tr, now)
                     changed = True
@@ -172,8 +184,11 @@ class Executor:
                     changed = True
             root = sequence_step(view, None, flow.tasks, flow.errors, flow.finally_, killed=killed)
             for new in root.create:
+                if created >= MAX_TASK_RUNS_PER_ADVANCE:
+                    break
                 await self._create_task_run(unit, flow, execution, view, new, now)
                 changed = True
+                created += 1
             if not changed:
                 if root.done is not None:
                     self._finish(flow, execution, view, root.done, now)
@@ -193,7 +208,10 @@ class Executor:
             unit.executions.add(execution.id)
             if execution.state.is_terminal:
                 await self._on_terminal(unit, execution)
-        await repo.clear_execution_dirty(conn, execution_id)
+        if more_later:
+            await repo.mark_execution_dirty(conn, execution_id)
+        else:
+            await repo.clear_execution_dirty(conn, execution_id)
         return execution
 
     def _finish(self, flow: Flow, execution: Execution, view: ExecutionView, state: State, now: datetime) -> None:
