@@ -505,9 +505,16 @@ def workers_list(
         seen = f"{(now - w.last_heartbeat_at).total_seconds():.0f} s ago" if w.last_heartbeat_at else ""
         table.add_row(
             Text(w.id), w.state, Text(w.hostname), Text(w.sdk), Text(w.worker_group),
-            f"{w.running_task_runs}/{w.concurrency}", seen, Text(f"{len(w.task_types)} types"),
+            f"{w.running_task_runs}/{w.concurrency}", seen, Text(_short_types(w.task_types)),
         )
     _print_table(table)
+
+
+def _short_types(task_types: list[str], limit: int = 3) -> str:
+    """``Log, Return, Fail +12``: the last dotted part of the first few task types."""
+    names = [t.rsplit(".", 1)[-1] for t in task_types]
+    more = f" +{len(names) - limit}" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
 
 
 @app.command("dashboard")

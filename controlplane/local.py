@@ -937,7 +937,7 @@ class LocalStack:
         self.console.print()
         self.console.print(Text("Kestrel local server is running", style="bold green"))
         for key, value in rows:
-            self.console.print(Text.assemble((f"  {key:<9}", "bold"), value))
+            self.console.print(Text.assemble((f"  {key:<10}", "bold"), value))
         example = next((d for d in ok if d.flow_id == "hello-inputs"), ok[0] if ok else None)
         self.console.print()
         if example is not None:

@@ -16,7 +16,7 @@ const USAGE = `usage: kestrel-worker [--server HOST:PORT] [--concurrency N] [--w
 
   --server          control plane HOST:PORT (env KESTREL_SERVER, default ${DEFAULT_SERVER})
   --concurrency     task runs at once (default 4)
-  --worker-group    worker group key (default: the default group)
+  --worker-group    worker group key (default: the default group); --group is the same
   --label           worker label KEY=VALUE (repeatable)
   --module          JavaScript module whose task(...) calls register task types (repeatable)
   --shutdown-grace  on SIGTERM, seconds running task runs may still finish (default ${DEFAULT_SHUTDOWN_GRACE_SECONDS})`;
@@ -33,6 +33,7 @@ try {
       server: { type: 'string', default: process.env.KESTREL_SERVER ?? DEFAULT_SERVER },
       concurrency: { type: 'string', default: '4' },
       'worker-group': { type: 'string', default: '' },
+      group: { type: 'string', default: '' }, // the Python worker's name for --worker-group
       label: { type: 'string', multiple: true, default: [] },
       module: { type: 'string', multiple: true, default: [] },
       'shutdown-grace': { type: 'string', default: String(DEFAULT_SHUTDOWN_GRACE_SECONDS) },
@@ -60,7 +61,7 @@ for (const text of values.label) {
 
 try {
   await runWorker({
-    server: values.server, concurrency, workerGroup: values['worker-group'], labels, modules: values.module, shutdownGraceSeconds: grace,
+    server: values.server, concurrency, workerGroup: values['worker-group'] || values.group, labels, modules: values.module, shutdownGraceSeconds: grace,
   });
   process.exit(0);
 } catch (exc) {
