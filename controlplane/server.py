@@ -54,6 +54,9 @@ from kestrel.v1 import (
 
 log = logging.getLogger(__name__)
 
+#: A task run queued this long (seconds) with no ACTIVE worker for its type gets a WARN log line.
+UNSERVED_WARNING_SECONDS = 10.0
+
 _SERVICES = ("kestrel.v1.FlowService", "kestrel.v1.ExecutionService", "kestrel.v1.WorkerService",
              "kestrel.v1.LogService", "kestrel.v1.StorageService", "kestrel.v1.KVService",
              "kestrel.v1.TriggerService")
@@ -89,6 +92,7 @@ class ControlPlane:
         self.http_port = 0
         self.storage: InternalStorage
         self._lookups: storage_render.Lookups | None = None
+        self._warned_unserved: dict[tuple[str, int], None] = {}  # insertion-ordered set
         self.metrics: Metrics | None = None  # Prometheus metrics when Settings.metrics_port is set
         self.metrics_port = 0
 
@@ -216,9 +220,32 @@ class ControlPlane:
         count = await self.dispatcher.reap_once()
         async with self.transaction() as unit:
             dead = await repo.mark_dead_workers(unit.conn, self.settings.worker_dead_after_seconds)
+            await self._warn_unserved(unit)
         for worker_id in dead:
             log.warning("worker %s marked DEAD: no heartbeat for %.0f s", worker_id, self.settings.worker_dead_after_seconds)
         return count + len(dead)
+
+    async def _warn_unserved(self, unit: Unit) -> None:
+        """Log once, in the execution, each task run waiting in the queue for a task type that no
+        ACTIVE worker of its group runs (otherwise it would wait silently)."""
+        waiting = await repo.unserved_queued_task_runs(unit.conn, UNSERVED_WARNING_SECONDS)
+        rows = []
+        for run in waiting:
+            key = (run.task_run_id, run.attempt)
+            if key in self._warned_unserved:
+                continue
+            self._warned_unserved[key] = None
+            group = f" in worker group '{run.worker_group}'" if run.worker_group else ""
+            rows.append({
+                "execution_id": run.execution_id, "task_run_id": run.task_run_id, "task_id": run.task_id,
+                "attempt": run.attempt, "level": "WARN", "timestamp": repo.utcnow(),
+                "message": f"no active worker runs task type {run.task_type}{group}: the task run waits in the "
+                           "queue until one registers (see `kestrel workers`)",
+            })
+            unit.executions.add(run.execution_id)
+        while len(self._warned_unserved) > 10_000:
+            self._warned_unserved.pop(next(iter(self._warned_unserved)))
+        await repo.append_logs(unit.conn, rows)
 
     async def sweep_once(self) -> int:
         """Advance executions waiting on the executor queue (timers, recovery) and start the

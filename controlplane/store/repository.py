@@ -1026,6 +1026,40 @@ async def list_workers(conn: AsyncConnection, state: str = "") -> list[WorkerInf
     ]
 
 
+@dataclass(frozen=True)
+class UnservedTaskRun:
+    """A queued task run no ACTIVE worker can take (no worker of its type in its group)."""
+
+    task_run_id: str
+    execution_id: str
+    task_id: str
+    attempt: int
+    task_type: str
+    worker_group: str
+
+
+async def unserved_queued_task_runs(conn: AsyncConnection, waiting_seconds: float, limit: int = 100) -> list[UnservedTaskRun]:
+    """Task runs queued for longer than ``waiting_seconds`` whose task type has no ACTIVE worker
+    in their worker group (oldest first)."""
+    q, w = t.task_queue, t.workers
+    served = (
+        select(w.c.id)
+        .where(w.c.state == "ACTIVE", w.c.worker_group == q.c.worker_group, w.c.task_types.has_key(q.c.task_type))
+        .exists()
+    )
+    rows = (
+        await conn.execute(
+            select(q.c.task_run_id, t.task_runs.c.execution_id, t.task_runs.c.task_id, t.task_runs.c.attempt,
+                   q.c.task_type, q.c.worker_group)
+            .join(t.task_runs, t.task_runs.c.id == q.c.task_run_id)
+            .where(q.c.available_at < utcnow() - timedelta(seconds=waiting_seconds), ~served)
+            .order_by(q.c.id)
+            .limit(limit)
+        )
+    ).all()
+    return [UnservedTaskRun(*row) for row in rows]
+
+
 async def known_task_types(conn: AsyncConnection) -> set[str]:
     """Every task type any worker ever registered (custom types become valid in flows)."""
     rows = (await conn.execute(select(func.jsonb_array_elements_text(t.workers.c.task_types)).distinct())).scalars()

@@ -119,3 +119,25 @@ def test_a_live_worker_id_cannot_be_taken_over_and_names_must_be_printable(serve
         assert escaped.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "hostname" in escaped.value.details()
     finally:
         stubs.close()
+
+
+def test_a_task_run_no_worker_can_take_is_warned_about_in_its_logs(server, monkeypatch):
+    from controlplane import server as server_module
+    from kestrel.v1 import execution_pb2
+
+    monkeypatch.setattr(server_module, "UNSERVED_WARNING_SECONDS", 0.5)
+    stubs = connect(server.address)
+    try:
+        worker_id = stubs.register_worker(["io.kestrel.tests.Sleep"])  # makes the type known...
+        stubs.workers.ShutdownWorker(worker_pb2.ShutdownWorkerRequest(worker_id=worker_id), timeout=10)  # ...then gone
+        stubs.deploy(FLOW)
+        execution = stubs.start("tests.fleet", "nap")
+        warned = wait_until(
+            lambda: [e.message for e in stubs.logs_stub_list(execution.id) if e.level == 4], timeout=20,
+            what="the warning that no worker runs the task type",
+        )
+        assert warned == ["no active worker runs task type io.kestrel.tests.Sleep: the task run waits in the "
+                          "queue until one registers (see `kestrel workers`)"]
+        stubs.executions.KillExecution(execution_pb2.KillExecutionRequest(id=execution.id), timeout=10)
+    finally:
+        stubs.close()
