@@ -148,6 +148,7 @@ class ControlPlane:
             standby_delay=s.scheduler_standby_delay_seconds, missed_after=s.scheduler_missed_after_seconds,
         ), globals_=s.namespace_prefix_globals)
         self.storage = InternalStorage(backend_from_settings(s))
+        self.executor.trigger_toggler = self.scheduler.toggle_in  # the Toggle task
         self._lookups = storage_render.install(s.database_url, self.storage)
 
         server = grpc.aio.server(

@@ -22,6 +22,7 @@ from controlplane.engine.flowables import labels as labels_rules
 from controlplane.engine.flowables import pause as pause_rules
 from controlplane.engine.flowables import resume as resume_rules
 from controlplane.engine.flowables import subflow as subflow_rules
+from controlplane.engine.flowables import toggle as toggle_rules
 from controlplane.engine.flowables import wait_for as wait_for_rules
 from controlplane.engine.flowables.props import is_truthy
 from controlplane.engine.plan import FlowableError, NewTaskRun, apply_allow_failure
@@ -91,6 +92,9 @@ class Executor:
     def __init__(self, load_flow: FlowLoader, max_redeliveries: int = 5, globals_: dict[str, Any] | None = None) -> None:
         self._load_flow = load_flow
         self._max_redeliveries = max_redeliveries
+        #: ``(conn, namespace, flow_id, trigger_id, enabled)`` -> set a trigger's state in the
+        #: caller's transaction (the Toggle task); installed by the control plane's scheduler.
+        self.trigger_toggler: Callable[[Any, str, str, str, bool], Awaitable[None]] | None = None
         self._globals = globals_ or {}
 
     # ------------------------------------------------------------------------------------------
@@ -301,6 +305,8 @@ class Executor:
             await self._start_subflow(unit, execution, view, task, tr, now)
         elif tr.state is State.RUNNING and task.type == resume_rules.TYPE:
             await self._resume_other(unit, execution, task, tr, now)
+        elif tr.state is State.RUNNING and task.type == toggle_rules.TYPE:
+            await self._toggle_trigger(unit, execution, task, tr, now)
         elif tr.state is State.RUNNING and task.type == labels_rules.TYPE:
             execution.labels = {**execution.labels, **(tr.properties or {}).get("labels", {})}
             await ops.save_labels(unit.conn, execution.id, execution.labels)
@@ -336,6 +342,31 @@ class Executor:
         await repo.save_task_run_state(unit.conn, tr)
         await repo.set_next_attempt_at(unit.conn, tr.id, decision.next_round_at)
         view.invalidate()
+
+    async def _toggle_trigger(self, unit: Unit, execution: Execution, task: Task, tr: TaskRun, now: datetime) -> None:
+        """The Toggle task: set the named trigger's enabled state through ``self.trigger_toggler``
+        (installed by the control plane; in this transaction); a refusal fails the task run."""
+        props = tr.properties or {}
+        namespace = props.get("namespace") or execution.namespace
+        flow_id = props.get("flowId") or execution.flow_id
+        trigger_id, enabled = props["trigger"], bool(props.get("enabled"))
+        error = None
+        if self.trigger_toggler is None:
+            error = f"task '{task.id}': triggers cannot be toggled: no scheduler runs in this control plane"
+        else:
+            try:
+                await self.trigger_toggler(unit.conn, namespace, flow_id, trigger_id, enabled)
+            except (NotFoundError, InvalidArgumentError) as exc:
+                error = f"task '{task.id}': cannot toggle trigger '{trigger_id}' of {namespace}.{flow_id}: {exc}"
+        if error is None:
+            await self._log(unit, tr, "INFO", f"trigger '{trigger_id}' of {namespace}.{flow_id} "
+                                             f"{'enabled' if enabled else 'disabled'}")
+            return
+        tr.error = error
+        tr.ended_at = now
+        change_state(tr, apply_allow_failure(task, State.FAILED), now, f"task run {tr.id} ({tr.task_id})")
+        await repo.save_task_run_state(unit.conn, tr)
+        await self._log_error(unit, tr, error)
 
     async def _resume_other(self, unit: Unit, execution: Execution, task: Task, tr: TaskRun, now: datetime) -> None:
         """The Resume task: resume the named PAUSED execution (in a savepoint: a refusal leaves

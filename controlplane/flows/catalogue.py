@@ -192,7 +192,9 @@ _TYPES: tuple[TaskTypeInfo, ...] = (
     _runnable("namespace.DownloadFiles", ("namespace", "files", "destination"), ("namespace", "files")),
     _runnable("namespace.DeleteFiles", ("namespace", "files", "deleteParentFolder"), ("namespace", "files")),
     _runnable("templating.TemplatedTask"),
-    _runnable("trigger.Toggle"),
+    # Toggle runs in the control plane here (it changes the scheduler's trigger state).
+    _flowable("trigger.Toggle", child_lists=(), required=("trigger",),
+              properties=("namespace", "flowId", "trigger", "enabled")),
 )
 
 #: Canonical core task type name -> what the catalogue knows about it.
@@ -258,6 +260,7 @@ SUPPORTED_TASK_TYPES: frozenset[str] = frozenset(
         _CORE + "execution.Resume",
         _CORE + "execution.Labels",
         _CORE + "flow.WaitFor",
+        _CORE + "trigger.Toggle",
     }
 )
 

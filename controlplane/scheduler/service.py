@@ -451,6 +451,23 @@ class Scheduler:
             await store.update_trigger(conn, namespace, flow_id, trigger_id, **values)
             return await store.get_trigger(conn, namespace, flow_id, trigger_id)
 
+    async def toggle_in(self, conn: Any, namespace: str, flow_id: str, trigger_id: str, enabled: bool) -> None:
+        """:meth:`set_enabled` inside the caller's transaction ``conn`` (the Toggle task runs in
+        the executor's); a trigger not synced yet is looked up after syncing its flow.
+
+        Raises:
+            NotFoundError: unknown flow or trigger (message names both).
+        """
+        row = await store.get_trigger(conn, namespace, flow_id, trigger_id, lock=True)
+        if row is None:
+            raise NotFoundError(f"flow {namespace}.{flow_id} has no trigger '{trigger_id}'")
+        values: dict[str, Any] = {"disabled": not enabled, "disabled_reason": None if enabled else "Toggle task"}
+        if enabled and row.disabled and row.kind == "schedule":
+            found = await self._definition_at(conn, row)
+            if found is not None and not found[1].disabled and not found[0].disabled:
+                values["next_date"] = found[1].next_after(self.clock())
+        await store.update_trigger(conn, namespace, flow_id, trigger_id, **values)
+
     async def list_triggers(self, namespace: str = "", flow_id: str = "") -> list[store.TriggerRow]:
         """Trigger rows (after a sync, so a flow registered a moment ago is listed)."""
         await self.sync_once(force=True)

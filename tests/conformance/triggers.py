@@ -78,6 +78,27 @@ def _wait_registered(client: KestrelClient, namespace: str, flow_id: str, timeou
         time.sleep(0.2)
 
 
+#: Corpus flows whose Kestra test runs a Toggle task by hand against the flow's own trigger
+#: (saved as disabled beforehand) and checks the trigger ends enabled: file -> trigger id.
+TOGGLE_SCENARIOS: dict[str, str] = {"trigger-toggle.yaml": "schedule"}
+
+
+def _toggle_scenario(client: KestrelClient, entry: dict[str, Any], trigger_id: str, expected: dict[str, Any],
+                     timeout: float) -> str:
+    """Disable the trigger, run the flow (its Toggle task enables it), check the execution and that
+    the trigger is enabled again; returns the failure reason ("" when it passed)."""
+    from controlplane.api.triggers import list_triggers, set_trigger_enabled
+
+    namespace, flow_id = entry["namespace"], entry["flow_id"]
+    set_trigger_enabled(client, namespace, flow_id, trigger_id, False)
+    execution = client.wait_execution(client.start_execution(namespace, flow_id).id, timeout=timeout)
+    reason = _check(execution, expected)
+    enabled = {t.trigger_id: t.enabled for t in list_triggers(client, namespace, flow_id)}.get(trigger_id)
+    if not reason and enabled is not True:
+        reason = f"trigger '{trigger_id}' is {'missing' if enabled is None else 'still disabled'} after the Toggle task"
+    return reason
+
+
 def run_trigger_corpus(address: str, corpus: Path, files: list[str] | None = None,
                        timeout: float = 30.0) -> list[TriggerResult]:
     """Run every ``flow-trigger`` and ``trigger/scheduler`` entry (or only ``files``)."""
@@ -104,6 +125,10 @@ def run_trigger_corpus(address: str, corpus: Path, files: list[str] | None = Non
                     results.append(TriggerResult(file, kind, not reason, reason))
                     continue
                 _wait_registered(client, entry["namespace"], entry["flow_id"])
+                if file in TOGGLE_SCENARIOS:
+                    reason = _toggle_scenario(client, entry, TOGGLE_SCENARIOS[file], expected, timeout)
+                    results.append(TriggerResult(file, kind, not reason, reason))
+                    continue
                 for dep in deps:
                     dep_entry = next(e for e in manifest if e["file"] == dep)
                     client.start_execution(dep_entry["namespace"], dep_entry["flow_id"])

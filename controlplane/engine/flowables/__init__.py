@@ -28,6 +28,7 @@ from controlplane.engine.flowables import (
     sequential,
     subflow,
     switch,
+    toggle,
     wait_for,
 )
 from controlplane.engine.plan import Prepared, Renderer, Step
@@ -67,6 +68,6 @@ FLOWABLES: dict[str, Flowable] = {
     for f in map(
         _flowable,
         (sequential, parallel, if_, switch, for_each, each_sequential, each_parallel, dag, allow_failure, pause,
-         subflow, resume, wait_for, labels),
+         subflow, resume, wait_for, labels, toggle),
     )
 }
