@@ -136,6 +136,7 @@ def test_supported_types() -> None:
         CORE + "execution.Resume",
         CORE + "execution.Labels",
         CORE + "flow.WaitFor",
+        CORE + "trigger.Toggle",
         # storage, KV and script tasks (issue 6)
         *(f"io.kestra.plugin.scripts.{lang}.{kind}" for lang in ("shell", "python", "node")
           for kind in ("Commands", "Script")),
@@ -154,7 +155,7 @@ def test_supported_types() -> None:
             "Sequential", "Parallel", "If", "Switch", "ForEach", "EachSequential", "EachParallel", "Dag",
             "AllowFailure", "Pause", "Subflow", "WaitFor",
         )
-    } | {CORE + "execution.Resume", CORE + "execution.Labels"}
+    } | {CORE + "execution.Resume", CORE + "execution.Labels", CORE + "trigger.Toggle"}
 
 
 def test_child_keys_of_flowables() -> None:
