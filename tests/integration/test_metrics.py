@@ -11,6 +11,7 @@ from __future__ import annotations
 import socket
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.harness import ServerThread, wait_until, worker_process
@@ -51,7 +52,16 @@ def _value(samples, name: str, **labels: str) -> float | None:
     return samples.get((name, tuple(sorted(labels.items()))))
 
 
-def test_metrics_endpoint_reports_queue_dispatch_executions_workers_and_lease_expiries(database_url):
+@pytest.fixture
+def own_database_url():
+    """A database of its own: the gauges count every execution and worker stored."""
+    from tests.conftest import fresh_database_url
+
+    yield from fresh_database_url()
+
+
+def test_metrics_endpoint_reports_queue_dispatch_executions_workers_and_lease_expiries(own_database_url):
+    database_url = own_database_url
     port = _free_port()
     settings = make_settings(database_url, metrics_port=port, metrics_sample_seconds=0.3, lease_seconds=3.0)
     server = ServerThread(settings).start()
