@@ -35,7 +35,7 @@ from rich.table import Table
 from rich.text import Text
 
 from worker_sdk.client import DEFAULT_SERVER, KestrelClient
-from worker_sdk.errors import KestrelError, UnavailableError
+from worker_sdk.errors import KestrelError, NotFoundError, UnavailableError
 from worker_sdk.types import Execution, LogEntry, LogLevel, State, ValidationIssue, ValidationResult
 
 __all__ = [
@@ -663,10 +663,18 @@ def flow_deploy(
             help="Accept expression errors (syntax, unknown task/input/variable) as warnings, as Kestra does.",
         ),
     ] = False,
+    plan: Annotated[
+        bool,
+        typer.Option(
+            "--plan",
+            help="Store nothing: check each flow on the server, print its diff against the latest revision "
+            "and the next 5 fire times of every schedule that changes.",
+        ),
+    ] = False,
 ) -> None:
     """Store flows as new revisions (a source identical to the latest revision stores nothing).
 
-    Every file is tried; exits 1 if any failed.
+    Every file is tried; exits 1 if any failed (with --plan: if any is invalid).
     """
     files = _read_sources(paths)
     failed = 0
@@ -675,6 +683,9 @@ def flow_deploy(
             source = _read(path)
             if source is None:
                 failed += 1
+                continue
+            if plan:
+                failed += 0 if _plan_one(client, path, source, lenient) else 1
                 continue
             try:
                 flow, created, warnings = client.deploy_flow(source, lenient_expressions=lenient)
@@ -692,6 +703,55 @@ def flow_deploy(
     if failed:
         typer.echo(f"{failed} of {len(files)} flow file(s) not deployed", err=True)
         raise typer.Exit(1)
+
+
+def _plan_one(client: KestrelClient, path: Path, source: str, lenient: bool) -> bool:
+    """``flow deploy --plan`` for one file: validation by the server, the diff against the latest
+    revision, and the next 5 fire times of each schedule trigger that is new or changed. Returns
+    whether the flow is valid. Nothing is stored."""
+    import difflib
+
+    from controlplane.flows import parse_flow
+    from controlplane.scheduler.triggers import definitions
+
+    result = client.validate_flow(source, lenient_expressions=lenient)
+    for issue in result.errors:
+        typer.echo(_issue_line(path, "error", issue.line, issue.column, issue.path, issue.message))
+    for issue in result.warnings:
+        typer.echo(_issue_line(path, "warning", issue.line, issue.column, issue.path, issue.message))
+    if not result.valid:
+        return False
+    flow = parse_flow(source)
+    try:
+        current = client.get_flow(flow.namespace, flow.id)
+        old_source, label = current.source, f"revision {current.revision}"
+    except NotFoundError:
+        old_source, label = "", "new flow"
+    if old_source == source:
+        typer.echo(f"{flow.namespace}.{flow.id}: unchanged ({label}); nothing would be stored")
+        return True
+    typer.echo(f"{flow.namespace}.{flow.id}: {label} -> a new revision would be stored")
+    diff = difflib.unified_diff(old_source.splitlines(), source.splitlines(), f"{label}", str(path), lineterm="")
+    for line in diff:
+        typer.echo(line)
+    old_signatures: dict[str, str] = {}
+    if old_source:
+        with contextlib.suppress(Exception):  # an old revision this version can no longer read
+            old_signatures = {d.id: d.signature for d in definitions(parse_flow(old_source))}
+    now = datetime.now(UTC)
+    for d in definitions(flow):
+        if d.kind != "schedule" or old_signatures.get(d.id) == d.signature:
+            continue
+        times, instant = [], now
+        for _ in range(5):
+            instant = d.next_after(instant)
+            if instant is None:
+                break
+            times.append(instant.isoformat().replace("+00:00", "Z"))
+        state = " (disabled)" if d.disabled or flow.disabled else ""
+        change = "changed" if d.id in old_signatures else "new"
+        typer.echo(f"schedule '{d.id}' ({change}){state}: next fire times " + (", ".join(times) or "none"))
+    return True
 
 
 @flow_app.command("list")
