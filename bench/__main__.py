@@ -20,10 +20,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import baselines, census, kestrel_bench
+from bench import baselines, census, dashboard_bench, kestrel_bench
 from bench.env import REPO, scratch_dir
 
-SECTIONS = ("pg", "celery", "main", "census", "memory", "scheduler")
+SECTIONS = ("pg", "celery", "main", "census", "memory", "scheduler", "dashboard")
 
 # (key, label, unit, target / reference shown beside the figure)
 ROWS: list[tuple[str, str, str, str]] = [
@@ -46,6 +46,8 @@ ROWS: list[tuple[str, str, str, str]] = [
     ("cron_lateness_p50_ms", "cron lateness p50", "ms", ""),
     ("cron_lateness_p99_ms", "cron lateness p99", "ms", "<= 50"),
     ("cron_lateness_max_ms", "cron lateness max", "ms", ""),
+    ("dashboard_list_p50_ms", "dashboard executions page call p50 (100k stored)", "ms", "< 300 (quick: 20k)"),
+    ("dashboard_list_p99_ms", "dashboard executions page call p99", "ms", ""),
     ("pg_skip_locked_claims_per_s", "baseline: Postgres SKIP LOCKED claims/s (2 procs)", "/s", "machine limit"),
     ("celery_tasks_per_s", "baseline: Celery no-op tasks/s (2 workers, Redis)", "/s", ""),
     ("ratio_to_celery", "Kestrel task runs/s / Celery tasks/s", "x", ">= 0.5"),
@@ -139,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         "census": lambda: census.run_census(sizes.census_executions, workdir, results, sizes.census_idle_s),
         "memory": lambda: kestrel_bench.run_memory(sizes, workdir, results),
         "scheduler": lambda: kestrel_bench.run_scheduler(sizes, workdir, results),
+        "dashboard": lambda: dashboard_bench.run_dashboard(mode_name, workdir, results),
     }
     t_all = time.perf_counter()
     for name in SECTIONS:
