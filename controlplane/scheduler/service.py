@@ -121,6 +121,7 @@ class Scheduler:
         self._last_sync: float | None = None
         self._seen: dict[str, int] = {}
         self._passes = 0
+        self._listener_keys: frozenset[tuple[str, str, str, int]] = frozenset()
         self._full_page = False
 
     # -- sync -------------------------------------------------------------------------------
@@ -495,6 +496,15 @@ class Scheduler:
         stoppers = self._stoppers()
         now = self.clock()
         self._passes += 1
+        # A listener this replica had not synced yet when it last scanned: the shared watermark
+        # (moved by any replica) may have passed its events, and `_seen` marked them handled
+        # without it. Look back `deep_lookback` once and forget `_seen`; the unique claim per
+        # (trigger, event) keeps anything from firing twice.
+        keys = frozenset((f.namespace, f.id, d.id, f.revision) for f, d in listeners)
+        new_listener = bool(keys - self._listener_keys)
+        self._listener_keys = keys
+        if new_listener:
+            self._seen.clear()
         async with self._tx() as unit:
             cursor = await store.get_cursor(unit.conn, _FLOW_CURSOR)
             if cursor is None:
@@ -503,7 +513,7 @@ class Scheduler:
             # Usually read from the watermark on; every few passes look back ``flow_skew`` (and
             # now and then ``deep_lookback``) for changes committed after later ones. Not after a
             # full page: the scan must move on.
-            if self._passes % self.options.deep_every == 0 and not self._full_page:
+            if new_listener or (self._passes % self.options.deep_every == 0 and not self._full_page):
                 since = cursor - timedelta(seconds=self.options.deep_lookback)
             elif self._passes % self.options.skew_every == 0 and not self._full_page:
                 since = cursor - timedelta(seconds=self.options.flow_skew)
