@@ -11,7 +11,7 @@ import contextlib
 import logging
 import secrets
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 
 import grpc
 import redis.asyncio as aioredis
@@ -291,34 +291,51 @@ class ControlPlane:
             await asyncio.sleep(interval)
 
     async def stop(self, grace: float = 5.0) -> None:
-        """Stop accepting calls, let in-flight ones finish for ``grace`` seconds, close pools."""
+        """Stop accepting calls, let in-flight ones finish for ``grace`` seconds, close pools.
+
+        Every step is bounded (`STOP_STEP_SECONDS`, plus ``grace`` for the gRPC server): a step
+        that hangs is logged by name and skipped, so a stop always ends.
+        """
         for task in self._loops:
             task.cancel()
         for task in self._loops:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            await _bounded("background loop", task)
         for leadership in self._leaders:
-            await leadership.resign()
+            await _bounded("leadership release", leadership.resign())
         if self.http is not None:
-            await self.http.stop()
+            await _bounded("webhook HTTP server", self.http.stop())
         if self.metrics is not None:
-            await self.metrics.stop()
+            await _bounded("metrics server", self.metrics.stop())
         if self._server is not None:
-            await self._server.stop(grace)
+            await _bounded("gRPC server", self._server.stop(grace), STOP_STEP_SECONDS + grace)
         if self.redis_events is not None:
-            await self.redis_events.stop()
+            await _bounded("Redis events", self.redis_events.stop())
         if self.redis is not None:
-            await self.redis.aclose()
+            await _bounded("Redis client", self.redis.aclose())
         if self._lookups is not None:
             storage_render.uninstall(self._lookups)
             self._lookups = None
         if self.engine is not None:
-            await self.engine.dispose()
+            await _bounded("database pool", self.engine.dispose())
 
     async def wait_for_termination(self) -> None:
         """Block until the gRPC server stops."""
         assert self._server is not None
         await self._server.wait_for_termination()
+
+
+STOP_STEP_SECONDS = 10.0
+"""Longest wait for one step of `ControlPlane.stop` (seconds)."""
+
+
+async def _bounded(name: str, awaitable: Awaitable[object], seconds: float = STOP_STEP_SECONDS) -> None:
+    """Await ``awaitable`` for at most ``seconds``; a timeout or error is logged, not raised."""
+    try:
+        await asyncio.wait_for(asyncio.shield(asyncio.ensure_future(awaitable)), seconds)
+    except TimeoutError:
+        log.warning("stop: %s did not finish within %.0f s; continuing without it", name, seconds)
+    except (asyncio.CancelledError, Exception):  # a cancelled loop task ends this way
+        pass
 
 
 async def _serve(settings: Settings) -> None:
