@@ -14,8 +14,7 @@ import grpc
 from controlplane.api import checks, convert
 from controlplane.api.status import rpc
 from controlplane.errors import InvalidArgumentError, NotFoundError
-from controlplane.flows.inputs import secret_input_values
-from controlplane.secrets import SecretStore
+from controlplane.secrets import execution_masker
 from controlplane.store import repository as repo
 from kestrel.v1 import log_pb2, log_pb2_grpc
 
@@ -88,8 +87,8 @@ class LogServicer(log_pb2_grpc.LogServiceServicer):
                 flow = await self._cp.flows.load(conn, execution.namespace, execution.flow_id, execution.flow_revision)
             except NotFoundError:
                 return _ALL_LEVELS, _unchanged
-            secrets = secret_input_values(flow, execution.inputs).values()
-            cached = (flow, SecretStore.of_values(secrets).mask if secrets else _unchanged)
+            # The same masker the API uses: env secrets + this execution's SECRET inputs.
+            cached = (flow, execution_masker(execution.inputs).mask)
             self._rules[execution_id] = cached
             if len(self._rules) > _RULES_CACHE_SIZE:
                 self._rules.popitem(last=False)

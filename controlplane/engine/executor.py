@@ -362,6 +362,10 @@ class Executor:
             await self._log(unit, tr, "INFO", f"trigger '{trigger_id}' of {namespace}.{flow_id} "
                                              f"{'enabled' if enabled else 'disabled'}")
             return
+        await self._fail_started(unit, task, tr, error, now)
+
+    async def _fail_started(self, unit: Unit, task: Task, tr: TaskRun, error: str, now: datetime) -> None:
+        """End a control-plane task run (Toggle, Resume) FAILED with ``error``, logged at ERROR."""
         tr.error = error
         tr.ended_at = now
         change_state(tr, apply_allow_failure(task, State.FAILED), now, f"task run {tr.id} ({tr.task_id})")
@@ -385,11 +389,7 @@ class Executor:
         if error is None:
             await self._log(unit, tr, "INFO", f"execution {target} resumed")
             return
-        tr.error = error
-        tr.ended_at = now
-        change_state(tr, apply_allow_failure(task, State.FAILED), now, f"task run {tr.id} ({tr.task_id})")
-        await repo.save_task_run_state(unit.conn, tr)
-        await self._log_error(unit, tr, error)
+        await self._fail_started(unit, task, tr, error, now)
 
     async def _log_error(self, unit: Unit, tr: TaskRun, message: str) -> None:
         await repo.append_logs(
