@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from controlplane.engine import retry as retry_rules
+from controlplane.engine import sla as sla_rules
 from controlplane.engine.context import expression_context
 from controlplane.engine.flowables import FLOWABLES
 from controlplane.engine.flowables import labels as labels_rules
@@ -143,6 +144,15 @@ class Executor:
             change_state(execution, State.RUNNING, now, f"execution {execution.id}")
             execution.started_at = execution.started_at or now
             exec_changed = True
+        if flow.sla and execution.state is State.RUNNING and not execution.kill_requested:
+            changed, ended = await self._check_sla(unit, flow, execution, view, now)
+            exec_changed = exec_changed or changed
+            if ended:
+                await repo.save_execution_state(conn, execution)
+                unit.executions.add(execution.id)
+                await self._on_terminal(unit, execution)
+                await repo.clear_execution_dirty(conn, execution_id)
+                return execution
         killed = execution.kill_requested
         tasks_by_id = {task.id: task for task in flow.walk()}
         view.subflows = await ops.child_executions(
@@ -216,7 +226,77 @@ class Executor:
             await repo.mark_execution_dirty(conn, execution_id)
         else:
             await repo.clear_execution_dirty(conn, execution_id)
+            deadline = self._sla_deadline(flow, execution, now)
+            if deadline is not None:
+                await repo.mark_execution_dirty(conn, execution_id, deadline)  # durable MAX_DURATION timer
         return execution
+
+    # ------------------------------------------------------------------------------------------
+    # SLA (Kestra's flow ``sla``: engine/sla.py)
+
+    @staticmethod
+    def _sla_deadline(flow: Flow, execution: Execution, now: datetime) -> datetime | None:
+        """When a not-terminated execution must be looked at again for a MAX_DURATION SLA."""
+        if not flow.sla or execution.state.is_terminal:
+            return None
+        return sla_rules.next_deadline(sla_rules.parse_all(flow.sla), execution.created_at or now, now)
+
+    async def _check_sla(
+        self, unit: Unit, flow: Flow, execution: Execution, view: ExecutionView, now: datetime
+    ) -> tuple[bool, bool]:
+        """Evaluate the flow's SLAs on this change of a RUNNING execution (Kestra's
+        ``handleExecutionChangedSLA`` and SLA monitor); the first violation acts: its labels are
+        added, and ``FAIL``/``CANCEL`` end the execution FAILED/CANCELLED at once, as Kestra's
+        ``markAs``: queued task runs are dequeued and KILLED, control-plane task runs end (the
+        last one in the violation's state, the others KILLED), task runs on workers are asked
+        to stop and report KILLED. An ``assert`` that fails to render fails the execution.
+
+        Returns:
+            ``(changed, ended)``: the execution row needs saving; the execution is now terminal.
+        """
+        ctx: dict[str, Any] | None = None
+
+        def render_assert(template: str, where: str) -> Any:
+            nonlocal ctx
+            if ctx is None:
+                ctx = expression_context(flow, execution, view, globals_=self._globals)
+            return render(template, ctx, where=where)
+
+        slas = sla_rules.parse_all(flow.sla)
+        try:
+            found = sla_rules.violations(slas, execution.created_at or now, now, render_assert)
+        except (ExpressionError, InputValueError) as exc:
+            found = [sla_rules.Violation(slas[0], State.FAILED, f"SLA assertion failed to render: {exc}")]
+        if not found:
+            return False, False
+        first = found[0]
+        added = {k: v for k, v in first.sla.labels.items() if execution.labels.get(k) != v}
+        if first.state is None and not added:
+            return False, False  # NONE without labels: nothing to change (Kestra only logs it)
+        await self._log_execution(unit, execution.id, first.reason, level="WARN")
+        execution.labels = {**execution.labels, **added}
+        if first.state is None:
+            return True, False
+        execution.error = first.reason
+        execution.kill_requested = True
+        dequeued = set(await repo.dequeue_execution_task_runs(unit.conn, execution.id))
+        pending = [tr for tr in view.all if not tr.state.is_terminal]
+        on_workers = [tr for tr in pending if tr.id not in dequeued and tr.worker_id is not None
+                      and tr.state is State.RUNNING and tr.task_type not in FLOWABLES]
+        to_end = [tr for tr in pending if tr not in on_workers]
+        for tr in to_end:
+            target = first.state if tr is to_end[-1] else State.KILLED
+            if not can_transition(tr.state, target):
+                target = State.KILLED
+            tr.ended_at = now
+            change_state(tr, target, now, f"task run {tr.id} ({tr.task_id})")
+            await repo.save_task_run_state(unit.conn, tr)
+            if tr.next_attempt_at is not None:
+                await repo.set_next_attempt_at(unit.conn, tr.id, None)
+        await repo.request_cancel(unit.conn, execution.id)
+        execution.ended_at = now
+        change_state(execution, first.state, now, f"execution {execution.id}")
+        return True, True
 
     def _finish(self, flow: Flow, execution: Execution, view: ExecutionView, state: State, now: datetime) -> None:
         """End the execution: render flow outputs (a failure to render fails it), set the state."""
@@ -1329,9 +1409,9 @@ class Executor:
         assert result is not None
         return result
 
-    async def _log_execution(self, unit: Unit, execution_id: str, message: str) -> None:
+    async def _log_execution(self, unit: Unit, execution_id: str, message: str, level: str = "INFO") -> None:
         await repo.append_logs(unit.conn, [{"execution_id": execution_id, "task_run_id": None, "task_id": None,
-                                            "attempt": 0, "level": "INFO", "message": message,
+                                            "attempt": 0, "level": level, "message": message,
                                             "timestamp": repo.utcnow()}])
 
     # ------------------------------------------------------------------------------------------

@@ -13,9 +13,7 @@ from controlplane.flows.walk import walk_with_paths
 from controlplane.model import Flow
 
 #: Flow-level properties -> what is not applied yet.
-_FLOW_FEATURES = {
-    "sla": "'sla' is not enforced yet",
-}
+_FLOW_FEATURES: dict[str, str] = {}
 
 
 def _unused_plugin_defaults(flow: Flow, ref: str) -> list[Issue]:

@@ -37,6 +37,7 @@ from typing import Any
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from controlplane.engine import retry as retry_rules
+from controlplane.engine import sla as sla_rules
 from controlplane.errors import FlowValidationError, Issue
 from controlplane.flows import _yaml
 from controlplane.flows.catalogue import (
@@ -317,7 +318,7 @@ class _FlowParser:
         triggers = self._triggers(root)
         concurrency = self._concurrency(root)
         retry = self._retry(root, "retry", "retry", "")
-        sla = self._plain_list_of_maps(root, "sla")
+        sla = self._sla(root)
         disabled = self.boolean(root, "disabled", "disabled", "")
 
         if self.issues or self.flow_id is None or self.namespace is None:
@@ -1125,6 +1126,16 @@ class _FlowParser:
                 _yaml.value_line(node, "behavior"),
             )
         return self.plain(node)
+
+    def _sla(self, root: CommentedMap) -> tuple[dict[str, Any], ...]:
+        """``sla`` items as written, each checked (type, behavior, duration/assert, labels)."""
+        items = self._plain_list_of_maps(root, "sla")
+        seq = root.get("sla")
+        for index, item in enumerate(items):
+            _, problems = sla_rules.check(item, f"sla[{index}]")
+            for path, message in problems:
+                self.issue(path, message, _yaml.item_line(seq, index))
+        return items
 
     def _plain_list_of_maps(self, root: CommentedMap, key: str) -> tuple[dict[str, Any], ...]:
         seq = self.sequence(root, key, key, "")

@@ -1,0 +1,126 @@
+"""Flow ``sla`` (Kestra's SLATestCase): MAX_DURATION on a durable timer and EXECUTION_ASSERTION on
+every change, with FAIL / CANCEL / NONE + labels, through the gRPC API with a real worker."""
+
+from __future__ import annotations
+
+import time
+
+import grpc
+import pytest
+
+from kestrel.v1 import common_pb2
+from tests.integration.harness import worker_process
+from tests.integration.rpc import connect, state_name
+
+ASSERTION = """
+id: sla-assert
+namespace: tests.sla
+inputs:
+  - id: string
+    type: SELECT
+    values: [PASS, CANCEL, LABEL]
+    defaults: PASS
+sla:
+  - id: cancel
+    type: EXECUTION_ASSERTION
+    behavior: CANCEL
+    assert: "{{ inputs.string != 'CANCEL' }}"
+  - id: label
+    type: EXECUTION_ASSERTION
+    behavior: NONE
+    assert: "{{ inputs.string != 'LABEL' }}"
+    labels:
+      sla: violated
+tasks:
+  - id: return
+    type: io.kestra.plugin.core.debug.Return
+    format: "true"
+"""
+
+MAX_DURATION = """
+id: sla-duration
+namespace: tests.sla
+sla:
+  - id: maxDuration
+    type: MAX_DURATION
+    behavior: FAIL
+    duration: PT1S
+    labels:
+      - key: late
+        value: "yes"
+tasks:
+  - id: sleep
+    type: io.kestra.plugin.core.flow.Sleep
+    duration: PT30S
+  - id: never
+    type: io.kestra.plugin.core.log.Log
+    message: not reached
+"""
+
+
+@pytest.fixture(scope="module")
+def stubs(server):
+    client = connect(server.address)
+    client.deploy(ASSERTION)
+    client.deploy(MAX_DURATION)
+    with worker_process(server.address):
+        yield client
+    client.close()
+
+
+def test_assertion_that_holds_changes_nothing(stubs):
+    final = stubs.wait(stubs.start("tests.sla", "sla-assert").id)
+    assert state_name(final.state.current) == "SUCCESS"
+    assert "sla" not in {label.key: label.value for label in final.labels}
+
+
+def test_violated_assertion_with_cancel_ends_cancelled(stubs):
+    final = stubs.wait(stubs.start("tests.sla", "sla-assert", {"string": "CANCEL"}).id)
+    assert state_name(final.state.current) == "CANCELLED"
+    assert "SLA 'cancel' violated" in final.error
+    assert any("SLA 'cancel' violated" in e.message and common_pb2.LogLevel.Name(e.level).endswith("WARN") for e in stubs.logs_stub_list(final.id))
+
+
+def test_violated_assertion_with_none_only_adds_labels(stubs):
+    final = stubs.wait(stubs.start("tests.sla", "sla-assert", {"string": "LABEL"}).id)
+    assert state_name(final.state.current) == "SUCCESS"
+    assert {label.key: label.value for label in final.labels}["sla"] == "violated"
+
+
+def test_max_duration_fails_the_running_execution_and_stops_its_task(stubs):
+    final = stubs.wait(stubs.start("tests.sla", "sla-duration").id, timeout=60)
+    assert state_name(final.state.current) == "FAILED"
+    assert "still running after 1 s" in final.error
+    assert {label.key: label.value for label in final.labels}["late"] == "yes"
+    runs = {tr.task_id: tr for tr in final.task_runs}
+    assert "never" not in runs  # nothing starts after the violation
+    # the Sleep on the worker was asked to stop: its task run ends KILLED, before its 30 s are up
+    deadline = time.monotonic() + 25
+    sleep_state = ""
+    while time.monotonic() < deadline:
+        sleep_state = state_name(next(tr for tr in stubs.get(final.id).task_runs if tr.task_id == "sleep").state.current)
+        if sleep_state not in ("RUNNING", "CREATED"):
+            break
+        time.sleep(0.2)
+    assert sleep_state == "KILLED"
+
+
+@pytest.mark.parametrize(
+    ("sla", "field", "message"),
+    [
+        ("- id: a\n    type: MAX_TIME\n    behavior: FAIL", "sla[0].type", "'type' must be one of"),
+        ("- id: a\n    type: MAX_DURATION\n    behavior: FAIL", "sla[0].duration", "needs 'duration'"),
+        ("- id: a\n    type: MAX_DURATION\n    behavior: FAIL\n    duration: 5m", "sla[0].duration",
+         "invalid 'duration'"),
+        ("- id: a\n    type: EXECUTION_ASSERTION\n    behavior: FAIL", "sla[0].assert", "needs 'assert'"),
+        ("- id: a\n    type: MAX_DURATION\n    behavior: STOP\n    duration: PT1S", "sla[0].behavior",
+         "'behavior' must be one of"),
+    ],
+)
+def test_bad_sla_is_refused_at_registration_naming_the_field(stubs, sla, field, message):
+    source = f"id: bad-sla\nnamespace: tests.sla\nsla:\n  {sla}\ntasks:\n  - id: t\n    type: io.kestra.plugin.core.log.Log\n    message: x\n"
+    with pytest.raises(grpc.RpcError) as err:
+        stubs.deploy(source)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field in err.value.details() and message in err.value.details()
+    assert "line 4" in err.value.details() or "flow.yml:4" in err.value.details() or ":4:" in err.value.details()
