@@ -37,6 +37,7 @@ from controlplane.metrics import MeteredDispatcher, Metrics
 from controlplane.scheduler import Scheduler, SchedulerOptions, run_forever
 from controlplane.service.dispatch import Dispatcher
 from controlplane.service.flow_registry import FlowRegistry
+from controlplane.service.log_files import LogFileRequest, write_log_file
 from controlplane.storage import InternalStorage, backend_from_settings
 from controlplane.storage import render as storage_render
 from controlplane.store import repository as repo
@@ -86,6 +87,7 @@ class ControlPlane:
         self.port = 0
         self._server: grpc.aio.Server | None = None
         self._loops: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[None]] = set()
         self._leaders: list[Leadership] = []
         self.scheduler: Scheduler
         self.http: HttpServer | None = None
@@ -104,10 +106,26 @@ class ControlPlane:
             unit = Unit(conn)
             yield unit
         assert self.redis_events is not None
+        for request in unit.log_files:
+            self._spawn(self._write_log_file(request))
         if unit.tasks_queued:
             await self.redis_events.publish_tasks_queued()
         for execution_id in unit.executions:
             await self.redis_events.publish_execution_changed(execution_id)
+
+    def _spawn(self, coro) -> None:
+        """Run ``coro`` in the background, keeping a reference until it ends."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _write_log_file(self, request: LogFileRequest) -> None:
+        """Task ``logToFile``: write an ended attempt's log file (controlplane/service/log_files.py)."""
+        assert self.engine is not None
+        try:
+            await write_log_file(self.engine.begin, self.storage, request)
+        except Exception:
+            log.exception("writing the log file of task run %s attempt %d failed", request.task_run_id, request.attempt)
 
     async def start(self) -> int:
         """Migrate the database, start the gRPC server and background loops.
@@ -300,6 +318,8 @@ class ControlPlane:
             task.cancel()
         for task in self._loops:
             await _bounded("background loop", task)
+        for task in list(self._background):
+            await _bounded("background write", task)
         for leadership in self._leaders:
             await _bounded("leadership release", leadership.resign())
         if self.http is not None:

@@ -148,6 +148,7 @@ def task_run_to_proto(tr: TaskRun, mask: Callable[[str], str] = secrets.mask) ->
                 start_date=ts(a.started_at),
                 end_date=ts(a.ended_at),
                 reason=a.reason or "",
+                log_file=a.log_file or "",
             )
             for a in tr.attempts
         ],

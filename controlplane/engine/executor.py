@@ -52,6 +52,7 @@ from controlplane.model import (
     change_state,
 )
 from controlplane.model.state import can_transition
+from controlplane.service.log_files import LogFileRequest
 from controlplane.store import executor_ops as ops
 from controlplane.store import repository as repo
 from controlplane.store.ids import new_id
@@ -545,6 +546,7 @@ class Executor:
         task = flow.find_task(tr.task_id)
         now = repo.utcnow()
         await repo.finish_attempt(unit.conn, tr.id, claims.attempt, state)
+        self._keep_log_file(unit, execution, task, tr, claims.attempt)
         if state is State.SUCCESS and await self._warn_after_retries(unit, flow, tr):
             state = State.WARNING
         final = apply_allow_failure(task, state)
@@ -601,6 +603,7 @@ class Executor:
         killed = reason == "CANCELLED" or execution.kill_requested
         await repo.finish_attempt(unit.conn, tr.id, claims.attempt, State.KILLED if killed else State.FAILED,
                                   reason=reason, error=error)
+        self._keep_log_file(unit, execution, task, tr, claims.attempt)
         tr.outputs = outputs
         tr.error = error
         await repo.clear_lease(unit.conn, tr.id)
@@ -618,6 +621,13 @@ class Executor:
             # reports of a 20-wide kill need not each decide the whole execution again.
             return
         await self._advance_after_result(unit, execution, now)
+
+    @staticmethod
+    def _keep_log_file(unit: Unit, execution: Execution, task: Task, tr: TaskRun, attempt: int) -> None:
+        """Task ``logToFile: true``: have the ended attempt's log file written after commit."""
+        if is_truthy(task.properties.get("logToFile")):
+            unit.log_files.append(LogFileRequest(execution.namespace, execution.flow_id, execution.id,
+                                                 tr.task_id, tr.id, attempt))
 
     async def lose(self, unit: Unit, claims: TaskTokenClaims, lost: Lost) -> None:
         """An attempt ended without a result (lease expired, worker shut down).

@@ -57,7 +57,7 @@ def not_applied_warnings(flow: Flow) -> list[Issue]:
                 "a failed subflow execution is not retried",
                 line=task.line,
             ))
-        for prop in ("logToFile", "timeout"):
+        for prop in ("timeout",):
             if prop in task.properties:
                 warnings.append(Issue(
                     path=f"{path}.{prop}",

@@ -25,6 +25,7 @@ class Attempt:
     ended_at: datetime | None = None
     reason: str | None = None
     error: str | None = None
+    log_file: str | None = None  # internal-storage URI of its log lines (task ``logToFile``)
 
 
 @dataclass

@@ -358,6 +358,7 @@ async def load_task_runs(conn: AsyncConnection, execution_id: str) -> list[TaskR
                     ended_at=a.ended_at,
                     reason=a.reason,
                     error=a.error,
+                    log_file=a.log_file,
                 )
             )
     return runs
@@ -693,6 +694,7 @@ def _attempt(a: Any) -> Attempt:
         ended_at=a.ended_at,
         reason=a.reason,
         error=a.error,
+        log_file=a.log_file,
     )
 
 

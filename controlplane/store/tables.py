@@ -160,6 +160,8 @@ task_run_attempts = Table(
     Column("error", Text),
     Column("started_at", DateTime(timezone=True)),
     Column("ended_at", DateTime(timezone=True)),
+    # Task ``logToFile`` (migration 0007): the URI of the file holding the attempt's log lines.
+    Column("log_file", Text),
     PrimaryKeyConstraint("task_run_id", "attempt"),
 )
 

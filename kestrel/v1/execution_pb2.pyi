@@ -33,11 +33,16 @@ class TaskRunAttempt(_message.Message):
     START_DATE_FIELD_NUMBER: _builtins.int
     END_DATE_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    LOG_FILE_FIELD_NUMBER: _builtins.int
     attempt: _builtins.int
     """1-based attempt number."""
     worker_id: _builtins.str
     reason: _builtins.str
     """Why the attempt ended when it did not end by the task's own result, e.g. LEASE_EXPIRED."""
+    log_file: _builtins.str
+    """Task `logToFile: true`: the kestra:/// URI of the file holding this attempt's log lines
+    (Kestra's TaskRunAttempt.logFile); empty otherwise or until the file is written.
+    """
     @_builtins.property
     def state(self) -> _common_pb2.StateInfo: ...
     @_builtins.property
@@ -53,10 +58,11 @@ class TaskRunAttempt(_message.Message):
         start_date: _timestamp_pb2.Timestamp | None = ...,
         end_date: _timestamp_pb2.Timestamp | None = ...,
         reason: _builtins.str = ...,
+        log_file: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["end_date", b"end_date", "start_date", b"start_date", "state", b"state"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "end_date", b"end_date", "reason", b"reason", "start_date", b"start_date", "state", b"state", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "end_date", b"end_date", "log_file", b"log_file", "reason", b"reason", "start_date", b"start_date", "state", b"state", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
