@@ -95,7 +95,7 @@ class ControlPlaneProcess:
         log = open(self.log_path, "w")  # noqa: SIM115 - kept open for the process's life
         self.proc = subprocess.Popen(
             [*_kestrel_command(), "server", "standalone", "--database-url", self.database_url,
-             "--redis-url", REDIS_URL, "--port", "0"],
+             "--redis-url", REDIS_URL, "--port", "0", "--no-auth"],  # measures the engine, not auth
             stdout=subprocess.PIPE, stderr=log, text=True, env=env, cwd=self.workdir,
         )
         found: list[str] = []

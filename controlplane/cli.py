@@ -35,6 +35,7 @@ from rich.table import Table
 from rich.text import Text
 
 from worker_sdk.client import DEFAULT_SERVER, KestrelClient
+from worker_sdk.connection import Connection
 from worker_sdk.errors import KestrelError, NotFoundError, UnavailableError
 from worker_sdk.types import Execution, LogEntry, LogLevel, State, ValidationIssue, ValidationResult
 
@@ -71,6 +72,11 @@ namespace_app.add_typer(namespace_files_app, name="files")
 app.add_typer(namespace_app, name="namespace")
 trigger_app = typer.Typer(help="List, enable and disable flow triggers.", no_args_is_help=True)
 app.add_typer(trigger_app, name="trigger")
+token_app = typer.Typer(
+    help="Manage API tokens (on the database directly: run where KESTREL_DATABASE_URL reaches Postgres).",
+    no_args_is_help=True,
+)
+app.add_typer(token_app, name="token")
 
 # Rich resolves sys.stdout / sys.stderr at each write, so these follow redirections (and tests).
 # No markup: names, labels and messages are printed as given, never parsed for [style] tags.
@@ -263,6 +269,15 @@ def format_log_line(entry: LogEntry) -> str:
 # -- error handling -------------------------------------------------------------------------
 
 
+#: Token and TLS files of client commands, from the global options (``kestrel --token …``).
+_connection: Connection | None = None
+
+
+def _conn() -> Connection:
+    """The client connection settings: global options, else ``KESTREL_TOKEN``/``KESTREL_TLS_*``."""
+    return _connection if _connection is not None else Connection.from_env()
+
+
 def _fail(message: str, code: int = 1) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
@@ -272,7 +287,7 @@ def _fail(message: str, code: int = 1) -> NoReturn:
 def _client(server: str, timeout: float) -> Iterator[KestrelClient]:
     """A client whose errors end the command with ``error: …`` on stderr and exit code 1."""
     try:
-        client = KestrelClient(server, timeout=timeout)
+        client = KestrelClient(server, timeout=timeout, connection=_conn())
     except ValueError as err:  # an empty address or a bad timeout
         _fail(str(err), 2)
     try:
@@ -315,6 +330,8 @@ def _process_errors() -> Iterator[None]:
         _fail("invalid settings: " + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()))
     except OSError as err:  # e.g. an address that cannot be bound
         _fail(str(err))
+    except ValueError as err:  # e.g. an unreadable TLS file
+        _fail(str(err))
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
 
@@ -335,8 +352,31 @@ def _main(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
+    token: Annotated[
+        str | None,
+        typer.Option("--token", envvar="KESTREL_TOKEN", show_envvar=True, show_default=False,
+                     help="API token sent by client commands, workers and the dashboard (never printed)."),
+    ] = None,
+    tls_ca: Annotated[
+        Path | None, typer.Option("--tls-ca", envvar="KESTREL_TLS_CA", metavar="PEM",
+                                  help="CA that signed the server's certificate (turns TLS on).")
+    ] = None,
+    tls_cert: Annotated[
+        Path | None, typer.Option("--tls-cert", envvar="KESTREL_TLS_CERT", metavar="PEM",
+                                  help="Client certificate for mutual TLS (with --tls-key).")
+    ] = None,
+    tls_key: Annotated[
+        Path | None, typer.Option("--tls-key", envvar="KESTREL_TLS_KEY", metavar="PEM", help="Key of --tls-cert.")
+    ] = None,
 ) -> None:
-    """Kestrel: run Kestra-style YAML flows on a gRPC control plane and workers."""
+    """Kestrel: run Kestra-style YAML flows on a gRPC control plane and workers.
+
+    Client commands, `kestrel worker` and `kestrel dashboard` authenticate with --token (or
+    KESTREL_TOKEN) and speak TLS with --tls-ca [--tls-cert --tls-key] (or KESTREL_TLS_*), given
+    before the command: `kestrel --token $T flow list`.
+    """
+    global _connection
+    _connection = Connection.from_env(token=token, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key)
 
 
 # -- server, db, worker ---------------------------------------------------------------------
@@ -416,13 +456,33 @@ def server_standalone(
         typer.Option("--metrics-port", help="Port of the Prometheus /metrics endpoint "
                      "[default: $KESTREL_METRICS_PORT, else none].", min=0, max=65535),
     ] = None,
+    no_auth: Annotated[
+        bool,
+        typer.Option("--no-auth", envvar="KESTREL_NO_AUTH",
+                     help="Serve every call WITHOUT an API token (a loud warning is logged). Without it the server "
+                     "refuses to start unless the database holds a usable token (`kestrel token create`) or "
+                     "KESTREL_BOOTSTRAP_TOKEN is set."),
+    ] = False,
+    tls_cert: Annotated[
+        Path | None, typer.Option("--tls-cert", envvar="KESTREL_TLS_CERT", metavar="PEM",
+                                  help="Server certificate chain (turns TLS on, with --tls-key).")
+    ] = None,
+    tls_key: Annotated[
+        Path | None, typer.Option("--tls-key", envvar="KESTREL_TLS_KEY", metavar="PEM", help="Key of --tls-cert.")
+    ] = None,
+    tls_client_ca: Annotated[
+        Path | None, typer.Option("--tls-client-ca", envvar="KESTREL_TLS_CLIENT_CA", metavar="PEM",
+                                  help="Require client certificates signed by this CA (mutual TLS).")
+    ] = None,
 ) -> None:
     """Run one control-plane replica on an external Postgres and Redis.
 
-    Every setting can also come from KESTREL_* environment variables; flags win.
+    Authentication is on: every call needs an API token (see `kestrel token create`), unless
+    --no-auth. Every setting can also come from KESTREL_* environment variables; flags win.
     """
     settings = _settings(database_url=database_url, redis_url=redis_url, port=port, host=host, http_port=http_port,
-                         metrics_port=metrics_port)
+                         metrics_port=metrics_port, auth_enabled=not no_auth, tls_cert=tls_cert, tls_key=tls_key,
+                         tls_client_ca=tls_client_ca)
     run_standalone = _import("controlplane.server", "run_standalone")
     with _process_errors():
         run_standalone(settings)
@@ -471,8 +531,21 @@ def worker(
             "--module", metavar="MODULE", help="Import this module to register custom tasks; repeatable."
         ),
     ] = None,
+    token: Annotated[
+        str | None, typer.Option("--token", show_default=False,
+                                 help="API token of the worker [default: kestrel --token, else $KESTREL_TOKEN].")
+    ] = None,
+    tls_ca: Annotated[Path | None, typer.Option("--tls-ca", metavar="PEM", help="CA of the server certificate.")] = None,
+    tls_cert: Annotated[
+        Path | None, typer.Option("--tls-cert", metavar="PEM", help="Worker certificate for mutual TLS.")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option("--tls-key", metavar="PEM", help="Key of --tls-cert.")] = None,
 ) -> None:
     """Run a worker that long-polls the control plane for task runs."""
+    import dataclasses
+
+    overrides = {"token": token, "tls_ca": tls_ca, "tls_cert": tls_cert, "tls_key": tls_key}
+    connection = dataclasses.replace(_conn(), **{k: v for k, v in overrides.items() if v is not None})
     labels = parse_labels(label or [])
     run_worker = _import("worker_sdk.worker", "run_worker")
     with _process_errors():
@@ -482,6 +555,7 @@ def worker(
             worker_group=group or "",
             labels=labels,
             modules=list(module or []),
+            connection=connection,
         )
 
 
@@ -525,6 +599,7 @@ def dashboard(
 ) -> None:
     """Serve the web dashboard (Streamlit) of a control plane; it talks to it over gRPC only."""
     run_dashboard = _import("dashboard.launcher", "run_dashboard")
+    os.environ.update(_conn().env())  # the dashboard process reads KESTREL_TOKEN / KESTREL_TLS_*
     typer.echo(f"Kestrel dashboard on http://{host}:{port} for the control plane at {server}", err=True)
     raise typer.Exit(run_dashboard(server, port, host))
 
@@ -1398,3 +1473,136 @@ def trigger_disable(
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+
+
+# -- token ----------------------------------------------------------------------------------
+
+DatabaseUrlOption = Annotated[
+    str | None,
+    typer.Option("--database-url", metavar="URL",
+                 help="SQLAlchemy URL of Postgres [default: $KESTREL_DATABASE_URL or the built-in default]."),
+]
+
+
+class RoleName(StrEnum):
+    """Roles of ``kestrel token create --role``."""
+
+    admin = "admin"
+    client = "client"
+    worker = "worker"
+
+
+def parse_duration(text: str) -> timedelta:
+    """``90s``, ``15m``, ``12h``, ``30d``, ``2w`` or an ISO-8601 duration (``P30D``) as a timedelta.
+
+    Raises:
+        typer.BadParameter: anything else, or a duration that is not positive.
+    """
+    import re
+
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text)
+    if match:
+        unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[match.group(2)]
+        value = timedelta(**{unit: float(match.group(1))})
+    else:
+        from controlplane.flows.durations import parse_duration as iso
+
+        try:
+            value = timedelta(seconds=iso(text))
+        except Exception:
+            raise typer.BadParameter(f"'{text}' is not a duration (e.g. 90s, 15m, 12h, 30d, 2w or P30D)") from None
+    if value.total_seconds() <= 0:
+        raise typer.BadParameter(f"'{text}' is not a positive duration")
+    return value
+
+
+def _token_db(database_url: str | None, action):
+    """Migrate the database and run ``action(conn)`` in one transaction; errors end the command."""
+    import asyncio
+
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from controlplane.store.migrations import upgrade
+
+    url = _settings(database_url=database_url).database_url
+
+    async def run():
+        engine = create_async_engine(url)
+        try:
+            async with engine.begin() as conn:
+                return await action(conn)
+        finally:
+            await engine.dispose()
+
+    with _process_errors():
+        upgrade(url)
+        return asyncio.run(run())
+
+
+@token_app.command("create")
+def token_create(
+    role: Annotated[RoleName, typer.Option("--role", help="admin: everything; client: the API within --namespace; "
+                                           "worker: the worker protocol.")] = RoleName.client,
+    namespace: Annotated[str, typer.Option("--namespace", help="Scope: this namespace and its children "
+                                           "[default: every namespace].")] = "",
+    expires_in: Annotated[
+        str | None, typer.Option("--expires-in", metavar="DURATION", help="Lifetime: 90s, 15m, 12h, 30d, 2w or "
+                                 "P30D [default: no expiry].")
+    ] = None,
+    name: Annotated[str, typer.Option("--name", help="A label shown by `token ls`.")] = "",
+    database_url: DatabaseUrlOption = None,
+) -> None:
+    """Create an API token and print it once (only its SHA-256 is stored).
+
+    The first admin token of a fresh database is made this way, where the database is
+    reachable: `kestrel token create --role admin --name first-admin --database-url URL`.
+    """
+    from controlplane.auth import store
+    from controlplane.auth.tokens import Role
+
+    lifetime = parse_duration(expires_in) if expires_in else None
+    text, info = _token_db(database_url, lambda conn: store.create_token(conn, Role(role.value), namespace, name,
+                                                                       lifetime))
+    scope = info.namespace or "every namespace"
+    expiry = f", expires {_iso(info.expires_at)}" if info.expires_at else ""
+    _err.print(f"created {info.role.value} token {info.id} for {scope}{expiry}; it is shown once, store it now:")
+    typer.echo(text)
+
+
+@token_app.command("ls")
+def token_ls(
+    all_: Annotated[bool, typer.Option("--all", help="Include revoked tokens.")] = False,
+    database_url: DatabaseUrlOption = None,
+    output: OutputOption = OutputFormat.text,
+) -> None:
+    """List API tokens (id, name, role, namespace, expiry, status); never the tokens themselves."""
+    from controlplane.auth import store
+
+    rows = _token_db(database_url, lambda conn: store.list_tokens(conn, include_revoked=all_))
+    if output is OutputFormat.json:
+        _print_json([{"id": r.id, "name": r.name, "role": r.role.value, "namespace": r.namespace,
+                      "created_at": _iso(r.created_at), "expires_at": _iso(r.expires_at),
+                      "revoked_at": _iso(r.revoked_at), "status": r.status()} for r in rows])
+        return
+    if not rows:
+        _err.print("no API tokens")
+        return
+    table = Table(box=None, header_style="bold")
+    for column in ("ID", "NAME", "ROLE", "NAMESPACE", "CREATED", "EXPIRES", "STATUS"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(r.id, Text(r.name), r.role.value, Text(r.namespace or "*"), _iso(r.created_at),
+                      _iso(r.expires_at), r.status())
+    _print_table(table)
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token_id: Annotated[str, typer.Argument(metavar="ID", help="The token's id (from `token ls`).")],
+    database_url: DatabaseUrlOption = None,
+) -> None:
+    """Revoke an API token: every server refuses it within KESTREL_AUTH_CACHE_SECONDS (5 s)."""
+    from controlplane.auth import store
+
+    info = _token_db(database_url, lambda conn: store.revoke_token(conn, token_id))
+    typer.echo(f"revoked token {info.id} ({info.role.value}, {info.namespace or 'every namespace'})")

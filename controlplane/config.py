@@ -62,6 +62,25 @@ class Settings(BaseSettings):
         description="HMAC secret for task tokens. Unset: a random secret stored in Postgres, "
         "shared by every replica on that database.",
     )
+    auth_enabled: bool = Field(
+        False,
+        description="Require an API token (`authorization: Bearer …`) on every gRPC call. `kestrel server "
+        "standalone` turns it on unless `--no-auth`; `kestrel server local` leaves it off unless `--auth`.",
+    )
+    auth_cache_seconds: float = Field(
+        5.0, ge=0, description="How long a token lookup is reused; a revoked token stops working within this time."
+    )
+    bootstrap_token: str | None = Field(
+        None,
+        description="An admin API token (>= 32 characters) stored (hashed) at start if absent: the first "
+        "admin of a fresh database, e.g. from a secret in docker compose. Never logged.",
+        repr=False,
+    )
+    tls_cert: Path | None = Field(None, description="PEM certificate chain of the gRPC server (enables TLS).")
+    tls_key: Path | None = Field(None, description="PEM private key of `tls_cert`.")
+    tls_client_ca: Path | None = Field(
+        None, description="PEM CA bundle: clients and workers must present a certificate it signed (mutual TLS)."
+    )
     namespace_prefix_globals: dict[str, object] = Field(
         default_factory=dict, description="Kestra `globals` exposed to expressions."
     )

@@ -53,6 +53,10 @@ class NotFoundError(KestrelError):
     """An unknown flow, execution or task run, or a stale task token (NOT_FOUND)."""
 
 
+class PermissionDeniedError(KestrelError):
+    """The caller's API token or task token does not reach this resource (PERMISSION_DENIED)."""
+
+
 class FailedPreconditionError(KestrelError):
     """The request is valid but the target's state refuses it (FAILED_PRECONDITION)."""
 

@@ -804,9 +804,14 @@ class LocalStack:
             }
             if not os.environ.get("KESTREL_ENCRYPTION_KEY"):
                 fields["encryption_key"] = _local_encryption_key(self.data_dir)
+            fields["auth_enabled"] = False  # a local stack has no tokens: the port is for this machine only
             fields.update(self.settings_overrides)
             self.control_plane = ControlPlane(Settings(**fields))
             self.port = await self.control_plane.start()
+            if not self.control_plane.settings.auth_enabled:
+                log.warning("WARNING: authentication is OFF (kestrel server local): anyone who can reach %s can read "
+                            "and change everything; use `kestrel server standalone` with API tokens for shared hosts",
+                            self.address)
             if self.flows_dir is not None:
                 self.deployed = await self.deploy_flows(Path(self.flows_dir))
             if self.worker_count > 0:
@@ -936,6 +941,8 @@ class LocalStack:
             )
         self.console.print()
         self.console.print(Text("Kestrel local server is running", style="bold green"))
+        if self.control_plane is not None and not self.control_plane.settings.auth_enabled:
+            rows.append(("auth", Text("OFF: no API token needed; this port is for this machine only", style="bold yellow")))
         for key, value in rows:
             self.console.print(Text.assemble((f"  {key:<10}", "bold"), value))
         example = next((d for d in ok if d.flow_id == "hello-inputs"), ok[0] if ok else None)

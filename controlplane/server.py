@@ -27,11 +27,16 @@ from controlplane.api.logs import LogServicer
 from controlplane.api.storage import StorageServicer
 from controlplane.api.triggers import TriggerServicer
 from controlplane.api.workers import WorkerServicer
+from controlplane.auth import store as token_store
+from controlplane.auth.interceptor import AuthInterceptor, TokenVerifier
+from controlplane.auth.tls import server_credentials
+from controlplane.auth.tokens import Role
 from controlplane.config import Settings
 from controlplane.coordination.events import Events, RedisEvents
 from controlplane.coordination.leader import Leadership
 from controlplane.engine.executor import Executor
 from controlplane.engine.unit import Unit
+from controlplane.errors import FailedPreconditionError
 from controlplane.http import HttpServer, webhook_app
 from controlplane.metrics import MeteredDispatcher, Metrics
 from controlplane.scheduler import Scheduler, SchedulerOptions, run_forever
@@ -146,8 +151,10 @@ class ControlPlane:
         secret_store.install_log_masking()
         if count:
             log.info("%d secret(s) loaded from SECRET_* environment variables", count)
+        credentials = server_credentials(s.tls_cert, s.tls_key, s.tls_client_ca)  # bad files: fail first
         await asyncio.to_thread(upgrade, s.database_url)
         self.engine = create_async_engine(s.database_url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+        interceptors = await self._auth_interceptors()
         self.redis = aioredis.from_url(s.redis_url)
         self.redis_events = RedisEvents(self.redis, s.redis_prefix, self.events)
         self.redis_events.start()
@@ -170,6 +177,7 @@ class ControlPlane:
         self._lookups = storage_render.install(s.database_url, self.storage)
 
         server = grpc.aio.server(
+            interceptors=interceptors,
             options=[
                 ("grpc.so_reuseport", 0),
                 # Requests: flow sources (<= 2 MiB), log batches, outputs. Responses: poll batches
@@ -187,7 +195,10 @@ class ControlPlane:
         trigger_pb2_grpc.add_TriggerServiceServicer_to_server(TriggerServicer(self), server)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        self.port = server.add_insecure_port(f"{s.host}:{s.port}")
+        if credentials is None:
+            self.port = server.add_insecure_port(f"{s.host}:{s.port}")
+        else:
+            self.port = server.add_secure_port(f"{s.host}:{s.port}", credentials)
         if self.port == 0:
             raise RuntimeError(f"cannot bind gRPC port {s.host}:{s.port}")
         await server.start()
@@ -216,8 +227,35 @@ class ControlPlane:
             log.info("webhooks served on http://%s:%d", s.http_host, self.http_port)
         if self.metrics is not None and s.metrics_port:
             self.metrics_port = self.metrics.start(self.engine, s.host, s.metrics_port)
-        log.info("control plane listening on %s:%d", s.host, self.port)
+        tls = "plaintext" if credentials is None else ("mutual TLS" if s.tls_client_ca else "TLS")
+        log.info("control plane listening on %s:%d (%s, authentication %s)", s.host, self.port, tls,
+                 "on" if s.auth_enabled else "OFF")
         return self.port
+
+    async def _auth_interceptors(self) -> list[grpc.aio.ServerInterceptor]:
+        """The authentication interceptor when ``Settings.auth_enabled``; stores the bootstrap
+        token first.
+
+        Raises:
+            FailedPreconditionError: authentication is on and the database holds no usable token
+                (nobody could ever call this server).
+        """
+        s = self.settings
+        if not s.auth_enabled:
+            return []
+        assert self.engine is not None
+        async with self.engine.begin() as conn:
+            if s.bootstrap_token:
+                if await token_store.ensure_token(conn, s.bootstrap_token, Role.ADMIN, "bootstrap"):
+                    log.info("bootstrap admin token stored (from KESTREL_BOOTSTRAP_TOKEN)")
+            usable = await token_store.count_usable(conn)
+        if not usable:
+            raise FailedPreconditionError(
+                "authentication is on but the database holds no usable API token: create the first admin token "
+                "with `kestrel token create --role admin --database-url URL` (or set KESTREL_BOOTSTRAP_TOKEN), "
+                "or start with --no-auth"
+            )
+        return [AuthInterceptor(TokenVerifier(self.engine, s.auth_cache_seconds))]
 
     async def register_flow_source(self, source: str, origin: str = "") -> tuple[str, str, int, bool]:
         """Register a flow from YAML text (used by ``kestrel server local --flows``).
@@ -366,6 +404,9 @@ async def _serve(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     print(f"kestrel control plane listening on {settings.host}:{cp.port}", flush=True)
+    if not settings.auth_enabled:
+        log.warning("WARNING: AUTHENTICATION IS OFF (--no-auth): anyone who reaches %s:%d can read and change every "
+                    "flow, execution, file and KV entry", settings.host, cp.port)
     await stop.wait()
     await cp.stop()
 

@@ -18,6 +18,7 @@ import streamlit as st
 from dashboard import SERVER_ENV
 from dashboard.rpc import OptionalRpc, RpcSpec, build_request, find_rpc, message_to_dict, missing_fields
 from worker_sdk.client import DEFAULT_SERVER, KestrelClient
+from worker_sdk.connection import Connection as ChannelSettings
 from worker_sdk.errors import RPCError, error_for_status
 
 _T = TypeVar("_T")
@@ -87,7 +88,7 @@ def server_address() -> str:
 
 @st.cache_resource(show_spinner=False)
 def _connection(server: str) -> Connection:
-    channel = grpc.insecure_channel(
+    channel = ChannelSettings.from_env().channel(
         server,
         options=[
             ("grpc.max_receive_message_length", 64 * 1024 * 1024),

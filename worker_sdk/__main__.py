@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 
+from worker_sdk.connection import Connection
 from worker_sdk.worker import DEFAULT_SERVER, DEFAULT_SHUTDOWN_GRACE_SECONDS, WorkerError, run_worker
 
 
@@ -58,6 +59,11 @@ def main(argv: list[str] | None = None) -> int:
         metavar="SECONDS",
         help="on SIGTERM, seconds running task runs may still finish (default %(default)s)",
     )
+    parser.add_argument("--token", default=None, help="API token (env KESTREL_TOKEN)")
+    parser.add_argument("--tls-ca", default=None, metavar="PEM", help="CA of the server certificate (env KESTREL_TLS_CA)")
+    parser.add_argument("--tls-cert", default=None, metavar="PEM",
+                        help="client certificate for mutual TLS (env KESTREL_TLS_CERT)")
+    parser.add_argument("--tls-key", default=None, metavar="PEM", help="key of --tls-cert (env KESTREL_TLS_KEY)")
     parser.add_argument("--log-level", default="INFO", help="local log level of the worker (default INFO)")
     args = parser.parse_args(argv)
     if args.concurrency < 1:
@@ -76,8 +82,10 @@ def main(argv: list[str] | None = None) -> int:
             labels=dict(args.label),
             modules=args.module,
             shutdown_grace_seconds=args.shutdown_grace,
+            connection=Connection.from_env(token=args.token, tls_ca=args.tls_ca, tls_cert=args.tls_cert,
+                                           tls_key=args.tls_key),
         )
-    except (ImportError, WorkerError) as exc:
+    except (ImportError, ValueError, WorkerError) as exc:
         logging.getLogger("kestrel.worker").error("%s", exc)
         return 1
     return 0

@@ -18,6 +18,7 @@ The client is thread-safe (one gRPC channel, shared).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -39,6 +40,7 @@ from kestrel.v1 import (
     worker_pb2,
     worker_pb2_grpc,
 )
+from worker_sdk.connection import Connection
 from worker_sdk.errors import (
     DeadlineExceededError,
     InvalidArgumentError,
@@ -91,6 +93,9 @@ class KestrelClient(FilesAndKVClientMixin):
             ``dns:///kestrel.internal:6570``).
         timeout: Deadline in seconds of each unary call. Streams (:meth:`watch_execution`,
             :meth:`tail_logs`) have no deadline unless one is given to them.
+        token: API token sent on every call; default ``connection``'s, else ``KESTREL_TOKEN``.
+        connection: Token and TLS files (:class:`worker_sdk.connection.Connection`); default
+            from ``KESTREL_TOKEN`` and ``KESTREL_TLS_CA``/``_CERT``/``_KEY``.
 
     Raises:
         ValueError: ``server`` is empty or ``timeout`` is not positive.
@@ -99,14 +104,20 @@ class KestrelClient(FilesAndKVClientMixin):
     shows up as :class:`~worker_sdk.errors.UnavailableError` on the first call.
     """
 
-    def __init__(self, server: str = DEFAULT_SERVER, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self, server: str = DEFAULT_SERVER, *, timeout: float = 30.0, token: str | None = None,
+        connection: Connection | None = None,
+    ) -> None:
         if not server:
             raise ValueError("server address must not be empty")
         if timeout <= 0:
             raise ValueError(f"timeout must be positive, got {timeout}")
         self.server = server
         self.timeout = timeout
-        self._channel = grpc.insecure_channel(
+        connection = connection if connection is not None else Connection.from_env()
+        if token is not None:
+            connection = dataclasses.replace(connection, token=token)
+        self._channel = connection.channel(
             server,
             options=[
                 ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),

@@ -56,6 +56,7 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from kestrel.v1 import common_pb2, log_pb2, log_pb2_grpc, worker_pb2, worker_pb2_grpc
+from worker_sdk.connection import Connection
 from worker_sdk.context import LogBuffer, LogRecord, TaskContext, TaskFailure, TaskLogger, TaskResult
 from worker_sdk.registry import TaskDefinition, TaskRegistry, UnknownTaskTypeError, default_registry
 from worker_sdk.storage import TaskKV, TaskStorage
@@ -291,6 +292,8 @@ class Worker:
         shutdown_grace_seconds: On stop, how long running task runs may still finish before
             they are handed back (WORKER_SHUTDOWN).
         poll_wait_seconds: ``wait_seconds`` of each PollTaskRuns call (the server caps it).
+        connection: API token and TLS files (`worker_sdk.connection.Connection`); default from
+            ``KESTREL_TOKEN`` and ``KESTREL_TLS_*``.
 
     Raises:
         ValueError: ``concurrency`` < 1 or negative durations.
@@ -308,7 +311,9 @@ class Worker:
         hostname: str | None = None,
         shutdown_grace_seconds: float = DEFAULT_SHUTDOWN_GRACE_SECONDS,
         poll_wait_seconds: float = POLL_WAIT_SECONDS,
+        connection: Connection | None = None,
     ) -> None:
+        self.connection = connection if connection is not None else Connection.from_env()
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
         if shutdown_grace_seconds < 0 or poll_wait_seconds < 0:
@@ -384,7 +389,7 @@ class Worker:
             if self._force_requested:
                 self._force_event.set()
         signals = self._install_signal_handlers(loop) if handle_signals else []
-        self._channel = grpc.aio.insecure_channel(
+        self._channel = self.connection.aio_channel(
             self.server,
             # An assignment carries up to 1 MiB of rendered properties; a poll returns several.
             options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)],
@@ -1070,6 +1075,7 @@ def run_worker(
     labels: dict[str, str] | None = None,
     modules: list[str] | None = None,
     shutdown_grace_seconds: float = DEFAULT_SHUTDOWN_GRACE_SECONDS,
+    connection: Connection | None = None,
 ) -> None:
     """Runs a worker until SIGTERM/SIGINT (what ``kestrel worker`` calls); blocks.
 
@@ -1083,6 +1089,7 @@ def run_worker(
         modules: Python modules to import first, so that their ``@task`` functions register.
         shutdown_grace_seconds: On SIGTERM, how long running task runs may still finish before
             they are handed back.
+        connection: API token and TLS files; default from the environment (``KESTREL_TOKEN``…).
 
     Raises:
         ImportError: A module of ``modules`` cannot be imported.
@@ -1097,4 +1104,5 @@ def run_worker(
         worker_group=worker_group,
         labels=labels,
         shutdown_grace_seconds=shutdown_grace_seconds,
+        connection=connection,
     ).run()

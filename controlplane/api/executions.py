@@ -8,7 +8,7 @@ from datetime import datetime
 
 import grpc
 
-from controlplane.api import checks, convert
+from controlplane.api import access, checks, convert
 from controlplane.api.status import rpc
 from controlplane.errors import (
     FailedPreconditionError,
@@ -45,6 +45,7 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
             execution = await repo.get_execution(unit.conn, execution_id)
         if execution is None:
             raise NotFoundError(f"execution '{execution_id}' not found")
+        access.namespace(execution.namespace)
         return execution
 
     @rpc
@@ -54,6 +55,7 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
         checks.text_field(request.request_id, "request_id", max_len=checks.MAX_REQUEST_ID)
         labels = checks.labels(convert.labels_from_proto(request.labels))
         raw_inputs = convert.parse_json_object(request.inputs_json, "inputs_json") or {}
+        access.namespace(request.namespace)
         async with self._cp.transaction() as unit:
             flow = await self._cp.flows.latest(unit.conn, request.namespace, request.flow_id, request.revision)
             if flow.disabled:
@@ -89,8 +91,11 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
                 raise InvalidArgumentError("page_token: malformed") from None
             if not sep:
                 raise InvalidArgumentError("page_token: malformed")
+        namespace = access.listing(request.namespace)
+        if namespace is None:
+            return execution_pb2.ListExecutionsResponse()
         async with self._cp.transaction() as unit:
-            rows = await repo.list_executions(unit.conn, request.namespace, request.flow_id, states, size + 1, before)
+            rows = await repo.list_executions(unit.conn, namespace, request.flow_id, states, size + 1, before)
         token = ""
         if len(rows) > size:
             last = rows[size - 1]
@@ -103,6 +108,7 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
     async def KillExecution(self, request: execution_pb2.KillExecutionRequest, context: grpc.aio.ServicerContext):
         checks.text_field(request.id, "id", max_len=checks.MAX_EXECUTION_ID, required=True)
         async with self._cp.transaction() as unit:
+            await access.execution(unit.conn, request.id)
             await self._cp.executor.kill(unit, request.id)
             pending = await self._cp.executor.children(unit, request.id)
         await self._kill_children(pending)
@@ -127,6 +133,7 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
         checks.text_field(request.id, "id", max_len=checks.MAX_EXECUTION_ID, required=True)
         inputs = convert.parse_json_object(request.inputs_json, "inputs_json") or {}
         async with self._cp.transaction() as unit:
+            await access.execution(unit.conn, request.id)
             await self._cp.executor.resume(unit, request.id, inputs)
         return execution_pb2.ResumeExecutionResponse(execution=convert.execution_to_proto(await self._get(request.id)))
 
@@ -134,6 +141,7 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
     async def RestartExecution(self, request: execution_pb2.RestartExecutionRequest, context: grpc.aio.ServicerContext):
         checks.text_field(request.id, "id", max_len=checks.MAX_EXECUTION_ID, required=True)
         async with self._cp.transaction() as unit:
+            await access.execution(unit.conn, request.id)
             await self._cp.executor.restart(unit, request.id)
         return execution_pb2.RestartExecutionResponse(execution=convert.execution_to_proto(await self._get(request.id)))
 
@@ -142,6 +150,7 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
         checks.text_field(request.id, "id", max_len=checks.MAX_EXECUTION_ID, required=True)
         checks.text_field(request.task_run_id, "task_run_id", max_len=checks.MAX_EXECUTION_ID, required=True)
         async with self._cp.transaction() as unit:
+            await access.execution(unit.conn, request.id)
             new = await self._cp.executor.replay(unit, request.id, request.task_run_id)
         return execution_pb2.ReplayExecutionResponse(execution=convert.execution_to_proto(await self._get(new.id)))
 
@@ -152,6 +161,7 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
         checks.text_field(request.id, "id", max_len=checks.MAX_EXECUTION_ID, required=True)
         labels = checks.labels(convert.labels_from_proto(request.labels))
         async with self._cp.transaction() as unit:
+            await access.execution(unit.conn, request.id)
             await self._cp.executor.set_labels(unit, request.id, labels)
         return execution_pb2.SetExecutionLabelsResponse(execution=convert.execution_to_proto(await self._get(request.id)))
 

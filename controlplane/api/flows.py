@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import grpc
 
-from controlplane.api import checks, convert
+from controlplane.api import access, checks, convert
 from controlplane.api.status import rpc
 from controlplane.errors import FlowValidationError, InvalidArgumentError, NotFoundError
 from controlplane.service.flow_registry import FlowRegistry
@@ -33,6 +33,7 @@ def _source(source: str) -> str:
 def _flow_ref(namespace: str, flow_id: str) -> None:
     checks.text_field(namespace, "namespace", max_len=checks.MAX_NAMESPACE, required=True)
     checks.text_field(flow_id, "id", max_len=checks.MAX_ID, required=True)
+    access.namespace(namespace)
 
 
 class FlowServicer(flow_pb2_grpc.FlowServiceServicer):
@@ -54,6 +55,7 @@ class FlowServicer(flow_pb2_grpc.FlowServiceServicer):
                 return flow_pb2.ValidateFlowResponse(
                     valid=False, errors=[convert.issue_to_proto(i) for i in exc.issues], namespace=ns, id=fid
                 )
+        access.namespace(flow.namespace)
         return flow_pb2.ValidateFlowResponse(
             valid=True, warnings=[convert.issue_to_proto(i) for i in warnings], namespace=flow.namespace, id=flow.id
         )
@@ -67,6 +69,7 @@ class FlowServicer(flow_pb2_grpc.FlowServiceServicer):
                 unit.conn, _source(request.source), request.expected_revision,
                 lenient_expressions=request.lenient_expressions,
             )
+            access.namespace(row.namespace)  # raised inside the transaction: nothing is stored
         return flow_pb2.RegisterFlowResponse(
             flow=convert.flow_to_proto(row), created_revision=created,
             warnings=[convert.issue_to_proto(i) for i in warnings],
@@ -93,8 +96,11 @@ class FlowServicer(flow_pb2_grpc.FlowServiceServicer):
             if not sep:
                 raise InvalidArgumentError("page_token: malformed")
             after = (ns, fid)
+        namespace = access.listing(request.namespace)
+        if namespace is None:
+            return flow_pb2.ListFlowsResponse()
         async with self._cp.transaction() as unit:
-            rows = await repo.list_flows(unit.conn, request.namespace, request.include_deleted, size + 1, after)
+            rows = await repo.list_flows(unit.conn, namespace, request.include_deleted, size + 1, after)
         token = f"{rows[size - 1].namespace}/{rows[size - 1].flow_id}" if len(rows) > size else ""
         # Listings leave the YAML source out (GetFlow has it): many large flows must still list.
         return flow_pb2.ListFlowsResponse(

@@ -7,7 +7,7 @@ import math
 
 import grpc
 
-from controlplane.api import checks, convert
+from controlplane.api import access, checks, convert
 from controlplane.api.storage import guarded
 from controlplane.errors import InvalidArgumentError, NotFoundError
 from controlplane.kv import MAX_VALUE_BYTES, KVEntry, check_key, check_reach, typed_value
@@ -45,6 +45,7 @@ class KVServicer(kv_pb2_grpc.KVServiceServicer):
     async def _namespace(self, conn, namespace: str, token: str, *, write: bool = False) -> str:
         """The target namespace, checked, and refused when a task's namespace may not reach it.
         A write needs the token of the task run's current attempt (a stale attempt's is NOT_FOUND)."""
+        access.task_token_required(token)
         from_ns = None
         if token:
             from_ns = (await scope_for_token(conn, self._cp.signer, token, current=write)).namespace
@@ -52,6 +53,7 @@ class KVServicer(kv_pb2_grpc.KVServiceServicer):
         checks.text_field(namespace, "namespace", max_len=checks.MAX_NAMESPACE, required=True)
         uris.namespace_path(namespace)
         check_reach(namespace, from_ns)
+        access.namespace(namespace)
         return namespace
 
     @guarded

@@ -11,7 +11,7 @@ from typing import Any
 
 import grpc
 
-from controlplane.api import checks, convert
+from controlplane.api import access, checks, convert
 from controlplane.api.status import rpc
 from controlplane.errors import InvalidArgumentError, NotFoundError
 from controlplane.secrets import execution_masker
@@ -113,6 +113,7 @@ class LogServicer(log_pb2_grpc.LogServiceServicer):
         checks.text_field(request.task_run_id, "task_run_id", max_len=checks.MAX_EXECUTION_ID)
         levels = self._levels(request.min_level)
         async with self._cp.transaction() as unit:
+            await access.execution(unit.conn, request.execution_id)
             if await repo.get_execution(unit.conn, request.execution_id, with_task_runs=False) is None:
                 raise NotFoundError(f"execution '{request.execution_id}' not found")
             rows = await repo.list_logs(unit.conn, request.execution_id, request.task_run_id,
@@ -131,6 +132,7 @@ class LogServicer(log_pb2_grpc.LogServiceServicer):
                     execution = await repo.get_execution(unit.conn, request.execution_id, with_task_runs=False)
                     if execution is None:
                         raise NotFoundError(f"execution '{request.execution_id}' not found")
+                    access.namespace(execution.namespace)
                     rows = await repo.list_logs(unit.conn, request.execution_id, "", levels, after, 1000)
                 if rows:
                     after = rows[-1].seq

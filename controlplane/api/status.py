@@ -20,6 +20,7 @@ _CODES: list[tuple[type[BaseException], grpc.StatusCode]] = [
     (errors.InvalidArgumentError, grpc.StatusCode.INVALID_ARGUMENT),
     (errors.NotFoundError, grpc.StatusCode.NOT_FOUND),
     (errors.FailedPreconditionError, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.PermissionDeniedError, grpc.StatusCode.PERMISSION_DENIED),
     (errors.ConflictError, grpc.StatusCode.ABORTED),
     (errors.ExpressionError, grpc.StatusCode.INVALID_ARGUMENT),
     (IllegalTransitionError, grpc.StatusCode.FAILED_PRECONDITION),

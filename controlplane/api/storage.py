@@ -10,7 +10,7 @@ from typing import Any
 
 import grpc
 
-from controlplane.api import checks, convert
+from controlplane.api import access, checks, convert
 from controlplane.api.status import rpc
 from controlplane.errors import InvalidArgumentError, NotFoundError
 from controlplane.storage import uris
@@ -63,6 +63,7 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
             yield unit.conn
 
     async def _scope(self, token: str, *, current: bool = False):
+        access.task_token_required(token)
         if not token:
             return None
         async with self._cp.transaction() as unit:
@@ -74,6 +75,7 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
         if first is None or first.WhichOneof("part") != "header":
             raise InvalidArgumentError("header: the first message of an upload must be its header")
         header = first.header
+        access.task_token_required(header.task_token)
         if header.namespace_file:
             checks.text_field(header.namespace_file, "namespace_file", max_len=uris.MAX_PATH)
             scope = await self._scope(header.task_token, current=True)
@@ -113,6 +115,7 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
                     raise InvalidArgumentError("chunk: only the first message of an upload may be a header")
                 yield message.chunk
 
+        access.namespace(owner[0])
         stored = await self._cp.storage.upload(self._conn, uri, owner, chunks(), expected_sha256)
         return storage_pb2.UploadFileResponse(file=file_to_proto(stored))
 
@@ -121,6 +124,7 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
         scope = await self._scope(request.task_token)
         async with self._cp.transaction() as unit:
             file = await self._cp.storage.info(unit.conn, request.uri, scope)
+        access.namespace(file.namespace)
         yield storage_pb2.DownloadFileResponse(info=file_to_proto(file))
         async for chunk in self._cp.storage.read(file):
             yield storage_pb2.DownloadFileResponse(chunk=chunk)
@@ -130,6 +134,7 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
         scope = await self._scope(request.task_token)
         async with self._cp.transaction() as unit:
             file = await self._cp.storage.info(unit.conn, request.uri, scope)
+        access.namespace(file.namespace)
         return storage_pb2.GetFileInfoResponse(file=file_to_proto(file))
 
     @guarded
@@ -140,6 +145,7 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
         if scope is not None and execution_id != scope.execution_id:
             raise PermissionDeniedError("execution_id: a task may list only the files of its own execution")
         async with self._cp.transaction() as unit:
+            await access.execution(unit.conn, execution_id)
             files = await self._cp.storage.list_execution(unit.conn, execution_id)
         return storage_pb2.ListFilesResponse(files=[file_to_proto(f) for f in files])
 
@@ -154,6 +160,7 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
             raise PermissionDeniedError(
                 f"namespace: a task of namespace '{scope.namespace}' may not list the files of '{namespace}'"
             )
+        access.namespace(namespace)
         async with self._cp.transaction() as unit:
             files = await self._cp.storage.list_namespace(unit.conn, namespace, request.prefix)
         return storage_pb2.ListNamespaceFilesResponse(files=[file_to_proto(f) for f in files])
@@ -166,5 +173,6 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
                 file = await self._cp.storage.info(unit.conn, request.uri, scope)
             except NotFoundError:
                 return storage_pb2.DeleteFileResponse(deleted=False)
+            access.namespace(file.namespace)
             deleted = await self._cp.storage.delete(unit.conn, file)
         return storage_pb2.DeleteFileResponse(deleted=deleted)

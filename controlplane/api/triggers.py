@@ -13,7 +13,7 @@ from typing import Any
 
 import grpc
 
-from controlplane.api import checks
+from controlplane.api import access, checks
 from controlplane.api.convert import ts
 from controlplane.api.status import rpc
 from controlplane.errors import InvalidArgumentError
@@ -53,6 +53,7 @@ def _key(request: Any) -> tuple[str, str, str]:
     checks.text_field(request.namespace, "namespace", max_len=checks.MAX_NAMESPACE, required=True)
     checks.text_field(request.flow_id, "flow_id", max_len=checks.MAX_ID, required=True)
     checks.text_field(request.trigger_id, "trigger_id", max_len=checks.MAX_ID, required=True)
+    access.namespace(request.namespace)
     return request.namespace, request.flow_id, request.trigger_id
 
 
@@ -66,7 +67,10 @@ class TriggerServicer(trigger_pb2_grpc.TriggerServiceServicer):
     async def ListTriggers(self, request: trigger_pb2.ListTriggersRequest, context: grpc.aio.ServicerContext):
         checks.text_field(request.namespace, "namespace", max_len=checks.MAX_NAMESPACE)
         checks.text_field(request.flow_id, "flow_id", max_len=checks.MAX_ID)
-        rows = await self._cp.scheduler.list_triggers(request.namespace, request.flow_id)
+        namespace = access.listing(request.namespace)
+        if namespace is None:
+            return trigger_pb2.ListTriggersResponse()
+        rows = await self._cp.scheduler.list_triggers(namespace, request.flow_id)
         return trigger_pb2.ListTriggersResponse(triggers=[trigger_to_proto(r) for r in rows])
 
     @rpc
@@ -74,6 +78,7 @@ class TriggerServicer(trigger_pb2_grpc.TriggerServiceServicer):
         checks.text_field(request.namespace, "namespace", max_len=checks.MAX_NAMESPACE, required=True)
         checks.text_field(request.flow_id, "flow_id", max_len=checks.MAX_ID, required=True)
         checks.text_field(request.trigger_id, "trigger_id", max_len=checks.MAX_ID, required=True)
+        access.namespace(request.namespace)
         row = await self._cp.scheduler.set_enabled(
             request.namespace, request.flow_id, request.trigger_id, request.enabled,
             None if request.enabled else "disabled by the API",

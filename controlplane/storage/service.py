@@ -28,6 +28,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from controlplane import errors
 from controlplane.errors import InvalidArgumentError, NotFoundError
 from controlplane.storage import uris
 from controlplane.storage.backend import CHUNK_SIZE, StorageBackend, StorageNotFoundError
@@ -38,8 +39,8 @@ MAX_UPLOAD_CHUNK = CHUNK_SIZE
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
-class PermissionDeniedError(Exception):
-    """The caller's task token does not allow this file (PERMISSION_DENIED)."""
+PermissionDeniedError = errors.PermissionDeniedError
+"""The caller's task token (or API token) does not allow this file (PERMISSION_DENIED)."""
 
 
 @dataclass(frozen=True)

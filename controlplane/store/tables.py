@@ -293,3 +293,16 @@ scheduler_cursors = Table(
     Column("name", String(100), primary_key=True),
     Column("position", DateTime(timezone=True), nullable=False),
 )
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("name", String(100), nullable=False, server_default=""),
+    Column("role", String(20), nullable=False),
+    Column("namespace", String(150), nullable=False, server_default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("revoked_at", DateTime(timezone=True)),
+)

@@ -93,7 +93,7 @@ class ControlPlaneProcess:
         log.flush()
         self.proc = subprocess.Popen(
             [*_kestrel(), "server", "standalone", "--database-url", self.database_url, "--redis-url", REDIS_URL,
-             "--port", str(self.port)],
+             "--port", str(self.port), "--no-auth"],  # auth is tested in tests/integration/test_auth*.py
             stdout=subprocess.PIPE, stderr=log, text=True, env=env, cwd=self.workdir,
         )
         ready = threading.Event()

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from controlplane.cli import app
 from controlplane.config import Settings
+from worker_sdk.connection import Connection
 from worker_sdk.errors import UnavailableError
 
 
@@ -184,6 +185,7 @@ def test_worker_flags(runner: CliRunner, monkeypatch: pytest.MonkeyPatch, calls:
             "worker_group": "gpu",
             "labels": {"zone": "a", "disk": "ssd"},
             "modules": ["my.tasks", "other.tasks"],
+            "connection": Connection(),
         }
     ]
 
@@ -194,8 +196,33 @@ def test_worker_defaults_and_env(runner: CliRunner, monkeypatch: pytest.MonkeyPa
     result = runner.invoke(app, ["worker"])
     assert result.exit_code == 0, result.output
     assert calls == [
-        {"server": "from-env:1", "concurrency": 4, "worker_group": "", "labels": {}, "modules": []}
+        {"server": "from-env:1", "concurrency": 4, "worker_group": "", "labels": {}, "modules": [],
+         "connection": Connection()}
     ]
+
+
+def test_worker_token_and_tls_flags(runner: CliRunner, monkeypatch: pytest.MonkeyPatch, calls: list) -> None:
+    _fake_module(monkeypatch, "worker_sdk.worker", "run_worker", lambda **kw: calls.append(kw))
+    monkeypatch.setenv("KESTREL_TOKEN", "from-env-token")
+    result = runner.invoke(app, ["worker", "--tls-ca", "ca.pem", "--tls-cert", "w.pem", "--tls-key", "w.key"])
+    assert result.exit_code == 0, result.output
+    assert calls[0]["connection"] == Connection(token="from-env-token", tls_ca=Path("ca.pem"), tls_cert=Path("w.pem"),
+                                                tls_key=Path("w.key"))
+    calls.clear()
+    result = runner.invoke(app, ["--token", "global", "worker", "--token", "own"])
+    assert result.exit_code == 0, result.output
+    assert calls[0]["connection"].token == "own" and "own" not in repr(calls[0]["connection"])
+
+
+def test_server_standalone_auth_and_tls_flags(runner: CliRunner, monkeypatch: pytest.MonkeyPatch, calls: list) -> None:
+    _fake_module(monkeypatch, "controlplane.server", "run_standalone", lambda s: calls.append(s))
+    assert runner.invoke(app, ["server", "standalone"]).exit_code == 0
+    assert calls[-1].auth_enabled is True  # on by default
+    result = runner.invoke(app, ["server", "standalone", "--no-auth", "--tls-cert", "s.pem", "--tls-key", "s.key",
+                                 "--tls-client-ca", "ca.pem"])
+    assert result.exit_code == 0, result.output
+    s = calls[-1]
+    assert s.auth_enabled is False and s.tls_cert == Path("s.pem") and s.tls_client_ca == Path("ca.pem")
 
 
 def test_worker_unreachable_is_one_line(runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
