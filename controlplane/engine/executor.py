@@ -39,6 +39,7 @@ from controlplane.errors import (
 )
 from controlplane.expressions import render
 from controlplane.expressions.values import print_value
+from controlplane.flows.durations import check_seconds, parse_duration
 from controlplane.flows.inputs import InputValueError, coerce_inputs, coerce_value
 from controlplane.model import (
     Execution,
@@ -348,6 +349,7 @@ class Executor:
         ctx = expression_context(flow, execution, view, task, tr, self._globals)
         flowable = FLOWABLES.get(task.type)
         render_failed = False
+        timeout = task.timeout
         try:
             if task.run_if is not None:
                 condition = render(task.run_if, ctx, where=f"task '{task.id}' property 'runIf'")
@@ -357,6 +359,7 @@ class Executor:
             if tr.state is State.CREATED and flowable is None:
                 try:
                     tr.properties = _render_properties(task, ctx)
+                    timeout = _rendered_timeout(task, tr.properties)
                 except ExpressionError:
                     # Rendering is part of an attempt (Kestra renders on the worker): the executor
                     # sweep renders again as attempt 1, and a failure there is retried like any.
@@ -374,7 +377,7 @@ class Executor:
         if tr.state is State.CREATED and flowable is not None:
             change_state(tr, State.RUNNING, now)
             tr.started_at = now
-        await repo.insert_task_run(unit.conn, tr, properties=tr.properties, timeout_seconds=task.timeout,
+        await repo.insert_task_run(unit.conn, tr, properties=tr.properties, timeout_seconds=timeout,
                                    worker_group=task.worker_group or "")
         if tr.state is State.CREATED and render_failed:
             await repo.park_for_next_attempt(unit.conn, tr.id, now)
@@ -732,10 +735,11 @@ class Executor:
         ctx = expression_context(flow, execution, view, task, upcoming, self._globals)
         try:
             properties = _render_properties(task, ctx)
+            timeout = _rendered_timeout(task, properties)
         except ExpressionError as exc:
             await self._fail_unstarted_attempt(unit, flow, execution, task, tr, str(exc), now)
             return
-        await repo.release_for_dispatch(conn, tr.id, properties)
+        await repo.release_for_dispatch(conn, tr.id, properties, timeout)
         unit.tasks_queued = True
         if execution.state is State.RETRYING:
             change_state(execution, State.RUNNING, now, f"execution {execution.id}")
@@ -1538,6 +1542,26 @@ def _render_properties(task: Task, ctx: dict[str, Any]) -> dict[str, Any]:
 
 
 OUTPUT_VALUES_TYPE = "io.kestra.plugin.core.output.OutputValues"
+
+
+def _rendered_timeout(task: Task, properties: dict[str, Any] | None) -> float | None:
+    """The attempt's timeout in seconds: ``task.timeout`` when written as a duration, else the
+    rendered ``timeout`` expression (``"{{ inputs.limit }}"`` -> ``PT5S``), as Kestra renders it.
+
+    Raises:
+        ExpressionError: the rendered value is not a positive ISO-8601 duration (names the task).
+    """
+    if task.timeout is not None or not properties or properties.get("timeout") in (None, ""):
+        return task.timeout
+    value = properties["timeout"]
+    try:
+        seconds = check_seconds(float(value), value) if isinstance(value, int | float) and not isinstance(value, bool) \
+            else parse_duration(str(value))
+    except ValueError as exc:
+        raise ExpressionError(f"task '{task.id}' property 'timeout': {exc}") from None
+    if seconds <= 0:
+        raise ExpressionError(f"task '{task.id}' property 'timeout': must be positive, got {value!r}")
+    return seconds
 
 
 def _is_template(value: Any) -> bool:

@@ -57,14 +57,6 @@ def not_applied_warnings(flow: Flow) -> list[Issue]:
                 "a failed subflow execution is not retried",
                 line=task.line,
             ))
-        for prop in ("timeout",):
-            if prop in task.properties:
-                warnings.append(Issue(
-                    path=f"{path}.{prop}",
-                    message=f"{ref}: task '{task.id}': '{prop}' is not applied yet"
-                    + (" (an expression timeout is not rendered)" if prop == "timeout" else ""),
-                    line=task.line,
-                ))
     return warnings
 
 

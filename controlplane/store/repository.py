@@ -732,15 +732,18 @@ async def park_for_next_attempt(conn: AsyncConnection, task_run_id: str, due: da
     await enqueue_task_run(conn, task_run_id, row.task_type, row.worker_group, PARKED)
 
 
-async def release_for_dispatch(conn: AsyncConnection, task_run_id: str, properties: dict[str, Any] | None) -> None:
-    """The next attempt starts now: store its freshly rendered ``properties``, clear the timer and
-    make the parked queue row claimable (re-inserting it if it is gone)."""
+async def release_for_dispatch(
+    conn: AsyncConnection, task_run_id: str, properties: dict[str, Any] | None, timeout_seconds: float | None = None,
+) -> None:
+    """The next attempt starts now: store its freshly rendered ``properties`` and attempt
+    ``timeout_seconds`` (None: no timeout), clear the timer and make the parked queue row
+    claimable (re-inserting it if it is gone)."""
     now = utcnow()
     row = (
         await conn.execute(
             update(t.task_runs)
             .where(t.task_runs.c.id == task_run_id)
-            .values(properties=properties, next_attempt_at=None, ready_at=now)
+            .values(properties=properties, next_attempt_at=None, ready_at=now, timeout_seconds=timeout_seconds)
             .returning(t.task_runs.c.task_type, t.task_runs.c.worker_group)
         )
     ).one()

@@ -588,3 +588,39 @@ tasks:
     assert [state_name(a.state.current) for a in tr.attempts] == ["FAILED", "SUCCESS"]
     [gap] = _gaps(tr)
     assert gap >= timedelta(seconds=5)
+
+
+def test_timeout_written_as_an_expression_is_rendered_and_applied(stubs):
+    stubs.deploy(_flow("timeout-expr", """
+inputs:
+  - id: limit
+    type: STRING
+    defaults: PT1S
+tasks:
+  - id: nap
+    type: io.kestrel.tests.Sleep
+    seconds: 60
+    timeout: "{{ inputs.limit }}"
+"""))
+    final = _run(stubs, "timeout-expr")
+    assert state_name(final.state.current) == "FAILED"
+    tr = _task_run(final, "nap")
+    assert [a.reason for a in tr.attempts] == ["TIMEOUT"] and "Timeout after 1" in tr.error
+
+
+def test_timeout_expression_that_renders_no_duration_fails_the_task_naming_it(stubs):
+    stubs.deploy(_flow("timeout-bad-expr", """
+inputs:
+  - id: limit
+    type: STRING
+    defaults: soon
+tasks:
+  - id: nap
+    type: io.kestrel.tests.Sleep
+    seconds: 1
+    timeout: "{{ inputs.limit }}"
+"""))
+    final = _run(stubs, "timeout-bad-expr")
+    assert state_name(final.state.current) == "FAILED"
+    tr = _task_run(final, "nap")
+    assert "task 'nap' property 'timeout'" in tr.error and "'soon' is not an ISO-8601 duration" in tr.error
