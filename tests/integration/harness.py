@@ -64,9 +64,11 @@ def test_settings(database_url: str, **overrides) -> Settings:
 
 
 @contextmanager
-def worker_process(address: str, *extra: str, concurrency: int = 4) -> Iterator[subprocess.Popen]:
-    """A Python SDK worker as a separate OS process (``python -m worker_sdk``)."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests"), os.environ.get("PYTHONPATH", "")]))
+def worker_process(address: str, *extra: str, concurrency: int = 4,
+                   env: dict[str, str] | None = None) -> Iterator[subprocess.Popen]:
+    """A Python SDK worker as a separate OS process (``python -m worker_sdk``), with ``env``
+    (default this process's environment)."""
+    env = dict(env if env is not None else os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests"), os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.Popen(
         [sys.executable, "-m", "worker_sdk", "--server", address, "--concurrency", str(concurrency), *extra],
         env=env,

@@ -5,6 +5,10 @@ their methods; the `kestrel token` commands create, list and revoke tokens on th
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import grpc
@@ -19,7 +23,7 @@ from controlplane.cli import app
 from controlplane.store import tables as t
 from tests.conftest import fresh_database_url
 from tests.integration.authkit import all_methods, call, code_of
-from tests.integration.harness import ServerThread
+from tests.integration.harness import REPO, ServerThread
 from tests.integration.harness import test_settings as settings_for
 
 ADMIN = "kst_admin-bootstrap-token-for-the-auth-tests-0123456789"
@@ -173,3 +177,46 @@ def test_the_client_sends_the_token(auth_server, tokens):
     with KestrelClient(auth_server.address, token="kst_wrong-token-wrong-token-wrong-token") as client:
         with pytest.raises(UnauthenticatedError, match="unknown API token"):
             client.list_flows()
+
+
+def _standalone(url: str, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "controlplane.cli", "server", "standalone", "--database-url", url, "--port", "0",
+            *extra]
+
+
+def test_standalone_refuses_to_start_without_a_token_and_warns_with_no_auth(tmp_path):
+    gen = fresh_database_url()
+    url = next(gen)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KESTREL_")}
+    env.update(KESTREL_REDIS_PREFIX=f"kestrel-test-{uuid.uuid4().hex[:8]}", KESTREL_DATA_DIR=str(tmp_path / "data"),
+               PYTHONPATH=str(REPO))
+    try:
+        refused = subprocess.run(_standalone(url), capture_output=True, text=True, timeout=120,
+                                 env=env, cwd=tmp_path)
+        assert refused.returncode == 1, refused.stderr[-2000:]
+        assert "no usable API token" in refused.stderr and "--no-auth" in refused.stderr
+        proc = subprocess.Popen(_standalone(url, "--no-auth"), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            assert "listening on" in line, line
+        finally:
+            proc.terminate()
+            _, err = proc.communicate(timeout=60)
+        assert "WARNING: AUTHENTICATION IS OFF (--no-auth)" in err
+        # with a bootstrap token it starts with authentication on, and never logs the token
+        token = "kst_bootstrap-from-the-environment-0123456789"
+        proc = subprocess.Popen(_standalone(url), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env=dict(env, KESTREL_BOOTSTRAP_TOKEN=token), cwd=tmp_path)
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            assert "listening on" in line, line
+        finally:
+            proc.terminate()
+            _, err = proc.communicate(timeout=60)
+        assert "authentication on" in err and "bootstrap admin token stored" in err
+        assert token not in err and "AUTHENTICATION IS OFF" not in err
+    finally:
+        gen.close()

@@ -9,17 +9,22 @@
  * 2 for bad arguments.
  */
 import { parseArgs } from 'node:util';
-import { DEFAULT_SERVER, DEFAULT_SHUTDOWN_GRACE_SECONDS, WorkerError, runWorker } from '../src/index.js';
+import { DEFAULT_SERVER, DEFAULT_SHUTDOWN_GRACE_SECONDS, WorkerError, connectionFromEnv, runWorker } from '../src/index.js';
 
 const USAGE = `usage: kestrel-worker [--server HOST:PORT] [--concurrency N] [--worker-group G]
                       [--label KEY=VALUE]... [--module PATH]... [--shutdown-grace SECONDS]
+                      [--token T] [--tls-ca PEM] [--tls-cert PEM --tls-key PEM]
 
   --server          control plane HOST:PORT (env KESTREL_SERVER, default ${DEFAULT_SERVER})
   --concurrency     task runs at once (default 4)
   --worker-group    worker group key (default: the default group); --group is the same
   --label           worker label KEY=VALUE (repeatable)
   --module          JavaScript module whose task(...) calls register task types (repeatable)
-  --shutdown-grace  on SIGTERM, seconds running task runs may still finish (default ${DEFAULT_SHUTDOWN_GRACE_SECONDS})`;
+  --shutdown-grace  on SIGTERM, seconds running task runs may still finish (default ${DEFAULT_SHUTDOWN_GRACE_SECONDS})
+  --token           API token of the worker (env KESTREL_TOKEN)
+  --tls-ca          CA of the server certificate, turns TLS on (env KESTREL_TLS_CA)
+  --tls-cert        worker certificate for mutual TLS (env KESTREL_TLS_CERT)
+  --tls-key         key of --tls-cert (env KESTREL_TLS_KEY)`;
 
 function fail(message) {
   process.stderr.write(`kestrel-worker: ${message}\n${USAGE}\n`);
@@ -37,6 +42,10 @@ try {
       label: { type: 'string', multiple: true, default: [] },
       module: { type: 'string', multiple: true, default: [] },
       'shutdown-grace': { type: 'string', default: String(DEFAULT_SHUTDOWN_GRACE_SECONDS) },
+      token: { type: 'string' },
+      'tls-ca': { type: 'string' },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   }));
@@ -62,6 +71,9 @@ for (const text of values.label) {
 try {
   await runWorker({
     server: values.server, concurrency, workerGroup: values['worker-group'] || values.group, labels, modules: values.module, shutdownGraceSeconds: grace,
+    connection: connectionFromEnv(process.env, {
+      token: values.token, tlsCa: values['tls-ca'], tlsCert: values['tls-cert'], tlsKey: values['tls-key'],
+    }),
   });
   process.exit(0);
 } catch (exc) {

@@ -7,6 +7,7 @@
  *
  * @module
  */
+import fs from 'node:fs';
 import os from 'node:os';
 import * as grpc from '@grpc/grpc-js';
 import { loadContract } from './proto.js';
@@ -57,20 +58,86 @@ export function fromTimestamp(ts) {
   return new Date(Number(ts.seconds ?? 0) * 1000 + Math.floor((ts.nanos ?? 0) / 1_000_000));
 }
 
+/**
+ * How to reach a control plane: an API token and TLS files (PEM paths), all optional.
+ * @typedef {{token?: string, tlsCa?: string, tlsCert?: string, tlsKey?: string, tls?: boolean}} Connection
+ */
+
+/**
+ * Connection settings from the environment: `KESTREL_TOKEN`, `KESTREL_TLS_CA`,
+ * `KESTREL_TLS_CERT`, `KESTREL_TLS_KEY` (and `KESTREL_TLS=1` for TLS with the system roots),
+ * with the defined fields of `overrides` on top.
+ * @param {Record<string, string | undefined>} [env]
+ * @param {Connection} [overrides]
+ * @returns {Connection}
+ */
+export function connectionFromEnv(env = process.env, overrides = {}) {
+  /** @type {Connection} */
+  const out = {
+    token: env.KESTREL_TOKEN || undefined,
+    tlsCa: env.KESTREL_TLS_CA || undefined,
+    tlsCert: env.KESTREL_TLS_CERT || undefined,
+    tlsKey: env.KESTREL_TLS_KEY || undefined,
+    tls: ['1', 'true', 'yes'].includes(String(env.KESTREL_TLS ?? '').toLowerCase()),
+  };
+  for (const [key, value] of Object.entries(overrides)) if (value !== undefined && value !== null && value !== '') out[key] = value;
+  return out;
+}
+
+/**
+ * gRPC channel credentials for a connection: TLS when any TLS file (or `tls`) is set, else
+ * plaintext.
+ * @param {Connection} connection
+ * @returns {grpc.ChannelCredentials}
+ * @throws {Error} only one of tlsCert/tlsKey, or an unreadable file (named).
+ */
+export function channelCredentials(connection) {
+  const { tlsCa, tlsCert, tlsKey, tls } = connection;
+  if (!(tls || tlsCa || tlsCert || tlsKey)) return grpc.credentials.createInsecure();
+  if (Boolean(tlsCert) !== Boolean(tlsKey)) throw new Error('TLS client certificate: give both --tls-cert and --tls-key');
+  const read = (path, option) => {
+    if (!path) return null;
+    try {
+      return fs.readFileSync(path);
+    } catch (exc) {
+      throw new Error(`${option}: cannot read ${path}: ${exc.message}`);
+    }
+  };
+  return grpc.credentials.createSsl(read(tlsCa, '--tls-ca'), read(tlsKey, '--tls-key'), read(tlsCert, '--tls-cert'));
+}
+
+/**
+ * A client interceptor adding `authorization: Bearer <token>` to every call (works on
+ * plaintext and TLS channels alike).
+ * @param {string} token
+ * @returns {grpc.Interceptor}
+ */
+export function bearerInterceptor(token) {
+  return (options, nextCall) => new grpc.InterceptingCall(nextCall(options), {
+    start(metadata, listener, next) {
+      metadata.set('authorization', `Bearer ${token}`);
+      next(metadata, listener);
+    },
+  });
+}
+
 /** The worker-facing API of one control plane. */
 export class WorkerClient {
   /**
    * @param {string} server `HOST:PORT` of the control plane's gRPC API.
-   * @param {{rpcTimeoutSeconds?: number}} [options] default deadline of unary calls.
+   * @param {{rpcTimeoutSeconds?: number, connection?: Connection}} [options] default deadline of
+   *   unary calls; API token and TLS files (default {@link connectionFromEnv}).
    */
-  constructor(server, { rpcTimeoutSeconds = 10 } = {}) {
+  constructor(server, { rpcTimeoutSeconds = 10, connection = connectionFromEnv() } = {}) {
     const v1 = loadContract().kestrel.v1;
+    /** @type {Record<string, any>} */
     const options = {
       'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
       'grpc.max_send_message_length': -1,
       'grpc.primary_user_agent': `kestrel-node-worker/${os.hostname()}`,
     };
-    const credentials = grpc.credentials.createInsecure();
+    if (connection.token) options.interceptors = [bearerInterceptor(connection.token)];
+    const credentials = channelCredentials(connection);
     this.server = server;
     this.rpcTimeoutSeconds = rpcTimeoutSeconds;
     this._workers = new v1.WorkerService(server, credentials, options);

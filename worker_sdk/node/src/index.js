@@ -19,7 +19,7 @@ export { LEVELS, LogBuffer, TaskContext, TaskFailure, TaskLogger, TaskResult, no
 export {
   DuplicateTaskTypeError, LEGACY_ALIASES, TaskRegistry, UnknownTaskTypeError, canonicalType, defaultRegistry, task,
 } from './registry.js';
-export { RpcError, STATUS_NAMES, WorkerClient } from './client.js';
+export { RpcError, STATUS_NAMES, WorkerClient, bearerInterceptor, channelCredentials, connectionFromEnv } from './client.js';
 export { CHUNK_SIZE, ChecksumMismatchError, KV_TYPES, TaskKV, TaskStorage } from './storage.js';
 export {
   Backoff, CANCEL_CHECK_SECONDS, DEFAULT_SERVER, DEFAULT_SHUTDOWN_GRACE_SECONDS, FailureReason, REPORT_GRACE_SECONDS, SDK, StopReason, Worker, WorkerError,

@@ -38,7 +38,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { LogBuffer, TaskContext, TaskFailure, TaskLogger, TaskResult } from './context.js';
 import { defaultRegistry, UnknownTaskTypeError } from './registry.js';
-import { RpcError, WorkerClient, fromTimestamp } from './client.js';
+import { RpcError, WorkerClient, connectionFromEnv, fromTimestamp } from './client.js';
 import { TaskKV, TaskStorage } from './storage.js';
 
 export const DEFAULT_SERVER = '127.0.0.1:6570';
@@ -239,22 +239,26 @@ export class Worker {
    * @param {{concurrency?: number, workerGroup?: string, labels?: Record<string, string>,
    *   workerId?: string, registry?: import('./registry.js').TaskRegistry, hostname?: string,
    *   shutdownGraceSeconds?: number, pollWaitSeconds?: number, reportGraceSeconds?: number,
-   *   logger?: {debug: Function, info: Function, warn: Function, error: Function}}} [options]
+   *   logger?: {debug: Function, info: Function, warn: Function, error: Function},
+   *   connection?: import('./client.js').Connection}} [options]
    *   `concurrency`: most task runs at once (>= 1, default 4); `workerGroup`: Kestra
    *   `workerGroup.key` ('' = default group); `registry`: default {@link defaultRegistry};
    *   `shutdownGraceSeconds`: on stop, how long running task runs may still finish before they
    *   are handed back; `pollWaitSeconds`: `wait_seconds` of each poll (the server caps it);
-   *   `reportGraceSeconds`: see {@link REPORT_GRACE_SECONDS}.
+   *   `reportGraceSeconds`: see {@link REPORT_GRACE_SECONDS}; `connection`: API token and TLS
+   *   files (default from `KESTREL_TOKEN` and `KESTREL_TLS_*`).
    * @throws {RangeError} concurrency < 1 or negative durations.
    */
   constructor(server = DEFAULT_SERVER, {
     concurrency = 4, workerGroup = '', labels = {}, workerId, registry = defaultRegistry, hostname,
     shutdownGraceSeconds = DEFAULT_SHUTDOWN_GRACE_SECONDS, pollWaitSeconds = POLL_WAIT_SECONDS,
-    reportGraceSeconds = REPORT_GRACE_SECONDS, logger,
+    reportGraceSeconds = REPORT_GRACE_SECONDS, logger, connection = connectionFromEnv(),
   } = {}) {
     if (!Number.isInteger(concurrency) || concurrency < 1) throw new RangeError(`concurrency must be an integer >= 1, got ${concurrency}`);
     if (shutdownGraceSeconds < 0 || pollWaitSeconds < 0 || reportGraceSeconds < 0) throw new RangeError('durations must not be negative');
     this.server = server;
+    /** @type {import('./client.js').Connection} */
+    this.connection = connection;
     this.concurrency = concurrency;
     this.workerGroup = workerGroup;
     this.labels = { ...labels };
@@ -311,7 +315,7 @@ export class Worker {
       process.on('SIGTERM', onSignal);
       process.on('SIGINT', onSignal);
     }
-    this._client = new WorkerClient(this.server, { rpcTimeoutSeconds: RPC_TIMEOUT_SECONDS });
+    this._client = new WorkerClient(this.server, { rpcTimeoutSeconds: RPC_TIMEOUT_SECONDS, connection: this.connection });
     try {
       if (await this.#registerUntilOk()) {
         this._ready.done = true;
@@ -885,10 +889,12 @@ export async function importModules(modules) {
 /**
  * Runs a worker until SIGTERM/SIGINT (what `kestrel-worker` calls).
  * @param {{server?: string, concurrency?: number, workerGroup?: string,
- *   labels?: Record<string, string>, modules?: string[], shutdownGraceSeconds?: number}} [options]
+ *   labels?: Record<string, string>, modules?: string[], shutdownGraceSeconds?: number,
+ *   connection?: import('./client.js').Connection}} [options] `connection`: API token and TLS
+ *   files (default from `KESTREL_TOKEN` and `KESTREL_TLS_*`).
  * @throws {WorkerError} the control plane refused the registration for good.
  */
-export async function runWorker({ server = DEFAULT_SERVER, concurrency = 4, workerGroup = '', labels = {}, modules = [], shutdownGraceSeconds = DEFAULT_SHUTDOWN_GRACE_SECONDS } = {}) {
+export async function runWorker({ server = DEFAULT_SERVER, concurrency = 4, workerGroup = '', labels = {}, modules = [], shutdownGraceSeconds = DEFAULT_SHUTDOWN_GRACE_SECONDS, connection = connectionFromEnv() } = {}) {
   await importModules(modules);
-  await new Worker(server, { concurrency, workerGroup, labels, shutdownGraceSeconds }).run();
+  await new Worker(server, { concurrency, workerGroup, labels, shutdownGraceSeconds, connection }).run();
 }
