@@ -9,6 +9,7 @@ is replaced by U+FFFD.
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 from typing import Any
 
 from controlplane.errors import InvalidArgumentError
@@ -117,3 +118,18 @@ def page_size(value: int, default: int, maximum: int, field: str = "page_size") 
     if value < 0 or value > maximum:
         raise InvalidArgumentError(f"{field}: must be between 1 and {maximum}, got {value}")
     return value
+
+
+def timestamp(message: Any, field: str) -> datetime:
+    """An aware UTC datetime from a ``google.protobuf.Timestamp`` request field.
+
+    Raises:
+        InvalidArgumentError: outside 0001-01-01 … 9999-12-31 or with bad nanos (naming ``field``).
+    """
+    try:
+        return message.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError):
+        raise InvalidArgumentError(
+            f"{field}: not a valid timestamp (seconds {message.seconds}, nanos {message.nanos}; "
+            "dates run from year 1 to 9999)"
+        ) from None

@@ -90,8 +90,8 @@ class TriggerServicer(trigger_pb2_grpc.TriggerServiceServicer):
         key = _key(request)
         if not request.HasField("start"):
             raise InvalidArgumentError("start: required (the first date of the backfill)")
-        start = request.start.ToDatetime(tzinfo=UTC)
-        end = request.end.ToDatetime(tzinfo=UTC) if request.HasField("end") else None
+        start = checks.timestamp(request.start, "start")
+        end = checks.timestamp(request.end, "end") if request.HasField("end") else None
         row = await self._cp.scheduler.start_backfill(*key, start, end)
         return trigger_pb2.StartBackfillResponse(trigger=trigger_to_proto(row))
 
