@@ -174,6 +174,7 @@ class ControlPlane:
         ), globals_=s.namespace_prefix_globals)
         self.storage = InternalStorage(backend_from_settings(s))
         self.executor.trigger_toggler = self.scheduler.toggle_in  # the Toggle task
+        self.executor.storage = self.storage  # the ForEachItem merge file
         self._lookups = storage_render.install(s.database_url, self.storage)
 
         server = grpc.aio.server(

@@ -19,6 +19,7 @@ from controlplane.engine import retry as retry_rules
 from controlplane.engine import sla as sla_rules
 from controlplane.engine.context import expression_context
 from controlplane.engine.flowables import FLOWABLES
+from controlplane.engine.flowables import for_each_item as for_each_item_rules
 from controlplane.engine.flowables import labels as labels_rules
 from controlplane.engine.flowables import pause as pause_rules
 from controlplane.engine.flowables import resume as resume_rules
@@ -26,6 +27,7 @@ from controlplane.engine.flowables import subflow as subflow_rules
 from controlplane.engine.flowables import toggle as toggle_rules
 from controlplane.engine.flowables import wait_for as wait_for_rules
 from controlplane.engine.flowables.props import is_truthy
+from controlplane.engine.for_each_item_runs import ForEachItemRuns
 from controlplane.engine.plan import FlowableError, NewTaskRun, apply_allow_failure
 from controlplane.engine.sequence import sequence_step
 from controlplane.engine.unit import Unit
@@ -99,6 +101,10 @@ class Executor:
         #: caller's transaction (the Toggle task); installed by the control plane's scheduler.
         self.trigger_toggler: Callable[[Any, str, str, str, bool], Awaitable[None]] | None = None
         self._globals = globals_ or {}
+        #: Internal storage (``controlplane.storage.InternalStorage``), installed by the control
+        #: plane: the ForEachItem ``_merge`` task writes its file there.
+        self.storage: Any = None
+        self._for_each_item = ForEachItemRuns(self)
 
     # ------------------------------------------------------------------------------------------
     # starting and advancing
@@ -160,6 +166,7 @@ class Executor:
         view.subflows = await ops.child_executions(
             conn, [tr.id for tr in view.all if tr.task_type == subflow_rules.TYPE and not tr.state.is_terminal]
         )
+        await self._for_each_item.refresh(unit, flow, execution, view, now)
         created = 0
         more_later = False
         for _ in range(_MAX_ROUNDS):
@@ -195,6 +202,8 @@ class Executor:
                                 unit, flow, task, tr, now):
                             changed = True
                             continue
+                    elif tr.task_type == for_each_item_rules.ITEMS_TYPE and tr.attempt:
+                        await repo.finish_attempt(conn, tr.id, tr.attempt, done)
                     change_state(tr, apply_allow_failure(task, done), now, f"task run {tr.id} ({tr.task_id})")
                     await repo.save_task_run_state(conn, tr)
                     changed = True
@@ -387,6 +396,8 @@ class Executor:
         view.add(tr)
         if tr.state is State.RUNNING and task.type == subflow_rules.TYPE:
             await self._start_subflow(unit, execution, view, task, tr, now)
+        elif tr.state is State.RUNNING and task.type in (for_each_item_rules.ITEMS_TYPE, for_each_item_rules.MERGE_TYPE):
+            await self._for_each_item.started(unit, flow, execution, view, task, tr, now)
         elif tr.state is State.RUNNING and task.type == resume_rules.TYPE:
             await self._resume_other(unit, execution, task, tr, now)
         elif tr.state is State.RUNNING and task.type == toggle_rules.TYPE:

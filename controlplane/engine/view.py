@@ -43,6 +43,9 @@ class ExecutionView:
         self._memo: dict[str, Any] = {}
         #: Subflow task run id -> its child execution (filled by the executor before deciding).
         self.subflows: dict[str, ChildExecution] = {}
+        #: ForEachItem ``_items`` task run id -> its child executions counted by state name
+        #: (filled by ``engine.for_each_item_runs`` before deciding).
+        self.item_counts: dict[str, dict[str, int]] = {}
         for tr in execution.task_runs:
             self.add(tr)
 

@@ -21,6 +21,10 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from controlplane.errors import Issue
+from controlplane.flows.for_each_item import ITEMS_TYPE as FOR_EACH_ITEM_ITEMS
+from controlplane.flows.for_each_item import MERGE_TYPE as FOR_EACH_ITEM_MERGE
+from controlplane.flows.for_each_item import PROPERTIES as FOR_EACH_ITEM_PROPERTIES
+from controlplane.flows.for_each_item import SPLIT_TYPE as FOR_EACH_ITEM_SPLIT
 from controlplane.model.flow import Flow, Task
 
 
@@ -150,7 +154,13 @@ _TYPES: tuple[TaskTypeInfo, ...] = (
         properties=("namespace", "flowId", "revision", "inputs", "labels", "wait", "transmitFailed",
                     "inheritLabels", "outputs", "scheduleDate", "restartBehavior"),
     ),
-    _flowable("flow.ForEachItem", child_lists=("errors", "finally"), required=(), executable=True),
+    _flowable("flow.ForEachItem", child_lists=("errors", "finally"), required=(), executable=True,
+              properties=FOR_EACH_ITEM_PROPERTIES, required_properties=("items", "namespace", "flowId")),
+    # ForEachItem's hidden children (controlplane.flows.for_each_item.expand makes them; a flow
+    # cannot name these types itself).
+    TaskTypeInfo(name=FOR_EACH_ITEM_SPLIT, kind=TaskKind.RUNNABLE, properties=frozenset({"items", "batch"})),
+    TaskTypeInfo(name=FOR_EACH_ITEM_ITEMS, kind=TaskKind.FLOWABLE, properties=frozenset()),
+    TaskTypeInfo(name=FOR_EACH_ITEM_MERGE, kind=TaskKind.FLOWABLE, properties=frozenset()),
     _flowable("flow.Template", child_lists=("errors", "finally"), required=()),
     # flow: worker-side
     _runnable("flow.Sleep"),
@@ -257,6 +267,10 @@ SUPPORTED_TASK_TYPES: frozenset[str] = frozenset(
         _CORE + "flow.AllowFailure",
         _CORE + "flow.Pause",
         _CORE + "flow.Subflow",
+        _CORE + "flow.ForEachItem",
+        FOR_EACH_ITEM_SPLIT,
+        FOR_EACH_ITEM_ITEMS,
+        FOR_EACH_ITEM_MERGE,
         _CORE + "execution.Resume",
         _CORE + "execution.Labels",
         _CORE + "flow.WaitFor",
@@ -509,7 +523,52 @@ def check_task_properties(path: str, task: Task) -> list[Issue]:
         inputs = props.get("inputs")
         if inputs is not None and not isinstance(inputs, dict) and not _is_expression(inputs):
             bad("inputs", "property 'inputs' must be a map of input id to value")
+    elif task.type == _CORE + "flow.ForEachItem":
+        issues += _check_for_each_item(path, task)
     return issues
+
+
+def _check_for_each_item(path: str, task: Task) -> list[Issue]:
+    """ForEachItem's literal properties: ``items`` a ``kestra:///`` URI, ``batch`` as
+    :func:`~controlplane.engine.flowables.for_each_item.parse_batch` reads it, ``wait`` /
+    ``transmitFailed`` / ``inheritLabels`` booleans, ``inputs`` a map."""
+    from controlplane.engine.flowables.for_each_item import parse_batch
+    from controlplane.engine.plan import FlowableError
+
+    props = task.properties
+    issues: list[Issue] = []
+
+    def bad(prop: str, message: str) -> None:
+        issues.append(Issue(path=f"{path}.{prop}", message=f"task '{task.id}': {message}", line=task.line))
+
+    items = props.get("items")
+    if isinstance(items, str) and not _is_expression(items) and not items.strip().startswith("kestra:///"):
+        bad("items", f"property 'items' must be a kestra:/// URI (usually an expression such as "
+                     f"{{{{ inputs.file }}}}), got {items[:200]!r}")
+    elif items is not None and not isinstance(items, str):
+        bad("items", f"property 'items' must be a kestra:/// URI, got {items!r}")
+    batch = props.get("batch")
+    if batch is not None and not _has_expression(batch):
+        try:
+            parse_batch(batch, task.id)
+        except FlowableError as exc:
+            prop = "batch." + next((k for k in ("rows", "bytes", "partitions", "separator") if f"'batch.{k}'" in str(exc)), "")
+            issues.append(Issue(path=f"{path}.{prop.rstrip('.')}", message=str(exc), line=task.line))
+    for prop in ("wait", "transmitFailed", "inheritLabels"):
+        if props.get(prop) is not None and not isinstance(props[prop], bool) and not _is_expression(props[prop]):
+            bad(prop, f"property '{prop}' must be true or false, got {props[prop]!r}")
+    inputs = props.get("inputs")
+    if inputs is not None and not isinstance(inputs, dict) and not _is_expression(inputs):
+        bad("inputs", "property 'inputs' must be a map of input id to value")
+    return issues
+
+
+def _has_expression(value: object) -> bool:
+    if isinstance(value, dict):
+        return any(_has_expression(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_expression(v) for v in value)
+    return _is_expression(value)
 
 
 def _missing_required(path: str, task: Task) -> list[Issue]:

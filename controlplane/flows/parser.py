@@ -39,7 +39,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from controlplane.engine import retry as retry_rules
 from controlplane.engine import sla as sla_rules
 from controlplane.errors import FlowValidationError, Issue
-from controlplane.flows import _yaml
+from controlplane.flows import _yaml, for_each_item
 from controlplane.flows.catalogue import (
     COMMON_TASK_PROPERTIES,
     TaskKind,
@@ -746,7 +746,7 @@ class _FlowParser:
 
         if task_id is None or written is None or canonical is None:
             return None
-        return Task(
+        task = Task(
             id=task_id,
             type=canonical,
             properties=properties,
@@ -763,6 +763,15 @@ class _FlowParser:
             worker_group=worker_group,
             line=line,
         )
+        if canonical == for_each_item.TYPE:
+            for hidden in for_each_item.hidden_ids(task_id):  # Kestra's generated task ids
+                if hidden in self.task_ids:
+                    self.issue(f"{path}.id", f"task '{task_id}': a ForEachItem adds a task '{hidden}', which "
+                               f"duplicates the task id at line {self.task_ids[hidden]}", line)
+                else:
+                    self.task_ids[hidden] = line
+            task = for_each_item.expand(task)
+        return task
 
     def _task_id(self, node: CommentedMap, path: str, line: int, written_type: str | None) -> str | None:
         if node.get("id") is None:

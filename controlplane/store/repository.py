@@ -348,6 +348,8 @@ async def load_task_runs(conn: AsyncConnection, execution_id: str) -> list[TaskR
             .order_by(t.task_run_attempts.c.task_run_id, t.task_run_attempts.c.attempt)
         )
         for a in (await conn.execute(q)).all():
+            if a.task_run_id not in by_id:
+                continue  # a task run created between the two reads (read committed): next read has it
             by_id[a.task_run_id].attempts.append(
                 Attempt(
                     number=a.attempt,

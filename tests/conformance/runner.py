@@ -483,7 +483,8 @@ def _prepare(deployer: _Deployer, flow: CorpusFlow) -> tuple[str, str] | None:
     error = deployer.deploy(flow.file)
     if error:
         return _deploy_reason(flow, error), _first_line(error)
-    placeholders = {k: v for k, v in flow.placeholder_inputs().items() if not _UPLOADED_FILE.fullmatch(v)}
+    placeholders = {k: v for k, v in flow.placeholder_inputs().items() if _constructed_file(v) is None
+                    and v not in _CONSTANT_PLACEHOLDERS}
     if placeholders:
         described = ", ".join(f"{k}={v}" for k, v in sorted(placeholders.items()))
         return f"inputs need constructed values: {described}", ""
@@ -492,6 +493,28 @@ def _prepare(deployer: _Deployer, flow: CorpusFlow) -> tuple[str, str] | None:
 
 #: ``inputs_given`` placeholder of a local file the Kestra test uploads as a FILE input.
 _UPLOADED_FILE = re.compile(r"<local path of (?P<name>[\w.-]+), uploaded>")
+#: ``inputs_given`` placeholder of a text file of N lines the Kestra test uploads (ForEachItemCaseTest's
+#: ``storageUpload``: the numbers 0..N-1, each left-padded with spaces to 20 characters).
+_LINES_FILE = re.compile(r"<uploaded text file of (?P<count>\d+) lines(?: \(numbers 0\.\.\d+ left-padded to 20 chars\))?>")
+#: ``inputs_given`` placeholders of a STRING input holding a storage URI (a child flow run alone).
+_URI_PLACEHOLDERS = frozenset({"<kestra:// URI>", "<kestra:// URI of a batch file>"})
+#: Placeholders any value satisfies, and the value given.
+_CONSTANT_PLACEHOLDERS = {"<any string>": "any string"}
+
+
+def _constructed_file(placeholder: str) -> tuple[str, str] | None:
+    """``(file name, content)`` of the file a placeholder describes, None when it is no file."""
+    match = _UPLOADED_FILE.fullmatch(placeholder)
+    if match:
+        return match["name"], "kestra:\n  conformance: true\n"
+    match = _LINES_FILE.fullmatch(placeholder)
+    if match:
+        return "items.txt", "".join(str(i).rjust(20) + "\n" for i in range(int(match["count"])))
+    if placeholder in _URI_PLACEHOLDERS:
+        return "batch.txt", "".join(str(i).rjust(20) + "\n" for i in range(4))
+    return None
+
+
 #: ``requirements`` entry of a KV value the Kestra test stores before running the flow.
 _KV_REQUIREMENT = re.compile(r"KV store pre-populated: (?P<namespace>\S+) (?P<key>[^=\s]+)=(?P<value>.+)")
 
@@ -505,18 +528,29 @@ def _seed_requirements(client: KestrelClient, flow: CorpusFlow) -> None:
 
 
 def _constructed_inputs(client: KestrelClient, flow: CorpusFlow) -> dict[str, Any] | None:
-    """``inputs_given`` with each ``<local path of NAME, uploaded>`` replaced by the URI of an
-    uploaded file named NAME (a small YAML text, as Kestra's tests upload ``application-test.yml``)."""
+    """``inputs_given`` with each placeholder replaced by a value made as Kestra's test makes it:
+    ``<local path of NAME, uploaded>`` by the URI of an uploaded file named NAME (a small YAML
+    text, as Kestra's tests upload ``application-test.yml``), ``<uploaded text file of N lines…>``
+    by the URI of an uploaded file of N padded numbers, a ``<kestra:// URI…>`` by the URI of an
+    uploaded 4-line file, ``<any string>`` by a string."""
     if flow.inputs_given is None:
         return None
     inputs = dict(flow.inputs_given)
     for key, value in flow.inputs_given.items():
-        match = _UPLOADED_FILE.fullmatch(value) if isinstance(value, str) else None
-        if match:
+        if not isinstance(value, str):
+            continue
+        if value in _CONSTANT_PLACEHOLDERS:
+            inputs[key] = _CONSTANT_PLACEHOLDERS[value]
+        made = _constructed_file(value)
+        if made:
             with tempfile.TemporaryDirectory() as tmp:
-                path = Path(tmp) / match["name"]
-                path.write_text("kestra:\n  conformance: true\n", encoding="utf-8")
-                inputs[key] = client.upload_input_file(flow.namespace, flow.flow_id, key, path).uri
+                path = Path(tmp) / made[0]
+                path.write_text(made[1], encoding="utf-8")
+                if value in _URI_PLACEHOLDERS:  # a STRING input: a namespace file has a URI too
+                    inputs[key] = client.upload_namespace_file(
+                        flow.namespace, f"conformance/{flow.flow_id}/{made[0]}", path).uri
+                else:
+                    inputs[key] = client.upload_input_file(flow.namespace, flow.flow_id, key, path).uri
     return inputs
 
 
@@ -621,6 +655,12 @@ def _matches(expected: Any, got: Any) -> bool:
         if kind == "startsWith":
             return got.startswith(pattern)
         return re.search(pattern, got) is not None
+    if isinstance(expected, dict) and isinstance(got, dict) and None in expected.values():
+        # A null in an expected map means "no such key" (the manifest's words for Kestra's
+        # ``assertThat(map.get(k), nullValue())``): absent or null both match.
+        present = {k: v for k, v in expected.items() if v is not None}
+        extra = {k for k in got if k not in present and got[k] is not None}
+        return not extra and all(k in got and _matches(v, got[k]) for k, v in present.items())
     return bool(expected == got and type(expected) is type(got)) or (
         isinstance(expected, (int, float))
         and not isinstance(expected, bool)

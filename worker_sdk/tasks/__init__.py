@@ -15,6 +15,7 @@ from worker_sdk.tasks import (
     debug,
     execution,
     flow,
+    for_each_item,
     http,
     kv,
     log,
@@ -38,6 +39,7 @@ BUILTIN_TASKS: Mapping[str, Callable[..., Any]] = {
     **storage_tasks.TASKS,
     **namespace_files.TASKS,
     **http.TASKS,
+    **for_each_item.TASKS,
 }
 """Canonical type name → task function, for every built-in runnable task."""
 

@@ -20,6 +20,7 @@ from controlplane.engine.flowables import (
     each_parallel,
     each_sequential,
     for_each,
+    for_each_item,
     if_,
     labels,
     parallel,
@@ -71,3 +72,9 @@ FLOWABLES: dict[str, Flowable] = {
          subflow, resume, wait_for, labels, toggle),
     )
 }
+FLOWABLES.update({
+    for_each_item.TYPE: Flowable(for_each_item.TYPE, for_each_item.step, for_each_item.prepare),
+    for_each_item.ITEMS_TYPE: Flowable(for_each_item.ITEMS_TYPE, for_each_item.step_items,
+                                       for_each_item.prepare_items),
+    for_each_item.MERGE_TYPE: Flowable(for_each_item.MERGE_TYPE, for_each_item.step_merge),
+})

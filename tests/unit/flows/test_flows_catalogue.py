@@ -148,12 +148,17 @@ def test_supported_types() -> None:
         *(CORE + f"namespace.{n}Files" for n in ("Upload", "Download", "Delete")),
         CORE + "http.Request",
         CORE + "http.Download",
+        # ForEachItem and the three tasks it expands into
+        CORE + "flow.ForEachItem",
+        *(CORE + f"flow.ForEachItem${n}" for n in ("ForEachItemSplit", "ForEachItemExecutable",
+                                                   "ForEachItemMergeOutputs")),
     }
     assert {t for t in SUPPORTED_TASK_TYPES if is_flowable(t)} == {
         CORE + f"flow.{name}"
         for name in (
             "Sequential", "Parallel", "If", "Switch", "ForEach", "EachSequential", "EachParallel", "Dag",
-            "AllowFailure", "Pause", "Subflow", "WaitFor",
+            "AllowFailure", "Pause", "Subflow", "WaitFor", "ForEachItem",
+            "ForEachItem$ForEachItemExecutable", "ForEachItem$ForEachItemMergeOutputs",
         )
     } | {CORE + "execution.Resume", CORE + "execution.Labels", CORE + "trigger.Toggle"}
 

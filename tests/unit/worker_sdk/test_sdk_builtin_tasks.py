@@ -127,4 +127,5 @@ def test_builtin_catalogue_is_canonical() -> None:
         *(f"io.kestra.plugin.core.namespace.{n}Files" for n in ("Upload", "Download", "Delete")),
         "io.kestra.plugin.core.http.Request",
         "io.kestra.plugin.core.http.Download",
+        "io.kestra.plugin.core.flow.ForEachItem$ForEachItemSplit",
     }
