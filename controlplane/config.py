@@ -45,6 +45,11 @@ class Settings(BaseSettings):
         description="Key (>= 32 characters) that encrypts SECRET inputs at rest; without it SECRET inputs "
         "are refused. `kestrel server local` keeps one in <data dir>/encryption.key.",
     )
+    schedule_to_start_seconds: float = Field(
+        3600.0,
+        description="A queued task run that no live worker (of its task type, in its worker group) takes "
+        "within this many seconds fails, with a message saying so; 0 = it waits forever.",
+    )
     reaper_interval_seconds: float = Field(1.0, description="How often expired leases are looked for.")
     timeout_grace_seconds: float = Field(
         15.0,
@@ -93,6 +98,10 @@ class Settings(BaseSettings):
     )
     webhook_wait_seconds: float = Field(
         60.0, description="Longest time a webhook call with `wait: true` waits for the execution to end."
+    )
+    fault_points: str = Field(
+        "", description="Chaos testing only: `POINT:crash[@N],…` crashes the process at a named step "
+        "(`controlplane/faults.py`); empty (always, in production) = none.",
     )
     metrics_port: int | None = Field(
         None, description="Port of the Prometheus `/metrics` endpoint (bound on `host`); None or 0 = no metrics."

@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from controlplane import crypto
+from controlplane import crypto, faults
 from controlplane import secrets as secret_store
 from controlplane.api.executions import ExecutionServicer
 from controlplane.api.flows import FlowServicer
@@ -114,6 +114,7 @@ class ControlPlane:
         for request in unit.log_files:
             self._spawn(self._write_log_file(request))
         if unit.tasks_queued:
+            faults.hit("queue.committed_before_wakeup")
             await self.redis_events.publish_tasks_queued()
         for execution_id in unit.executions:
             await self.redis_events.publish_execution_changed(execution_id)
@@ -147,6 +148,13 @@ class ControlPlane:
             crypto.configure(s.encryption_key)
         except ValueError as exc:
             raise RuntimeError(f"KESTREL_ENCRYPTION_KEY: {exc}") from None
+        try:
+            armed = faults.configure(s.fault_points)
+        except ValueError as exc:
+            raise RuntimeError(f"KESTREL_FAULT_POINTS: {exc}") from None
+        if armed:
+            log.warning("FAULT POINTS ARMED (chaos testing only, this process will crash on purpose): %s",
+                        ", ".join(armed))
         count = len(secret_store.configure())
         secret_store.install_log_masking()
         if count:
@@ -279,6 +287,7 @@ class ControlPlane:
         async with self.transaction() as unit:
             dead = await repo.mark_dead_workers(unit.conn, self.settings.worker_dead_after_seconds)
             await self._warn_unserved(unit)
+        count += await self.dispatcher.fail_unserved_once()
         for worker_id in dead:
             log.warning("worker %s marked DEAD: no heartbeat for %.0f s", worker_id, self.settings.worker_dead_after_seconds)
         return count + len(dead)

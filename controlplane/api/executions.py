@@ -8,6 +8,7 @@ from datetime import datetime
 
 import grpc
 
+from controlplane import faults
 from controlplane.api import access, checks, convert
 from controlplane.api.status import rpc
 from controlplane.errors import (
@@ -68,6 +69,7 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
             execution_id, created = await self._cp.executor.create_execution(
                 unit, flow, inputs, labels, request.request_id or None
             )
+        faults.hit("start.committed")
         execution = await self._get(execution_id)
         return execution_pb2.StartExecutionResponse(execution=convert.execution_to_proto(execution), created=created)
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from controlplane import faults
 from controlplane.engine import retry as retry_rules
 from controlplane.engine import sla as sla_rules
 from controlplane.engine.context import expression_context
@@ -124,7 +125,9 @@ class Executor:
             assert existing is not None
             return existing, False
         unit.executions.add(execution.id)
+        faults.hit("start.inserted")
         await self.advance_safely(unit, execution.id)
+        faults.hit("start.advanced")
         return execution.id, True
 
     async def advance(self, unit: Unit, execution_id: str) -> Execution | None:
@@ -391,6 +394,7 @@ class Executor:
         if tr.state is State.CREATED and render_failed:
             await repo.park_for_next_attempt(unit.conn, tr.id, now)
         elif tr.state is State.CREATED:
+            faults.hit("advance.task_run_inserted")
             await repo.enqueue_task_run(unit.conn, tr.id, tr.task_type, task.worker_group or "")
             unit.tasks_queued = True
         view.add(tr)
@@ -570,7 +574,9 @@ class Executor:
         change_state(tr, final, now, f"task run {tr.id} ({tr.task_id})")
         await repo.save_task_run_state(unit.conn, tr, clear_lease=True)
         unit.executions.add(execution.id)
+        faults.hit("result.attempt_recorded")
         await self._advance_after_result(unit, execution, now)
+        faults.hit("result.advanced")
 
     async def fail(
         self,
@@ -676,6 +682,43 @@ class Executor:
             await self._log_error(unit, tr, tr.error)
         await repo.save_task_run_state(unit.conn, tr, clear_lease=True)
         await self.advance_safely(unit, execution.id)
+
+    async def fail_unserved(self, unit: Unit, execution_id: str, task_run_id: str, error: str) -> bool:
+        """Fail a task run that waited in the dispatch queue past the schedule-to-start limit
+        with no live worker able to take it (``Settings.schedule_to_start_seconds``).
+
+        The wait is recorded as a failed attempt with ``error`` (also logged at ERROR) and the
+        task run ends FAILED (WARNING/SUCCESS with ``allowFailure``/``allowWarning``); the retry
+        policy does not apply (as Temporal's schedule-to-start timeout: a retry would wait in
+        the same queue). ``errors``/``finally`` branches then run as after any failure.
+
+        Returns:
+            False when there is nothing to do any more (claimed by a worker meanwhile, killed,
+            or the execution is over).
+        """
+        conn = unit.conn
+        execution = await repo.lock_execution(conn, execution_id)
+        if execution is None or execution.state.is_terminal:
+            return False
+        tr = await repo.lock_task_run(conn, task_run_id)
+        if tr is None or tr.state.is_terminal or not await repo.dequeue_task_run(conn, task_run_id):
+            return False
+        flow = await self._load_flow(conn, execution.namespace, execution.flow_id, execution.flow_revision)
+        task = flow.find_task(tr.task_id)
+        now = repo.utcnow()
+        attempt = await repo.record_unstarted_attempt(conn, tr.id, error)
+        tr.attempt = attempt.number
+        tr.started_at = tr.started_at or now
+        if tr.state is not State.RUNNING:
+            change_state(tr, State.RUNNING, now, f"task run {tr.id} ({tr.task_id})")
+        tr.error = error
+        tr.ended_at = now
+        await self._log_error(unit, tr, error)
+        change_state(tr, apply_allow_failure(task, State.FAILED), now, f"task run {tr.id} ({tr.task_id})")
+        await repo.save_task_run_state(conn, tr, clear_lease=True)
+        unit.executions.add(execution.id)
+        await self._advance_after_result(unit, execution, now)
+        return True
 
     # ------------------------------------------------------------------------------------------
     # retries (FEATURES.md §7) and attempts started by the executor

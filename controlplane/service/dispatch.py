@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
+from controlplane import faults
 from controlplane.config import Settings
 from controlplane.coordination.events import Events
 from controlplane.engine.executor import Executor, Lost
@@ -109,6 +110,7 @@ class Dispatcher:
                 )
                 unit.executions.update(c.execution_id for c in claimed)
             if claimed:
+                faults.hit("claim.committed")
                 return [
                     Assignment(c, self._signer.sign(TaskTokenClaims(c.execution_id, c.task_run_id, c.attempt,
                                                                      c.lease_epoch, worker_id)))
@@ -141,6 +143,7 @@ class Dispatcher:
         claims = self._signer.verify(token)
         async with self._tx() as unit:
             await self._executor.complete(unit, claims, outputs, state)
+        faults.hit("result.committed")
 
     async def fail(self, token: str, error: str, reason: str, outputs: dict[str, Any] | None) -> None:
         """Record a failure (see :meth:`Executor.fail`)."""
@@ -217,6 +220,29 @@ class Dispatcher:
                 pass
         if count:
             log.info("reaper: %d expired lease(s) handled", count)
+        return count
+
+
+    async def fail_unserved_once(self) -> int:
+        """Fail the queued task runs that no ACTIVE worker (of their task type, in their worker
+        group) could take for ``Settings.schedule_to_start_seconds`` (0 = wait forever); returns
+        how many (see :meth:`Executor.fail_unserved`)."""
+        limit = self._settings.schedule_to_start_seconds
+        if limit <= 0:
+            return 0
+        async with self._tx() as unit:
+            late = await repo.unserved_queued_task_runs(unit.conn, limit)
+        count = 0
+        for run in late:
+            group = f"worker group '{run.worker_group}'" if run.worker_group else "the default worker group"
+            error = (f"no live worker in {group} runs task type {run.task_type}: the task run waited "
+                     f"{limit:g} s in the queue, its schedule-to-start limit (KESTREL_SCHEDULE_TO_START_SECONDS); "
+                     f"start a worker for it (`kestrel worker --worker-group …`, see `kestrel workers`)")
+            async with self._tx() as unit:
+                if await self._executor.fail_unserved(unit, run.execution_id, run.task_run_id, error):
+                    count += 1
+        if count:
+            log.warning("%d task run(s) failed: no live worker within the schedule-to-start limit", count)
         return count
 
 

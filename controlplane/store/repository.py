@@ -762,6 +762,17 @@ async def set_next_attempt_at(conn: AsyncConnection, task_run_id: str, due: date
     await conn.execute(update(t.task_runs).where(t.task_runs.c.id == task_run_id).values(next_attempt_at=due))
 
 
+async def dequeue_task_run(conn: AsyncConnection, task_run_id: str) -> bool:
+    """Take a task run off the dispatch queue (not a parked row); False when it was not queued
+    (claimed, or parked for a retry, meanwhile)."""
+    res = await conn.execute(
+        delete(t.task_queue)
+        .where(t.task_queue.c.task_run_id == task_run_id, t.task_queue.c.available_at != PARKED)
+        .returning(t.task_queue.c.id)
+    )
+    return res.first() is not None
+
+
 async def unpark(conn: AsyncConnection, task_run_id: str) -> None:
     """Remove a task run's parked queue row (its pending attempt will not start)."""
     await conn.execute(

@@ -9,6 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from tests.chaos.fault_points import fault_points
+from tests.chaos.partition import network_partition
 from tests.chaos.stack import (
     REDIS_URL,
     ChaosError,
@@ -66,13 +68,19 @@ class Sizes:
     worker_kill_killed: int
     outage_executions: int
     outage_rounds: int
+    fault_point_executions: int
+    fault_points: tuple[str, ...] | None  # None = every point of controlplane/faults.py
+    partition_in_flight: int
     timeout: float
 
 
 CI = Sizes(cp_kill_executions=30, cp_kill_workers=2, cp_kill_concurrency=8, worker_kill_in_flight=10,
-           worker_kill_killed=2, outage_executions=20, outage_rounds=3, timeout=300.0)
+           worker_kill_killed=2, outage_executions=20, outage_rounds=3, fault_point_executions=3, partition_in_flight=2,
+           fault_points=("start.committed", "claim.committed", "result.committed"),
+           timeout=300.0)
 FULL = Sizes(cp_kill_executions=500, cp_kill_workers=4, cp_kill_concurrency=25, worker_kill_in_flight=50,
-             worker_kill_killed=5, outage_executions=200, outage_rounds=5, timeout=1800.0)
+             worker_kill_killed=5, outage_executions=200, outage_rounds=5, fault_point_executions=20, partition_in_flight=10, fault_points=None,
+             timeout=1800.0)
 
 
 def _start_many(client: KestrelClient, flow_id: str, n: int) -> list[str]:
@@ -270,4 +278,6 @@ SCENARIOS = {
     "control_plane_sigkill": control_plane_sigkill,
     "worker_sigkill": worker_sigkill,
     "postgres_and_redis_outage": postgres_and_redis_outage,
+    "network_partition": network_partition,
+    "fault_points": fault_points,
 }

@@ -30,6 +30,10 @@ class ChaosError(AssertionError):
     """A scenario step could not run or a guarantee was broken (the message says which)."""
 
 
+class ChaosSkip(Exception):  # noqa: N818 - a skip, not an error
+    """This machine cannot run the scenario (e.g. no network namespaces); the message says why."""
+
+
 def pg_dsn(url: str) -> str:
     """A SQLAlchemy URL as a libpq URL."""
     return url.replace("postgresql+psycopg://", "postgresql://", 1)
@@ -67,6 +71,7 @@ class ControlPlaneProcess:
     database_url: str
     workdir: Path
     settings: dict[str, str]
+    host: str = "127.0.0.1"
 
     def __post_init__(self) -> None:
         self.port = free_port()
@@ -77,8 +82,8 @@ class ControlPlaneProcess:
 
     @property
     def address(self) -> str:
-        """``127.0.0.1:PORT``."""
-        return f"127.0.0.1:{self.port}"
+        """``HOST:PORT`` (``host`` is the interface it binds, 127.0.0.1 by default)."""
+        return f"{self.host}:{self.port}"
 
     def start(self, timeout: float = 120.0) -> None:
         """Start it and wait for its "listening on" line.
@@ -93,7 +98,7 @@ class ControlPlaneProcess:
         log.flush()
         self.proc = subprocess.Popen(
             [*_kestrel(), "server", "standalone", "--database-url", self.database_url, "--redis-url", REDIS_URL,
-             "--port", str(self.port), "--no-auth"],  # auth is tested in tests/integration/test_auth*.py
+             "--port", str(self.port), "--host", self.host, "--no-auth"],  # auth is tested in tests/integration/test_auth*.py
             stdout=subprocess.PIPE, stderr=log, text=True, env=env, cwd=self.workdir,
         )
         ready = threading.Event()
@@ -145,13 +150,17 @@ class ControlPlaneProcess:
             return ""
 
 
-def start_worker(address: str, concurrency: int, workdir: Path, name: str) -> subprocess.Popen[bytes]:
-    """One ``python -m worker_sdk`` process (built-in task types); its log in ``workdir``."""
+def start_worker(address: str, concurrency: int, workdir: Path, name: str, *, prefix: list[str] | None = None,
+                 args: list[str] | None = None, log_level: str = "WARNING") -> subprocess.Popen[bytes]:
+    """One ``python -m worker_sdk`` process (built-in task types); its log in ``workdir/NAME.log``.
+
+    ``prefix`` runs it through another command (``ip netns exec NS``: on another "host");
+    ``args`` are extra worker flags (``--worker-id``, ``--worker-group``…)."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
     log = open(workdir / f"{name}.log", "wb")  # noqa: SIM115
     return subprocess.Popen(
-        [sys.executable, "-m", "worker_sdk", "--server", address, "--concurrency", str(concurrency),
-         "--log-level", "WARNING"],
+        [*(prefix or []), sys.executable, "-m", "worker_sdk", "--server", address, "--concurrency", str(concurrency),
+         "--log-level", log_level, *(args or [])],
         env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
     )
 
@@ -170,11 +179,13 @@ def stop_processes(procs: list[subprocess.Popen[bytes]]) -> None:
 
 
 @contextmanager
-def stack(label: str, settings: dict[str, str]) -> Iterator[tuple[ControlPlaneProcess, psycopg.Connection, Path]]:
-    """A fresh database, a started control plane on it, and an autocommit connection to it."""
+def stack(label: str, settings: dict[str, str],
+          host: str = "127.0.0.1") -> Iterator[tuple[ControlPlaneProcess, psycopg.Connection, Path]]:
+    """A fresh database, a started control plane on it (gRPC bound on ``host``), and an
+    autocommit connection to it."""
     workdir = Path(tempfile.mkdtemp(prefix=f"kestrel-chaos-{label}-"))
     with fresh_database(label) as url:
-        cp = ControlPlaneProcess(url, workdir, settings)
+        cp = ControlPlaneProcess(url, workdir, dict(settings), host)
         try:
             cp.start()
             with psycopg.connect(pg_dsn(url), autocommit=True) as conn:

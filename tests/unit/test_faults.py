@@ -1,0 +1,37 @@
+"""Fault points (``controlplane/faults.py``): the spec is checked at startup, an armed point
+crashes the process at its N-th hit with the fault exit code, an unarmed one does nothing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from controlplane import faults
+
+
+def test_spec_is_checked_and_names_the_known_points():
+    with pytest.raises(ValueError, match="fault point 'nope' is unknown; known points: start.inserted"):
+        faults.configure("nope:crash")
+    with pytest.raises(ValueError, match="action 'hang' is unknown"):
+        faults.configure("result.committed:hang")
+    with pytest.raises(ValueError, match="positive hit number"):
+        faults.configure("result.committed:crash@0")
+    assert faults.configure(" result.committed:crash@2 , claim.committed:crash") == ["result.committed",
+                                                                                    "claim.committed"]
+    assert faults.configure("") == []
+    faults.hit("result.committed")  # nothing armed: returns
+
+
+def test_an_armed_point_crashes_at_its_nth_hit_and_others_do_not():
+    code = ("from controlplane import faults\n"
+            "faults.configure('result.committed:crash@3')\n"
+            "for i in range(5):\n"
+            "    faults.hit('claim.committed')\n"
+            "    print('hit', i, flush=True)\n"
+            "    faults.hit('result.committed')\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == faults.FAULT_EXIT_CODE
+    assert done.stdout.split("\n")[:3] == ["hit 0", "hit 1", "hit 2"] and "hit 3" not in done.stdout
+    assert "FAULT POINT result.committed: crashing now" in done.stderr
