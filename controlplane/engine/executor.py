@@ -43,7 +43,13 @@ from controlplane.errors import (
 from controlplane.expressions import render
 from controlplane.expressions.values import print_value
 from controlplane.flows.durations import check_seconds, parse_duration
-from controlplane.flows.inputs import InputValueError, coerce_inputs, coerce_value
+from controlplane.flows.inputs import (
+    InputValueError,
+    coerce_inputs,
+    coerce_value,
+    seal_secret_values,
+    sealed_values,
+)
 from controlplane.model import (
     Execution,
     Flow,
@@ -1215,6 +1221,7 @@ class Executor:
                 if child_flow.disabled:
                     raise InvalidArgumentError(f"flow {namespace}.{flow_id} is disabled")
                 inputs = coerce_inputs(child_flow, props.get("inputs") or {})
+                inputs = seal_secret_values(inputs, sealed_values(execution.inputs))
                 json.dumps(inputs, allow_nan=False, default=str)
             except (InvalidArgumentError, ValueError, TypeError) as exc:
                 error = f"task '{task.id}': cannot start subflow {namespace}.{flow_id}: {exc}"

@@ -36,7 +36,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -223,9 +223,14 @@ def secret_input_values(flow: Flow, inputs: Mapping[str, Any]) -> dict[str, str]
 
 def with_secrets_decrypted(flow: Flow, inputs: Mapping[str, Any]) -> dict[str, Any]:
     """``inputs`` with each SECRET input decrypted, as expressions see them (Kestra decrypts
-    SECRET inputs when rendering); the stored inputs keep the encrypted form."""
+    SECRET inputs when rendering); the stored inputs keep the encrypted form. Encrypted values
+    of other inputs are decrypted too: a parent's secret passed to a subflow's STRING input is
+    stored encrypted in the child (:func:`seal_secret_values`)."""
+    from controlplane import crypto
+
     secrets = secret_input_values(flow, inputs)
-    if not secrets:
+    sealed_elsewhere = any(crypto.is_encrypted(v) for v in _strings(inputs))
+    if not secrets and not sealed_elsewhere:
         return dict(inputs)
     result = json.loads(json.dumps(inputs))  # a deep copy of JSON data
     for dotted, text in secrets.items():
@@ -234,7 +239,71 @@ def with_secrets_decrypted(flow: Flow, inputs: Mapping[str, Any]) -> dict[str, A
         for part in parents:
             target = target[part]
         target[last] = text
+    if sealed_elsewhere:
+        result = _map_strings(result, _decrypt_or_keep)
     return result
+
+
+def sealed_values(inputs: Mapping[str, Any]) -> list[str]:
+    """The decrypted text of every encrypted value in an execution's stored inputs (its SECRET
+    inputs, and secrets a caller passed to it); values another key sealed are left out."""
+    from controlplane import crypto
+
+    return [d for d in (_decrypt_or_keep(s) for s in _strings(inputs) if crypto.is_encrypted(s))
+            if not crypto.is_encrypted(d)]
+
+
+def seal_secret_values(inputs: Mapping[str, Any], secret_values: list[str]) -> dict[str, Any]:
+    """``inputs`` of a new (child) execution with every text that contains one of
+    ``secret_values`` (the caller's decrypted SECRET inputs) stored encrypted, whatever the
+    child's input type: the secret stays encrypted at rest and masked in the child too.
+
+    Raises:
+        InputValueError: no encryption key is configured.
+    """
+    values = [v for v in secret_values if len(v) >= 4]  # as masking: shorter values are not secrets
+    if not values:
+        return dict(inputs)
+
+    def seal(text: str) -> str:
+        return _encrypt(text) if any(v in text for v in values) else text
+
+    return _map_strings(dict(inputs), seal)
+
+
+def _strings(value: Any) -> Iterator[str]:
+    """Every string in a JSON-like value (maps, lists), depth first."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            yield item
+        elif isinstance(item, Mapping):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def _map_strings(value: Any, change: Callable[[str], str]) -> Any:
+    """A copy of a JSON-like value with ``change`` applied to every string (not map keys)."""
+    if isinstance(value, str):
+        return change(value)
+    if isinstance(value, Mapping):
+        return {k: _map_strings(v, change) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_map_strings(v, change) for v in value]
+    return value
+
+
+def _decrypt_or_keep(text: str) -> str:
+    from controlplane import crypto
+
+    if not crypto.is_encrypted(text):
+        return text
+    try:
+        return crypto.encryptor().decrypt(text)
+    except (ValueError, crypto.EncryptionUnavailableError):
+        return text
 
 
 def _check_file_owner(flow: Flow, uri: str) -> None:

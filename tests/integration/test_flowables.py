@@ -180,7 +180,7 @@ tasks:
     values: ["a", "b", "c", "d"]
     concurrencyLimit: 2
     tasks:
-      - {id: nap, type: io.kestrel.tests.Sleep, seconds: "{{ taskrun.value == 'a' ? 2.5 : 0.3 }}"}
+      - {id: nap, type: io.kestrel.tests.Sleep, seconds: "{{ taskrun.value == 'a' ? 6 : 0.3 }}"}
       - {id: ret, type: io.kestra.plugin.core.debug.Return, format: "{{ taskrun.value }}!"}
   - id: all
     type: io.kestra.plugin.core.debug.Return

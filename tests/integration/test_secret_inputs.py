@@ -86,3 +86,60 @@ def test_secret_inputs_are_refused_without_an_encryption_key(database_url):
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "SECRET inputs need an encryption key" in refused.value.details()
     assert PASSWORD not in refused.value.details()
+
+
+CHILD = """
+id: child
+namespace: tests.secretinputs
+inputs:
+  - id: token
+    type: STRING
+tasks:
+  - id: say
+    type: io.kestra.plugin.core.log.Log
+    message: "child got {{ inputs.token }}"
+  - id: size
+    type: io.kestra.plugin.core.debug.Return
+    format: "{{ inputs.token | length }}"
+"""
+
+PARENT = """
+id: parent
+namespace: tests.secretinputs
+inputs:
+  - id: password
+    type: SECRET
+tasks:
+  - id: call
+    type: io.kestra.plugin.core.flow.Subflow
+    namespace: tests.secretinputs
+    flowId: child
+    inputs:
+      token: "Bearer {{ inputs.password }}"
+"""
+
+
+def test_secret_passed_to_a_subflow_string_input_stays_encrypted_and_masked_in_the_child(database_url):
+    server = ServerThread(make_settings(database_url)).start()
+    stubs = connect(server.address)
+    try:
+        stubs.deploy(CHILD)
+        stubs.deploy(PARENT)
+        with worker_process(server.address):
+            parent = stubs.wait(stubs.start("tests.secretinputs", "parent", inputs={"password": PASSWORD}).id)
+        child_id = json.loads(next(tr for tr in parent.task_runs if tr.task_id == "call").outputs_json)["executionId"]
+        child = stubs.get(child_id)
+        messages = [e.message for e in stubs.logs_stub_list(child_id)]
+    finally:
+        stubs.close()
+        server.stop()
+    assert state_name(parent.state.current) == "SUCCESS" and state_name(child.state.current) == "SUCCESS"
+    assert messages == ["child got ******"]  # the whole sealed value is masked in the child
+    size = next(tr for tr in child.task_runs if tr.task_id == "size")
+    assert json.loads(size.outputs_json) == {"value": str(len("Bearer " + PASSWORD))}  # decrypted for the task
+    assert PASSWORD not in child.inputs_json
+    engine = sa.create_engine(database_url)
+    with engine.connect() as conn:
+        stored = conn.execute(sa.text("SELECT inputs FROM executions WHERE id = :id"), {"id": child_id}).scalar_one()
+    engine.dispose()
+    assert stored["token"].startswith("kestrel-aes256gcm:") and PASSWORD not in json.dumps(stored)
