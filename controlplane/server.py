@@ -48,6 +48,7 @@ from controlplane.storage import render as storage_render
 from controlplane.store import repository as repo
 from controlplane.store.migrations import upgrade
 from controlplane.tokens import TaskTokenSigner
+from kestrel import logsetup
 from kestrel.v1 import (
     execution_pb2_grpc,
     flow_pb2_grpc,
@@ -423,5 +424,5 @@ async def _serve(settings: Settings) -> None:
 
 def run_standalone(settings: Settings) -> None:
     """Run one control-plane replica until SIGINT/SIGTERM (``kestrel server standalone``)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logsetup.configure(logging.INFO)
     asyncio.run(_serve(settings))

@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 
+from kestrel import logsetup
 from worker_sdk.connection import Connection
 from worker_sdk.worker import DEFAULT_SERVER, DEFAULT_SHUTDOWN_GRACE_SECONDS, WorkerError, run_worker
 
@@ -69,11 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.concurrency < 1:
         parser.error("--concurrency must be >= 1")
 
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    try:
+        logsetup.configure(args.log_level.upper())
+    except ValueError as exc:
+        parser.error(str(exc))
     try:
         run_worker(
             args.server,

@@ -55,6 +55,7 @@ from typing import Any
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from kestrel import logsetup
 from kestrel.v1 import common_pb2, log_pb2, log_pb2_grpc, worker_pb2, worker_pb2_grpc
 from worker_sdk.connection import Connection
 from worker_sdk.context import LogBuffer, LogRecord, TaskContext, TaskFailure, TaskLogger, TaskResult
@@ -1095,8 +1096,7 @@ def run_worker(
         ImportError: A module of ``modules`` cannot be imported.
         WorkerError: The control plane refused the registration for good.
     """
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logsetup.configure(logging.INFO)
     import_modules(modules or [])
     Worker(
         server,
