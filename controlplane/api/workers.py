@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import grpc
 
 from controlplane.api import checks, convert
@@ -9,6 +11,7 @@ from controlplane.api.status import rpc
 from controlplane.errors import FailedPreconditionError, InvalidArgumentError
 from controlplane.model import State
 from controlplane.service.dispatch import Dispatcher
+from controlplane.service.item_render import render_items
 from controlplane.store import repository as repo
 from kestrel.v1 import common_pb2, worker_pb2, worker_pb2_grpc
 
@@ -134,3 +137,18 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
         async with self._cp.transaction() as unit:
             workers = await repo.list_workers(unit.conn, request.state)
         return worker_pb2.ListWorkersResponse(workers=[convert.worker_to_proto(w) for w in workers])
+
+    @rpc
+    async def RenderItems(self, request: worker_pb2.RenderItemsRequest, context: grpc.aio.ServicerContext):
+        checks.text_field(request.task_token, "task_token", max_len=4096, required=True)
+        checks.text_field(request.expression, "expression", max_len=100_000, required=True)
+        async with self._cp.transaction() as unit:
+            results = await render_items(
+                unit.conn, self._cp.signer, self._cp.flows.load, self._cp.settings.namespace_prefix_globals,
+                request.task_token, request.expression, list(request.items_json),
+            )
+        return worker_pb2.RenderItemsResponse(results=[
+            worker_pb2.RenderedItem(error=r.error) if r.error is not None
+            else worker_pb2.RenderedItem(value_json=json.dumps(r.value, separators=(",", ":"), ensure_ascii=False))
+            for r in results
+        ])

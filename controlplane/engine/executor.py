@@ -42,6 +42,7 @@ from controlplane.errors import (
 )
 from controlplane.expressions import render
 from controlplane.expressions.values import print_value
+from controlplane.flows.catalogue import UNRENDERED_PROPERTIES
 from controlplane.flows.durations import check_seconds, parse_duration
 from controlplane.flows.inputs import (
     InputValueError,
@@ -1575,7 +1576,9 @@ def _render_properties(task: Task, ctx: dict[str, Any]) -> dict[str, Any]:
     Raises:
         ExpressionError: rendering failed, or the result is over :data:`MAX_PROPERTIES_BYTES`.
     """
-    properties = render(task.properties, ctx, where=f"task '{task.id}'")
+    raw = UNRENDERED_PROPERTIES.get(task.type, frozenset())
+    properties = render({k: v for k, v in task.properties.items() if k not in raw}, ctx, where=f"task '{task.id}'")
+    properties.update({k: task.properties[k] for k in raw if k in task.properties})  # rendered per item later
     if task.type == OUTPUT_VALUES_TYPE and isinstance(properties.get("values"), dict):
         # Kestra renders OutputValues' map with render(String) per value: an expression gives
         # its printed text (`{{ n + 1 }}` -> "4"), literals written in the YAML keep their type.

@@ -192,8 +192,9 @@ _TYPES: tuple[TaskTypeInfo, ...] = (
     _runnable("storage.Reverse", ("from", "separator", "charset"), ("from",)),
     _runnable("storage.Size", ("from",), ("from",)),
     _runnable("storage.Delete", ("uri", "errorOnMissing"), ("uri",)),
-    _runnable("storage.FilterItems"),
-    _runnable("storage.DeduplicateItems"),
+    _runnable("storage.FilterItems", ("from", "filterCondition", "filterType", "errorOrNullBehavior"),
+              ("from", "filterCondition")),
+    _runnable("storage.DeduplicateItems", ("from", "expr"), ("from", "expr")),
     _runnable("storage.PurgeCurrentExecutionFiles", ()),
     # http / namespace / templating / trigger
     _runnable("http.Request", ("uri", "method", "body", "formData", "contentType", "headers", "options", "sslOptions", "allowFailed", "encryptBody"), ("uri",)),
@@ -206,6 +207,14 @@ _TYPES: tuple[TaskTypeInfo, ...] = (
     _flowable("trigger.Toggle", child_lists=(), required=("trigger",),
               properties=("namespace", "flowId", "trigger", "enabled")),
 )
+
+#: Task type -> properties the executor does not render at dispatch: Kestra's non-dynamic
+#: per-item expressions, rendered once per item through ``WorkerService.RenderItems``
+#: (``controlplane.service.item_render``).
+UNRENDERED_PROPERTIES: dict[str, frozenset[str]] = {
+    _CORE + "storage.FilterItems": frozenset({"filterCondition"}),
+    _CORE + "storage.DeduplicateItems": frozenset({"expr"}),
+}
 
 #: Canonical core task type name -> what the catalogue knows about it.
 CORE_TASK_TYPES: dict[str, TaskTypeInfo] = {info.name: info for info in _TYPES}
@@ -248,6 +257,8 @@ SUPPORTED_TASK_TYPES: frozenset[str] = frozenset(
         _CORE + "storage.Concat",
         _CORE + "storage.Split",
         _CORE + "storage.Reverse",
+        _CORE + "storage.FilterItems",
+        _CORE + "storage.DeduplicateItems",
         _CORE + "storage.Size",
         _CORE + "storage.Delete",
         _CORE + "storage.PurgeCurrentExecutionFiles",
@@ -525,6 +536,11 @@ def check_task_properties(path: str, task: Task) -> list[Issue]:
             bad("inputs", "property 'inputs' must be a map of input id to value")
     elif task.type == _CORE + "flow.ForEachItem":
         issues += _check_for_each_item(path, task)
+    elif task.type == _CORE + "storage.FilterItems":
+        for prop, allowed in (("filterType", ("INCLUDE", "EXCLUDE")), ("errorOrNullBehavior", ("FAIL", "INCLUDE", "EXCLUDE"))):
+            value = props.get(prop)
+            if value is not None and (not isinstance(value, str) or value.upper() not in allowed):
+                bad(prop, f"property '{prop}' must be one of {', '.join(allowed)}, got {value!r}")
     return issues
 
 

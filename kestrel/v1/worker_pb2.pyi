@@ -553,3 +553,81 @@ class ListWorkersResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListWorkersResponse: _TypeAlias = ListWorkersResponse  # noqa: Y015
+
+@_typing.final
+class RenderItemsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_TOKEN_FIELD_NUMBER: _builtins.int
+    EXPRESSION_FIELD_NUMBER: _builtins.int
+    ITEMS_JSON_FIELD_NUMBER: _builtins.int
+    task_token: _builtins.str
+    """The running attempt's token (the expression sees that task run's variables)."""
+    expression: _builtins.str
+    """The Pebble template, e.g. "{{ value > 10 }}"."""
+    @_builtins.property
+    def items_json(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """One JSON text per item (a map; another value is an error for that item)."""
+
+    def __init__(
+        self,
+        *,
+        task_token: _builtins.str = ...,
+        expression: _builtins.str = ...,
+        items_json: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expression", b"expression", "items_json", b"items_json", "task_token", b"task_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RenderItemsRequest: _TypeAlias = RenderItemsRequest  # noqa: Y015
+
+@_typing.final
+class RenderedItem(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VALUE_JSON_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    value_json: _builtins.str
+    """The rendered value as JSON (an expression alone keeps its type: true, 3, null, "x")."""
+    error: _builtins.str
+    """Why this item could not be rendered."""
+    def __init__(
+        self,
+        *,
+        value_json: _builtins.str = ...,
+        error: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "result", b"result", "value_json", b"value_json"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "result", b"result", "value_json", b"value_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["value_json", "error"]  # noqa: Y015
+    _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
+
+Global___RenderedItem: _TypeAlias = RenderedItem  # noqa: Y015
+
+@_typing.final
+class RenderItemsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___RenderedItem]:
+        """One result per item, in order."""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___RenderedItem] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RenderItemsResponse: _TypeAlias = RenderItemsResponse  # noqa: Y015

@@ -86,6 +86,11 @@ class WorkerServiceStub:
                 request_serializer=kestrel_dot_v1_dot_worker__pb2.ListWorkersRequest.SerializeToString,
                 response_deserializer=kestrel_dot_v1_dot_worker__pb2.ListWorkersResponse.FromString,
                 _registered_method=True)
+        self.RenderItems = channel.unary_unary(
+                '/kestrel.v1.WorkerService/RenderItems',
+                request_serializer=kestrel_dot_v1_dot_worker__pb2.RenderItemsRequest.SerializeToString,
+                response_deserializer=kestrel_dot_v1_dot_worker__pb2.RenderItemsResponse.FromString,
+                _registered_method=True)
 
 
 class WorkerServiceServicer:
@@ -162,6 +167,17 @@ class WorkerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RenderItems(self, request, context):
+        """Renders one expression once per item for a running task run (FilterItems' filterCondition,
+        DeduplicateItems' expr): workers in any language have no expression engine, so they send
+        the items of a file a batch at a time. Each item (a JSON map) is rendered with the task
+        run's variables plus the item's fields as top-level variables. At most 1000 items and
+        4 MiB per call. NOT_FOUND when the token is stale.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -204,6 +220,11 @@ def add_WorkerServiceServicer_to_server(servicer, server):
                     servicer.ListWorkers,
                     request_deserializer=kestrel_dot_v1_dot_worker__pb2.ListWorkersRequest.FromString,
                     response_serializer=kestrel_dot_v1_dot_worker__pb2.ListWorkersResponse.SerializeToString,
+            ),
+            'RenderItems': grpc.unary_unary_rpc_method_handler(
+                    servicer.RenderItems,
+                    request_deserializer=kestrel_dot_v1_dot_worker__pb2.RenderItemsRequest.FromString,
+                    response_serializer=kestrel_dot_v1_dot_worker__pb2.RenderItemsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -433,6 +454,33 @@ class WorkerService:
             '/kestrel.v1.WorkerService/ListWorkers',
             kestrel_dot_v1_dot_worker__pb2.ListWorkersRequest.SerializeToString,
             kestrel_dot_v1_dot_worker__pb2.ListWorkersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RenderItems(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kestrel.v1.WorkerService/RenderItems',
+            kestrel_dot_v1_dot_worker__pb2.RenderItemsRequest.SerializeToString,
+            kestrel_dot_v1_dot_worker__pb2.RenderItemsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -67,6 +67,13 @@ class WorkerServiceStub:
     STOPPED after ShutdownWorker, DEAD when silent longer than the server's dead-after limit)
     and the task runs it holds right now.
     """
+    RenderItems: _grpc.UnaryUnaryMultiCallable[_worker_pb2.RenderItemsRequest, _worker_pb2.RenderItemsResponse]
+    """Renders one expression once per item for a running task run (FilterItems' filterCondition,
+    DeduplicateItems' expr): workers in any language have no expression engine, so they send
+    the items of a file a batch at a time. Each item (a JSON map) is rendered with the task
+    run's variables plus the item's fields as top-level variables. At most 1000 items and
+    4 MiB per call. NOT_FOUND when the token is stale.
+    """
 
 @_typing.type_check_only
 class WorkerServiceAsyncStub(WorkerServiceStub):
@@ -105,6 +112,13 @@ class WorkerServiceAsyncStub(WorkerServiceStub):
     """The fleet as the control plane sees it: every registered worker with its state (ACTIVE,
     STOPPED after ShutdownWorker, DEAD when silent longer than the server's dead-after limit)
     and the task runs it holds right now.
+    """
+    RenderItems: _aio.UnaryUnaryMultiCallable[_worker_pb2.RenderItemsRequest, _worker_pb2.RenderItemsResponse]  # type: ignore[assignment]
+    """Renders one expression once per item for a running task run (FilterItems' filterCondition,
+    DeduplicateItems' expr): workers in any language have no expression engine, so they send
+    the items of a file a batch at a time. Each item (a JSON map) is rendered with the task
+    run's variables plus the item's fields as top-level variables. At most 1000 items and
+    4 MiB per call. NOT_FOUND when the token is stale.
     """
 
 class WorkerServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -189,6 +203,19 @@ class WorkerServiceServicer(metaclass=_abc_1.ABCMeta):
         """The fleet as the control plane sees it: every registered worker with its state (ACTIVE,
         STOPPED after ShutdownWorker, DEAD when silent longer than the server's dead-after limit)
         and the task runs it holds right now.
+        """
+
+    @_abc_1.abstractmethod
+    def RenderItems(
+        self,
+        request: _worker_pb2.RenderItemsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_worker_pb2.RenderItemsResponse, _abc.Awaitable[_worker_pb2.RenderItemsResponse]]:
+        """Renders one expression once per item for a running task run (FilterItems' filterCondition,
+        DeduplicateItems' expr): workers in any language have no expression engine, so they send
+        the items of a file a batch at a time. Each item (a JSON map) is rendered with the task
+        run's variables plus the item's fields as top-level variables. At most 1000 items and
+        4 MiB per call. NOT_FOUND when the token is stale.
         """
 
 def add_WorkerServiceServicer_to_server(servicer: WorkerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

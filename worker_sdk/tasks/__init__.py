@@ -17,6 +17,7 @@ from worker_sdk.tasks import (
     flow,
     for_each_item,
     http,
+    item_tasks,
     kv,
     log,
     namespace_files,
@@ -40,6 +41,7 @@ BUILTIN_TASKS: Mapping[str, Callable[..., Any]] = {
     **namespace_files.TASKS,
     **http.TASKS,
     **for_each_item.TASKS,
+    **item_tasks.TASKS,
 }
 """Canonical type name → task function, for every built-in runnable task."""
 

@@ -5,9 +5,8 @@ Kestra reference: ``io.kestra.plugin.core.storage.{Concat,Split,Size,Delete,Reve
 PurgeCurrentExecutionFiles}`` and ``log.Fetch`` (FEATURES.md §3). Files are processed in a
 streaming way (1 MiB chunks or line by line) in the attempt's working directory.
 
-Not built: ``FilterItems`` and ``DeduplicateItems`` (they read Amazon Ion files, for which there
-is no Python library here). ``log.Fetch`` writes JSON lines (one log entry per line) where Kestra
-writes Ion.
+``FilterItems`` and ``DeduplicateItems`` are in ``worker_sdk.tasks.item_tasks``. ``log.Fetch``
+writes JSON lines (one log entry per line) where Kestra writes Ion.
 """
 
 from __future__ import annotations

@@ -144,7 +144,7 @@ def test_supported_types() -> None:
         *(CORE + f"kv.{n}" for n in ("Set", "Get", "GetKeys", "Delete")),
         *(CORE + f"state.{n}" for n in ("Set", "Get", "Delete")),
         *(CORE + f"storage.{n}" for n in ("LocalFiles", "Concat", "Split", "Reverse", "Size", "Delete",
-                                          "PurgeCurrentExecutionFiles")),
+                                          "PurgeCurrentExecutionFiles", "FilterItems", "DeduplicateItems")),
         *(CORE + f"namespace.{n}Files" for n in ("Upload", "Download", "Delete")),
         CORE + "http.Request",
         CORE + "http.Download",

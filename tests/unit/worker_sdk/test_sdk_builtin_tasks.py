@@ -128,4 +128,6 @@ def test_builtin_catalogue_is_canonical() -> None:
         "io.kestra.plugin.core.http.Request",
         "io.kestra.plugin.core.http.Download",
         "io.kestra.plugin.core.flow.ForEachItem$ForEachItemSplit",
+        "io.kestra.plugin.core.storage.FilterItems",
+        "io.kestra.plugin.core.storage.DeduplicateItems",
     }
