@@ -492,7 +492,7 @@ def _prepare(deployer: _Deployer, flow: CorpusFlow) -> tuple[str, str] | None:
 
 
 #: ``inputs_given`` placeholder of a local file the Kestra test uploads as a FILE input.
-_UPLOADED_FILE = re.compile(r"<local path of (?P<name>[\w.-]+), uploaded>")
+_UPLOADED_FILE = re.compile(r"<local path of (?P<name>[\w.-]+), uploaded>|<path to data/(?P<data>[\w.-]+)>")
 #: ``inputs_given`` placeholder of a text file of N lines the Kestra test uploads (ForEachItemCaseTest's
 #: ``storageUpload``: the numbers 0..N-1, each left-padded with spaces to 20 characters).
 _LINES_FILE = re.compile(r"<uploaded text file of (?P<count>\d+) lines(?: \(numbers 0\.\.\d+ left-padded to 20 chars\))?>")
@@ -505,6 +505,8 @@ _CONSTANT_PLACEHOLDERS = {"<any string>": "any string"}
 def _constructed_file(placeholder: str) -> tuple[str, str] | None:
     """``(file name, content)`` of the file a placeholder describes, None when it is no file."""
     match = _UPLOADED_FILE.fullmatch(placeholder)
+    if match and match["data"]:  # a test resource such as data/hello.txt: a short text
+        return match["data"], "Hello World\n"
     if match:
         return match["name"], "kestra:\n  conformance: true\n"
     match = _LINES_FILE.fullmatch(placeholder)
@@ -1062,7 +1064,8 @@ def _pause_resume(client: KestrelClient, flow: CorpusFlow, result: FlowResult, t
 
 
 def _restart_replay(client: KestrelClient, flow: CorpusFlow, result: FlowResult, timeout: float) -> None:
-    first = _final(client, client.start_execution(flow.namespace, flow.flow_id, inputs=flow.inputs_given).id,
+    first = _final(client, client.start_execution(flow.namespace, flow.flow_id,
+                                                  inputs=_constructed_inputs(client, flow)).id,
                    timeout, "first run")
     result.execution_id = first.id
     _compare(flow, result, first)
@@ -1093,6 +1096,16 @@ def _restart_replay(client: KestrelClient, flow: CorpusFlow, result: FlowResult,
         got = max((len(tr.attempts) for tr in final.task_runs if tr.task_id == task_id), default=0)
         if got != expected:
             problems.append(f"after {operation}: {task_id} made {got} attempts, expected {expected}")
+    if flow.file == "restart_with_inputs.yaml":  # Kestra's test: both refused with 422 "No task found…"
+        for what, refused in (("restart of a successful execution", lambda: client.restart_execution(first.id)),
+                              ("replay of an unknown task run", lambda: client.replay_execution(first.id, "nope"))):
+            try:
+                refused()
+            except KestrelError as err:
+                if "No task found" not in str(err):
+                    problems.append(f"{what}: refused without \"No task found\": {_first_line(str(err))}")
+            else:
+                problems.append(f"{what} was accepted")
     if problems:
         raise _ScenarioFailure("; ".join(problems))
     result.state, result.taskrun_count = str(final.state.current), len(final.task_runs)
