@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from contextvars import ContextVar
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from controlplane.auth.tokens import Principal, Role, covers
@@ -75,6 +75,46 @@ def listing(requested: str) -> str | None:
     if principal.covers(requested):
         return requested
     return None
+
+
+def acts_as_worker() -> bool:
+    """Whether the caller holds a worker token (whose worker ids are then checked)."""
+    principal = _current.get()
+    return principal is not None and principal.role is Role.WORKER
+
+
+async def worker(conn: AsyncConnection, worker_id: str, *, registering: bool = False) -> None:
+    """A worker token acts only as the workers it registered (admins act as any).
+
+    Args:
+        registering: A registration: refused only while another, still usable token holds the
+            id (a worker whose token was rotated or revoked may register again).
+
+    Raises:
+        PermissionDeniedError: the worker id belongs to another token.
+    """
+    principal = _current.get()
+    if principal is None or principal.role is not Role.WORKER or not worker_id:
+        return
+    holder = (await conn.execute(select(t.workers.c.auth_token_id).where(t.workers.c.id == worker_id))).scalar()
+    if holder is None or holder == principal.token_id:
+        return
+    if registering:
+        row = (await conn.execute(select(t.api_tokens.c.revoked_at, t.api_tokens.c.expires_at)
+                                  .where(t.api_tokens.c.id == holder))).first()
+        from datetime import UTC, datetime
+
+        if row is None or row.revoked_at is not None or (row.expires_at and row.expires_at <= datetime.now(UTC)):
+            return
+    raise PermissionDeniedError(f"worker_id: worker '{worker_id}' was registered with another API token")
+
+
+async def bind_worker(conn: AsyncConnection, worker_id: str) -> None:
+    """Record that the caller's token registered ``worker_id`` (no-op with authentication off)."""
+    principal = _current.get()
+    if principal is not None:
+        await conn.execute(update(t.workers).where(t.workers.c.id == worker_id)
+                           .values(auth_token_id=principal.token_id))
 
 
 def task_token_required(task_token: str) -> None:

@@ -57,6 +57,7 @@ class LogServicer(log_pb2_grpc.LogServiceServicer):
         rows = []
         now = repo.utcnow()
         async with self._cp.transaction() as unit:
+            await access.worker(unit.conn, claims.worker_id)  # a worker token logs only for its own workers
             tr = await repo.get_task_run_row(unit.conn, claims.task_run_id)
             if tr is None:
                 raise NotFoundError(f"task run {claims.task_run_id} not found")

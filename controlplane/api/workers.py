@@ -6,7 +6,7 @@ import json
 
 import grpc
 
-from controlplane.api import checks, convert
+from controlplane.api import access, checks, convert
 from controlplane.api.status import rpc
 from controlplane.errors import FailedPreconditionError, InvalidArgumentError
 from controlplane.model import State
@@ -34,6 +34,17 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
         self._cp = control_plane
         self._dispatch: Dispatcher = control_plane.dispatcher
 
+    async def _owns(self, worker_id: str, *, registering: bool = False) -> None:
+        """A worker token acts only as the workers it registered (:func:`access.worker`)."""
+        if access.acts_as_worker():
+            async with self._cp.transaction() as unit:
+                await access.worker(unit.conn, worker_id, registering=registering)
+
+    async def _owns_token(self, task_token: str) -> None:
+        """:meth:`_owns` for the worker a task token was leased to."""
+        if access.acts_as_worker():
+            await self._owns(self._cp.signer.verify(task_token).worker_id)
+
     @rpc
     async def RegisterWorker(self, request: worker_pb2.RegisterWorkerRequest, context: grpc.aio.ServicerContext):
         checks.printable_field(request.worker_id, "worker_id", max_len=checks.MAX_ID)
@@ -49,10 +60,14 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
         if request.concurrency > 10_000:
             raise InvalidArgumentError(f"concurrency: at most 10000, got {request.concurrency}")
         checks.labels(convert.labels_from_proto(request.labels))
+        await self._owns(request.worker_id, registering=True)
         worker_id = await self._dispatch.register_worker(
             request.worker_id, request.hostname, request.sdk, list(request.task_types), request.worker_group,
             convert.labels_from_proto(request.labels), request.concurrency or 1,
         )
+        if access.current() is not None:
+            async with self._cp.transaction() as unit:
+                await access.bind_worker(unit.conn, worker_id)
         s = self._cp.settings
         return worker_pb2.RegisterWorkerResponse(
             worker_id=worker_id, heartbeat_interval_seconds=s.heartbeat_interval_seconds, lease_seconds=s.lease_seconds
@@ -64,6 +79,7 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
         if request.max_task_runs > 1000:
             raise InvalidArgumentError(f"max_task_runs: at most 1000, got {request.max_task_runs}")
         wait = checks.wait_seconds(request.wait_seconds)
+        await self._owns(request.worker_id)
         remaining = context.time_remaining()
         if remaining is not None:
             wait = min(wait or remaining, max(remaining - 1.0, 0.0))
@@ -95,6 +111,7 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
     async def RecordTaskRunHeartbeat(
         self, request: worker_pb2.RecordTaskRunHeartbeatRequest, context: grpc.aio.ServicerContext
     ):
+        await self._owns_token(request.task_token)
         expires, cancel = await self._dispatch.heartbeat(request.task_token)
         return worker_pb2.RecordTaskRunHeartbeatResponse(lease_expires_at=convert.ts(expires), cancel_requested=cancel)
 
@@ -102,6 +119,7 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
     async def CompleteTaskRun(self, request: worker_pb2.CompleteTaskRunRequest, context: grpc.aio.ServicerContext):
         outputs = convert.parse_json_object(request.outputs_json, "outputs_json")
         state = State.SUCCESS if request.state == common_pb2.STATE_UNSPECIFIED else convert.state_from_proto(request.state)
+        await self._owns_token(request.task_token)
         await self._dispatch.complete(request.task_token, outputs, state)
         return worker_pb2.CompleteTaskRunResponse()
 
@@ -110,6 +128,7 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
         if request.reason not in _REASONS:
             raise InvalidArgumentError(f"reason: unknown failure reason {request.reason}")
         outputs = convert.parse_json_object(request.outputs_json, "outputs_json")
+        await self._owns_token(request.task_token)
         await self._dispatch.fail(
             request.task_token, checks.clean_text(request.error_message)[:100_000], _REASONS[request.reason], outputs
         )
@@ -118,12 +137,14 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
     @rpc
     async def WorkerHeartbeat(self, request: worker_pb2.WorkerHeartbeatRequest, context: grpc.aio.ServicerContext):
         checks.text_field(request.worker_id, "worker_id", max_len=checks.MAX_ID, required=True)
+        await self._owns(request.worker_id)
         cancel = await self._dispatch.worker_heartbeat(request.worker_id)
         return worker_pb2.WorkerHeartbeatResponse(cancel_task_run_ids=cancel)
 
     @rpc
     async def ShutdownWorker(self, request: worker_pb2.ShutdownWorkerRequest, context: grpc.aio.ServicerContext):
         checks.text_field(request.worker_id, "worker_id", max_len=checks.MAX_ID, required=True)
+        await self._owns(request.worker_id)
         async with self._cp.transaction() as unit:
             if await repo.get_worker(unit.conn, request.worker_id) is None:
                 raise FailedPreconditionError(f"worker '{request.worker_id}' is not registered")

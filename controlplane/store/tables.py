@@ -198,6 +198,7 @@ workers = Table(
     Column("state", String(20), nullable=False, server_default="ACTIVE"),
     Column("registered_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("last_heartbeat_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("auth_token_id", String(40)),  # the API token that registered it (auth on)
 )
 
 logs = Table(

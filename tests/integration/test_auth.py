@@ -23,7 +23,7 @@ from controlplane.cli import app
 from controlplane.store import tables as t
 from tests.conftest import fresh_database_url
 from tests.integration.authkit import all_methods, call, code_of
-from tests.integration.harness import REPO, ServerThread
+from tests.integration.harness import REPO, ServerThread, wait_until
 from tests.integration.harness import test_settings as settings_for
 
 ADMIN = "kst_admin-bootstrap-token-for-the-auth-tests-0123456789"
@@ -220,3 +220,55 @@ def test_standalone_refuses_to_start_without_a_token_and_warns_with_no_auth(tmp_
         assert token not in err and "AUTHENTICATION IS OFF" not in err
     finally:
         gen.close()
+
+
+def test_a_worker_token_acts_only_as_the_workers_it_registered(auth_server, channel, tokens):
+    from kestrel.v1 import common_pb2, execution_pb2, flow_pb2, log_pb2, worker_pb2
+    from tests.integration.test_auth_matrix import Api
+
+    token_a, id_a = _create(auth_server, Role.WORKER, name="a")
+    token_b, _ = _create(auth_server, Role.WORKER, name="b")
+    a, b, admin = Api(channel, token_a), Api(channel, token_b), Api(channel, tokens["admin"])
+    kind = "io.kestrel.tests.Owned"
+    a(a.workers.RegisterWorker, worker_pb2.RegisterWorkerRequest(worker_id="wa", task_types=[kind], concurrency=1))
+    admin(admin.flows.RegisterFlow, flow_pb2.RegisterFlowRequest(
+        source=f"id: owned\nnamespace: company.team\ntasks:\n  - id: t\n    type: {kind}\n"))
+    execution = admin(admin.executions.StartExecution, execution_pb2.StartExecutionRequest(
+        namespace="company.team", flow_id="owned")).execution
+    denied = [
+        lambda: b(b.workers.RegisterWorker, worker_pb2.RegisterWorkerRequest(worker_id="wa", task_types=[kind])),
+        lambda: b(b.workers.PollTaskRuns, worker_pb2.PollTaskRunsRequest(worker_id="wa", wait_seconds=0.1)),
+        lambda: b(b.workers.WorkerHeartbeat, worker_pb2.WorkerHeartbeatRequest(worker_id="wa")),
+        lambda: b(b.workers.ShutdownWorker, worker_pb2.ShutdownWorkerRequest(worker_id="wa")),
+    ]
+    for fn in denied:
+        code, details = code_of(fn)
+        assert code == grpc.StatusCode.PERMISSION_DENIED and "another API token" in details, (code, details)
+    assignment = None
+    for _ in range(50):
+        got = a(a.workers.PollTaskRuns, worker_pb2.PollTaskRunsRequest(worker_id="wa", wait_seconds=1))
+        if got.assignments:
+            assignment = got.assignments[0]
+            break
+    assert assignment is not None and assignment.execution_id == execution.id
+    task_token = assignment.task_token
+    for fn in (  # B holds A's task token, yet cannot use it
+        lambda: b(b.workers.RecordTaskRunHeartbeat, worker_pb2.RecordTaskRunHeartbeatRequest(task_token=task_token)),
+        lambda: b(b.workers.CompleteTaskRun, worker_pb2.CompleteTaskRunRequest(task_token=task_token)),
+        lambda: b(b.workers.FailTaskRun, worker_pb2.FailTaskRunRequest(task_token=task_token)),
+        lambda: b(b.logs.AppendLogs, log_pb2.AppendLogsRequest(task_token=task_token, entries=[
+            log_pb2.LogEntry(level=common_pb2.LOG_LEVEL_INFO, message="forged")])),
+    ):
+        code, details = code_of(fn)
+        assert code == grpc.StatusCode.PERMISSION_DENIED, (code, details)
+    a(a.workers.CompleteTaskRun, worker_pb2.CompleteTaskRunRequest(task_token=task_token, outputs_json="{}"))
+    wait_until(lambda: admin(admin.executions.GetExecution, execution_pb2.GetExecutionRequest(
+        id=execution.id)).execution.state.current == common_pb2.STATE_SUCCESS, timeout=60, what="SUCCESS")
+    # once A's token is revoked, B may take the worker id over
+    async def revoke():
+        async with auth_server.cp.engine.begin() as conn:
+            await token_store.revoke_token(conn, id_a)
+
+    auth_server.run(revoke())
+    b(b.workers.RegisterWorker, worker_pb2.RegisterWorkerRequest(worker_id="wa", task_types=[kind], concurrency=1))
+    b(b.workers.WorkerHeartbeat, worker_pb2.WorkerHeartbeatRequest(worker_id="wa"))
