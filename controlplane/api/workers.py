@@ -163,6 +163,7 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
     async def RenderItems(self, request: worker_pb2.RenderItemsRequest, context: grpc.aio.ServicerContext):
         checks.text_field(request.task_token, "task_token", max_len=4096, required=True)
         checks.text_field(request.expression, "expression", max_len=100_000, required=True)
+        await self._owns_token(request.task_token)
         async with self._cp.transaction() as unit:
             results = await render_items(
                 unit.conn, self._cp.signer, self._cp.flows.load, self._cp.settings.namespace_prefix_globals,
