@@ -173,7 +173,9 @@ class ForEachItemRuns:
             labels = {**{k: v for k, v in execution.labels.items() if not k.startswith("system.")}, **labels}
         labels["system.correlationId"] = execution.labels.get("system.correlationId", execution.id)
         from controlplane.engine.executor import new_execution
-        from controlplane.flows.inputs import coerce_inputs
+        from controlplane.flows.inputs import coerce_inputs, seal_secret_values, sealed_values
+
+        sealed = sealed_values(execution.inputs)
 
         started = []
         for offset, uri in enumerate(batch):
@@ -185,6 +187,7 @@ class ForEachItemRuns:
                 if not isinstance(inputs, dict):
                     raise InvalidArgumentError("property 'inputs' must be a map of input id to value")
                 inputs = coerce_inputs(child_flow, inputs)
+                inputs = seal_secret_values(inputs, sealed)  # a caller's SECRET stays encrypted
                 json.dumps(inputs, allow_nan=False, default=str)
             except (ExpressionError, InvalidArgumentError, ValueError, TypeError) as exc:
                 await executor._fail_started(unit, task, tr, f"task '{owner}': cannot start subflow "
