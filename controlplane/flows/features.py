@@ -57,6 +57,11 @@ def not_applied_warnings(flow: Flow) -> list[Issue]:
                 "a failed subflow execution is not retried",
                 line=task.line,
             ))
+        if task.type == "io.kestra.plugin.core.flow.ForEachItem":
+            for prop in ("scheduleDate", "scheduleOnDate", "restartBehavior"):
+                if prop in task.properties:
+                    warnings.append(Issue(path=f"{path}.{prop}", message=f"{ref}: task '{task.id}': '{prop}' is "
+                                          "not applied yet to ForEachItem", line=task.line))
     return warnings
 
 

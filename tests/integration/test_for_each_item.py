@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from controlplane.engine import for_each_item_runs
 from tests.integration.harness import wait_until
 from tests.integration.storage_support import by_task, storage_stack, wait_for_workers
 from worker_sdk.client import KestrelClient
@@ -23,7 +24,7 @@ NS = "tests.foreachitem"
 def stack(database_url, tmp_path_factory):
     with storage_stack(database_url, tmp_path_factory.mktemp("foreachitem")) as (server, client):
         wait_for_workers(client)
-        for source in (CHILD, CHILD_SLOW):
+        for source in (CHILD, CHILD_SLOW, CHILD_LOG, CHILD_LONG):
             client.deploy_flow(source)
         yield server, client, tmp_path_factory.mktemp("files")
 
@@ -64,6 +65,30 @@ tasks:
   - id: content
     type: io.kestra.plugin.core.debug.Return
     format: "{{{{ read(inputs.items) | trim }}}}"
+"""
+
+CHILD_LOG = f"""
+id: child-log
+namespace: {NS}
+inputs:
+  - id: items
+    type: STRING
+tasks:
+  - id: log
+    type: io.kestra.plugin.core.log.Log
+    message: "{{{{ inputs.items }}}}"
+"""
+
+CHILD_LONG = f"""
+id: child-long
+namespace: {NS}
+inputs:
+  - id: items
+    type: STRING
+tasks:
+  - id: nap
+    type: io.kestra.plugin.core.flow.Sleep
+    duration: PT60S
 """
 
 
@@ -220,3 +245,31 @@ def test_mistakes_name_the_task_and_the_property(stack):
     error = by_task(execution)["each_items"].error
     assert execution.state.current.value == "FAILED"
     assert "task 'each'" in error and "'flowId'" in error and f"{NS}.no-such-child" in error
+
+
+def test_more_batches_than_one_executor_pass_starts(stack, monkeypatch):
+    _, client, tmp = stack
+    # The control plane runs in this process: 5 children per pass, so 12 batches take the first
+    # advance and two executor sweeps (100 in production).
+    monkeypatch.setattr(for_each_item_runs, "CHILDREN_PER_ADVANCE", 5)
+    started = _start(client, tmp, _parent("fei-many", child="child-log", rows="1"), [str(i) for i in range(12)])
+    execution = client.wait_execution(started.id, timeout=300)
+    runs = by_task(execution)
+    assert execution.state.current.value == "SUCCESS", [(t.task_id, t.error) for t in execution.task_runs]
+    assert runs["each_items"].outputs == {"numberOfBatches": 12,
+                                          "iterations": {"CREATED": 0, "RUNNING": 0, "SUCCESS": 12}}
+    children = _children(client, "child-log", execution.id)
+    assert sorted(c.inputs["items"].rsplit("/", 1)[-1] for c in children) == [f"{n:08d}.txt" for n in range(1, 13)]
+
+
+def test_killing_the_parent_kills_its_children(stack):
+    _, client, tmp = stack
+    started = _start(client, tmp, _parent("fei-kill", child="child-long", rows="1"), ["a", "b", "c"])
+    wait_until(lambda: sum(c.state.current.value == "RUNNING" for c in _children(client, "child-long", started.id)) == 3,
+               timeout=120, what="3 running children")
+    client.kill_execution(started.id)
+    execution = client.wait_execution(started.id, timeout=120)
+    assert execution.state.current.value == "KILLED"
+    assert by_task(execution)["each_items"].state.current.value == "KILLED"
+    wait_until(lambda: all(c.state.current.value == "KILLED" for c in _children(client, "child-long", started.id)),
+               timeout=120, what="the children to be killed")
