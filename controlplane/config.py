@@ -45,6 +45,16 @@ class Settings(BaseSettings):
         description="Key (>= 32 characters) that encrypts SECRET inputs at rest; without it SECRET inputs "
         "are refused. `kestrel server local` keeps one in <data dir>/encryption.key.",
     )
+    max_output_bytes: int = Field(
+        4 * 1024 * 1024,
+        description="Largest task outputs (JSON, bytes) a worker may report; a larger result fails that task "
+        "run (the worker is told RESOURCE_EXHAUSTED). 0 = only the gRPC message limit (16 MiB).",
+    )
+    max_log_bytes_per_attempt: int = Field(
+        64 * 1024 * 1024,
+        description="Most log text (UTF-8 bytes) one attempt may store; past it the rest is dropped and the "
+        "task run fails with a message saying so. 0 = no limit.",
+    )
     schedule_to_start_seconds: float = Field(
         3600.0,
         description="A queued task run that no live worker (of its task type, in its worker group) takes "

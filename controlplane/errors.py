@@ -30,6 +30,10 @@ class InvalidArgumentError(KestrelError):
     """Bad input from the caller (INVALID_ARGUMENT)."""
 
 
+class ResourceExhaustedError(KestrelError):
+    """A request over a configured size limit (RESOURCE_EXHAUSTED); the message names the limit."""
+
+
 class FlowValidationError(InvalidArgumentError):
     """A flow source failed validation; ``issues`` lists every problem found.
 

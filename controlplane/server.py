@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from controlplane import crypto, faults
 from controlplane import secrets as secret_store
+from controlplane.api.decoding import DecodeInterceptor
 from controlplane.api.executions import ExecutionServicer
 from controlplane.api.flows import FlowServicer
 from controlplane.api.kv import KVServicer
@@ -163,7 +164,7 @@ class ControlPlane:
         credentials = server_credentials(s.tls_cert, s.tls_key, s.tls_client_ca)  # bad files: fail first
         await asyncio.to_thread(upgrade, s.database_url)
         self.engine = create_async_engine(s.database_url, pool_size=10, max_overflow=20, pool_pre_ping=True)
-        interceptors = await self._auth_interceptors()
+        interceptors = [*await self._auth_interceptors(), DecodeInterceptor()]
         self.redis = aioredis.from_url(s.redis_url)
         self.redis_events = RedisEvents(self.redis, s.redis_prefix, self.events)
         self.redis_events.start()

@@ -71,9 +71,41 @@ class LogServicer(log_pb2_grpc.LogServiceServicer):
                      "attempt": claims.attempt, "level": level,
                      "message": mask(checks.clean_text(entry.message[:_MAX_MESSAGE])), "timestamp": _stamp(entry, now)}
                 )
+            rows, crossed = await self._within_log_limit(unit.conn, claims, rows)
             await repo.append_logs(unit.conn, rows)
             unit.executions.add(claims.execution_id)
+        if crossed:
+            await self._fail_over_log_limit(request.task_token)
         return log_pb2.AppendLogsResponse()
+
+    async def _within_log_limit(self, conn, claims, rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], bool]:
+        """The rows that fit in the attempt's log budget (``Settings.max_log_bytes_per_attempt``)
+        and whether this batch is the one that went over it (then the rest is dropped, and
+        every later batch of the attempt too)."""
+        limit = self._cp.settings.max_log_bytes_per_attempt
+        if limit <= 0 or not rows:
+            return rows, False
+        sizes = [len(row["message"].encode("utf-8", "surrogatepass")) for row in rows]
+        total = await repo.add_attempt_log_bytes(conn, claims.task_run_id, claims.attempt, sum(sizes))
+        if total is None or total <= limit:
+            return rows, False
+        before = total - sum(sizes)
+        if before > limit:
+            return [], False  # already over: the attempt was failed by an earlier batch
+        kept, used = [], before
+        for row, size in zip(rows, sizes, strict=True):
+            if used + size > limit:
+                break
+            kept.append(row)
+            used += size
+        return kept, True
+
+    async def _fail_over_log_limit(self, token: str) -> None:
+        limit = self._cp.settings.max_log_bytes_per_attempt
+        message = (f"Task logs are too large: this attempt wrote more than {limit} bytes of log text, the limit "
+                   "(KESTREL_MAX_LOG_BYTES_PER_ATTEMPT); later lines were dropped and the task run failed")
+        with contextlib.suppress(NotFoundError):  # the attempt had already ended
+            await self._cp.dispatcher.fail(token, message, "TASK_ERROR", None, log_error=True)
 
     async def _log_rules(self, conn, execution_id: str, task_id: str) -> tuple[frozenset[str], Callable[[str], str]]:
         """What to keep and hide in ``task_id``'s log lines: the levels stored (all, or from the

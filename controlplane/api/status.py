@@ -22,6 +22,7 @@ _CODES: list[tuple[type[BaseException], grpc.StatusCode]] = [
     (errors.FailedPreconditionError, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.PermissionDeniedError, grpc.StatusCode.PERMISSION_DENIED),
     (errors.ConflictError, grpc.StatusCode.ABORTED),
+    (errors.ResourceExhaustedError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (errors.ExpressionError, grpc.StatusCode.INVALID_ARGUMENT),
     (IllegalTransitionError, grpc.StatusCode.FAILED_PRECONDITION),
     (OperationalError, grpc.StatusCode.UNAVAILABLE),

@@ -8,7 +8,7 @@ import grpc
 
 from controlplane.api import access, checks, convert
 from controlplane.api.status import rpc
-from controlplane.errors import FailedPreconditionError, InvalidArgumentError
+from controlplane.errors import FailedPreconditionError, InvalidArgumentError, ResourceExhaustedError
 from controlplane.model import State
 from controlplane.service.dispatch import Dispatcher
 from controlplane.service.item_render import render_items
@@ -117,6 +117,7 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
 
     @rpc
     async def CompleteTaskRun(self, request: worker_pb2.CompleteTaskRunRequest, context: grpc.aio.ServicerContext):
+        await self._refuse_oversized_outputs(request.task_token, request.outputs_json)
         outputs = convert.parse_json_object(request.outputs_json, "outputs_json")
         state = State.SUCCESS if request.state == common_pb2.STATE_UNSPECIFIED else convert.state_from_proto(request.state)
         await self._owns_token(request.task_token)
@@ -127,12 +128,28 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
     async def FailTaskRun(self, request: worker_pb2.FailTaskRunRequest, context: grpc.aio.ServicerContext):
         if request.reason not in _REASONS:
             raise InvalidArgumentError(f"reason: unknown failure reason {request.reason}")
+        await self._refuse_oversized_outputs(request.task_token, request.outputs_json)
         outputs = convert.parse_json_object(request.outputs_json, "outputs_json")
         await self._owns_token(request.task_token)
         await self._dispatch.fail(
             request.task_token, checks.clean_text(request.error_message)[:100_000], _REASONS[request.reason], outputs
         )
         return worker_pb2.FailTaskRunResponse()
+
+    async def _refuse_oversized_outputs(self, token: str, outputs_json: str) -> None:
+        """Outputs over ``Settings.max_output_bytes`` fail the attempt (TASK_ERROR, retry policy
+        applies, the message logged in the execution) and the call is RESOURCE_EXHAUSTED with
+        the same message; the SDKs then report that failure, which is accepted as a repeat."""
+        limit = self._cp.settings.max_output_bytes
+        if limit <= 0 or len(outputs_json) * 4 <= limit:
+            return  # at most 4 UTF-8 bytes per character: certainly within the limit
+        size = len(outputs_json.encode("utf-8", "surrogatepass"))
+        if size <= limit:
+            return
+        message = (f"Task outputs are too large: {size} bytes of JSON, more than the limit of {limit} bytes "
+                   "(KESTREL_MAX_OUTPUT_BYTES); write large results to a file (outputFiles) and output its URI")
+        await self._dispatch.fail(token, message, "TASK_ERROR", None, log_error=True)
+        raise ResourceExhaustedError(message)
 
     @rpc
     async def WorkerHeartbeat(self, request: worker_pb2.WorkerHeartbeatRequest, context: grpc.aio.ServicerContext):

@@ -145,11 +145,13 @@ class Dispatcher:
             await self._executor.complete(unit, claims, outputs, state)
         faults.hit("result.committed")
 
-    async def fail(self, token: str, error: str, reason: str, outputs: dict[str, Any] | None) -> None:
-        """Record a failure (see :meth:`Executor.fail`)."""
+    async def fail(self, token: str, error: str, reason: str, outputs: dict[str, Any] | None, *,
+                   log_error: bool = False) -> None:
+        """Record a failure (see :meth:`Executor.fail`; ``log_error`` for a failure the control
+        plane decided)."""
         claims = self._signer.verify(token)
         async with self._tx() as unit:
-            await self._executor.fail(unit, claims, error, reason, outputs)
+            await self._executor.fail(unit, claims, error, reason, outputs, log_error=log_error)
 
     async def worker_heartbeat(self, worker_id: str) -> list[str]:
         """Mark a worker alive; returns the ids of the task runs it holds that must stop (their

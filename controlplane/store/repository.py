@@ -581,6 +581,18 @@ async def lock_running_task_run(
     return _task_run(row) if row else None
 
 
+async def add_attempt_log_bytes(conn: AsyncConnection, task_run_id: str, attempt: int, count: int) -> int | None:
+    """Add ``count`` bytes to an attempt's stored log volume; returns the new total, or None
+    when the attempt has no row (nothing is counted)."""
+    a = t.task_run_attempts
+    return (
+        await conn.execute(
+            update(a).where(a.c.task_run_id == task_run_id, a.c.attempt == attempt)
+            .values(log_bytes=a.c.log_bytes + count).returning(a.c.log_bytes)
+        )
+    ).scalar_one_or_none()
+
+
 async def get_task_run_row(conn: AsyncConnection, task_run_id: str) -> Any:
     """The raw task run row (or None), for idempotency checks."""
     return (await conn.execute(select(t.task_runs).where(t.task_runs.c.id == task_run_id))).first()

@@ -162,6 +162,8 @@ task_run_attempts = Table(
     Column("ended_at", DateTime(timezone=True)),
     # Task ``logToFile`` (migration 0007): the URI of the file holding the attempt's log lines.
     Column("log_file", Text),
+    # UTF-8 bytes of log text stored for this attempt (the per-attempt log limit; migration 0010).
+    Column("log_bytes", BigInteger, nullable=False, server_default="0"),
     PrimaryKeyConstraint("task_run_id", "attempt"),
 )
 

@@ -1,0 +1,122 @@
+"""Limits and bad input from workers (issue 7 item 5), through the gRPC API with a real worker
+process: outputs over ``max_output_bytes`` and logs over ``max_log_bytes_per_attempt`` fail only
+that task run, with a message naming the limit; NUL bytes and invalid UTF-8 written by a task
+are stored and read back (as U+FFFD), and so are they when a worker sends them raw on the wire."""
+
+from __future__ import annotations
+
+import re
+
+import grpc
+import pytest
+
+from kestrel.v1 import common_pb2, log_pb2
+from tests.integration.harness import ServerThread, wait_until, worker_process
+from tests.integration.harness import test_settings as make_settings
+from tests.integration.rpc import connect, state_name
+
+pytestmark = pytest.mark.timeout(180)
+
+OUTPUT_LIMIT = 2000
+LOG_LIMIT = 4000
+
+FLOW = """
+id: limits
+namespace: tests.limits
+tasks:
+  - id: big_outputs
+    type: io.kestra.plugin.scripts.python.Script
+    allowFailure: true
+    script: |
+      import json
+      print("::" + json.dumps({"outputs": {"blob": "x" * 5000}}) + "::")
+  - id: chatty
+    type: io.kestra.plugin.scripts.python.Script
+    allowFailure: true
+    script: |
+      import time
+      for i in range(200):
+          print(f"line {i:03d} " + "y" * 90, flush=True)
+      time.sleep(30)  # stopped by the control plane before this ends
+  - id: bad_bytes
+    type: io.kestra.plugin.scripts.shell.Commands
+    commands:
+      - printf 'bad \\377\\376 bytes\\n'
+      - printf 'nul \\000 byte\\n'
+  - id: after
+    type: io.kestra.plugin.core.debug.Return
+    format: "still running"
+"""
+
+
+@pytest.fixture
+def server(database_url):
+    srv = ServerThread(make_settings(database_url, max_output_bytes=OUTPUT_LIMIT,
+                                     max_log_bytes_per_attempt=LOG_LIMIT)).start()
+    yield srv
+    srv.stop()
+
+
+def test_oversized_outputs_and_logs_fail_only_their_task_run_and_bad_bytes_are_kept(server):
+    stubs = connect(server.address)
+    try:
+        with worker_process(server.address):
+            stubs.deploy(FLOW)
+            execution = stubs.start("tests.limits", "limits")
+            final = stubs.wait(execution.id, timeout=120)
+        runs = {t.task_id: t for t in final.task_runs}
+        assert state_name(final.state.current) == "WARNING", [(t.task_id, t.error) for t in final.task_runs]
+        # Outputs over the limit: that task run failed (allowFailure -> WARNING), nothing stored.
+        assert state_name(runs["big_outputs"].state.current) == "WARNING"
+        assert re.match(r"Task outputs are too large: 50\d\d bytes of JSON, more than the limit of 2000 bytes "
+                        r"\(KESTREL_MAX_OUTPUT_BYTES\)", runs["big_outputs"].error), runs["big_outputs"].error
+        assert [state_name(a.state.current) for a in runs["big_outputs"].attempts] == ["FAILED"]
+        assert runs["big_outputs"].outputs_json in ("", "{}", "null")
+        # Logs over the limit: the lines that fit are kept, the task run failed and was stopped.
+        assert state_name(runs["chatty"].state.current) == "WARNING"
+        assert runs["chatty"].error.startswith(
+            "Task logs are too large: this attempt wrote more than 4000 bytes of log text, the limit "
+            "(KESTREL_MAX_LOG_BYTES_PER_ATTEMPT)"), runs["chatty"].error
+        logs = stubs.logs_stub_list(execution.id)
+        chatty = [e.message for e in logs if e.task_run_id == runs["chatty"].id]
+        kept = [m for m in chatty if m.startswith("line ")]
+        assert kept and len(kept) < 200 and sum(len(m.encode()) for m in kept) <= LOG_LIMIT
+        assert kept == [f"line {i:03d} " + "y" * 90 for i in range(len(kept))]  # in order, none cut
+        assert any(m.startswith("Task logs are too large") for m in chatty)
+        # Invalid UTF-8 and NUL from a task: stored, read back with U+FFFD in their place.
+        bad = [e.message for e in logs if e.task_run_id == runs["bad_bytes"].id]
+        assert "bad \ufffd\ufffd bytes" in bad and "nul \ufffd byte" in bad, bad
+        assert state_name(runs["after"].state.current) == "SUCCESS"
+    finally:
+        stubs.close()
+
+
+CUSTOM = "io.kestrel.tests.RawLimits"
+
+
+def test_invalid_utf8_sent_raw_by_a_worker_is_stored_and_other_bad_messages_are_invalid_argument(server):
+    """A worker in another language may put invalid UTF-8 in a proto ``string`` (protobuf
+    requires UTF-8): its log lines are stored with U+FFFD in place; any other undecodable
+    request is INVALID_ARGUMENT naming the message (not UNKNOWN), and the server keeps serving."""
+    stubs = connect(server.address)
+    try:
+        worker = stubs.register_worker([CUSTOM])
+        stubs.deploy(f"id: raw\nnamespace: tests.limits\ntasks:\n  - id: t\n    type: {CUSTOM}\n")
+        execution = stubs.start("tests.limits", "raw")
+        assignment = wait_until(lambda: stubs.poll(worker, wait=1), what="assignment")[0]
+        entry = log_pb2.LogEntry(level=common_pb2.LOG_LEVEL_WARN, message="MARK").SerializeToString()
+        raw = log_pb2.AppendLogsRequest(task_token=assignment.task_token).SerializeToString()
+        raw += b"\x12" + bytes([len(entry)]) + entry.replace(b"MARK", b"\xff\xfe\x00x")
+        append = stubs.channel.unary_unary("/kestrel.v1.LogService/AppendLogs",
+                                           request_serializer=lambda b: b, response_deserializer=lambda b: b)
+        append(raw, timeout=10)
+        assert [e.message for e in stubs.logs_stub_list(execution.id)] == ["\ufffd\ufffd\ufffdx"]
+        get = stubs.channel.unary_unary("/kestrel.v1.ExecutionService/GetExecution",
+                                        request_serializer=lambda b: b, response_deserializer=lambda b: b)
+        with pytest.raises(grpc.RpcError) as err:
+            get(b"\x0a\x02\xff\xfe", timeout=10)  # id = invalid UTF-8
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value
+        assert err.value.details().startswith("request: not a valid GetExecutionRequest message"), err.value.details()
+        assert stubs.get(execution.id).id == execution.id  # still serving
+    finally:
+        stubs.close()
