@@ -63,6 +63,8 @@ class ForEachItemRuns:
         """Count the children of every running ``_items`` task run into ``view.item_counts``,
         start the next chunk of children where batches are left (not when the execution is
         being killed), and keep the ``iterations`` output current."""
+        if flow.source and "ForEachItem" not in flow.source:
+            return  # the common case, without a pass over every task run
         running = [tr for tr in view.all if tr.task_type == rules.ITEMS_TYPE and tr.state is State.RUNNING]
         if not running:
             return
