@@ -30,6 +30,7 @@ POINTS: dict[str, str] = {
                                "(open transaction)",
     "result.advanced": "CompleteTaskRun: the execution advanced (next task run queued), not yet committed",
     "result.committed": "CompleteTaskRun: committed, the response not yet sent to the worker",
+    "kill.committed": "KillExecution: the execution's kill committed, its subflow executions not yet killed",
 }
 """Every fault point: name -> the step it stands between."""
 

@@ -113,6 +113,7 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
             await access.execution(unit.conn, request.id)
             await self._cp.executor.kill(unit, request.id)
             pending = await self._cp.executor.children(unit, request.id)
+        faults.hit("kill.committed")
         await self._kill_children(pending)
         return execution_pb2.KillExecutionResponse(execution=convert.execution_to_proto(await self._get(request.id)))
 

@@ -150,6 +150,11 @@ class Executor:
         if execution.state.is_terminal:
             await repo.clear_execution_dirty(conn, execution_id)
             return execution
+        if (not execution.kill_requested and execution.caller_execution_id is not None
+                and await ops.kill_requested(conn, execution.caller_execution_id)):
+            # Its caller was killed and the kill did not reach it (e.g. a crash between the two):
+            # the kill cascades to subflow executions, as Kestra's does.
+            return await self.kill(unit, execution_id)
         flow = await self._load_flow(conn, execution.namespace, execution.flow_id, execution.flow_revision)
         execution.task_runs = await repo.load_task_runs(conn, execution_id)
         view = ExecutionView(flow, execution)
@@ -980,7 +985,9 @@ class Executor:
         ones are asked to stop; the execution is KILLING until they have, then KILLED. A QUEUED
         execution (waiting for a concurrency slot) is KILLED at once. Subflow executions it
         started are not killed here: the caller kills :meth:`children` in their own
-        transactions (one lock at a time, so parent and child never wait on each other).
+        transactions (one lock at a time, so parent and child never wait on each other); they
+        are also put on the executor queue, and :meth:`advance` kills an execution whose caller
+        was killed, so the cascade survives a crash between the two.
 
         Raises:
             NotFoundError: unknown execution.
@@ -1003,6 +1010,10 @@ class Executor:
             return execution
         change_state(execution, State.KILLING, now, f"execution {execution_id}")
         await repo.save_execution_state(unit.conn, execution)
+        for child in await ops.running_children(unit.conn, execution_id):
+            # Durable intent: the sweep advances each child, which then kills itself (see
+            # advance), even if the caller's own kills of the children never happen.
+            await repo.mark_execution_dirty(unit.conn, child)
         dequeued = set(await repo.dequeue_execution_task_runs(unit.conn, execution_id))
         for tr in await repo.load_task_runs(unit.conn, execution_id):
             if tr.id in dequeued:  # not started, or awaiting re-dispatch after a lost attempt

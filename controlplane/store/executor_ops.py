@@ -110,6 +110,12 @@ async def running_children(conn: AsyncConnection, execution_id: str) -> list[str
     return list((await conn.execute(q)).scalars().all())
 
 
+async def kill_requested(conn: AsyncConnection, execution_id: str) -> bool:
+    """Whether ``execution_id`` was asked to be killed (False when it does not exist)."""
+    q = select(t.executions.c.kill_requested).where(t.executions.c.id == execution_id)
+    return bool((await conn.execute(q)).scalar_one_or_none())
+
+
 async def start_attempt(conn: AsyncConnection, task_run_id: str, now: Any) -> int:
     """Record a new RUNNING attempt of a task run run by the control plane (a Subflow's child
     execution); returns its number."""

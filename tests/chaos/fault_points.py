@@ -116,6 +116,79 @@ def _round(cp, conn, flow_id: str, point: str, executions: int, timeout: float) 
     return row
 
 
+KILL_CHILD = """\
+id: fp-kill-child
+namespace: tests.chaos
+tasks:
+  - id: wait_forever
+    type: io.kestra.plugin.core.flow.Pause
+"""
+KILL_PARENT = """\
+id: fp-kill-parent
+namespace: tests.chaos
+tasks:
+  - id: child
+    type: io.kestra.plugin.core.flow.Subflow
+    namespace: tests.chaos
+    flowId: fp-kill-child
+    wait: true
+"""
+
+
+def _kill_round(cp, conn, executions: int, timeout: float) -> dict[str, Any]:
+    """``kill.committed``: parents whose Subflow child waits forever (a Pause) are killed; the
+    control plane crashes once the first parent's kill is committed, before its child is
+    killed. After the restart every child must end KILLED too (a kill is durable), with no
+    help from the client (which only gets FAILED_PRECONDITION if it asks again)."""
+    point = "kill.committed"
+    with KestrelClient(cp.address, timeout=60) as client:
+        client.deploy_flow(KILL_CHILD)
+        client.deploy_flow(KILL_PARENT)
+    cp.settings["KESTREL_FAULT_POINTS"] = f"{point}:crash"
+    cp.sigkill()
+    cp.start()
+    with KestrelClient(cp.address, timeout=20) as client:
+        parents = [client.start_execution(NAMESPACE, "fp-kill-parent").id for _ in range(executions)]
+        paused = "SELECT count(*) FROM executions WHERE flow_id = 'fp-kill-child' AND state = 'PAUSED'"
+        deadline = time.monotonic() + timeout
+        while conn.execute(paused).fetchone()[0] < executions and time.monotonic() < deadline:
+            time.sleep(0.2)
+        for parent in parents:
+            try:
+                client.kill_execution(parent)
+            except RPCError:
+                break  # the control plane crashed at the point
+    assert cp.proc is not None
+    try:
+        code = cp.proc.wait(timeout)
+    except Exception:
+        raise ChaosError(f"fault point {point}: not reached within {timeout:g} s; log tail:\n{cp.log_tail()}") from None
+    if code != FAULT_EXIT_CODE:
+        raise ChaosError(f"fault point {point}: exit code {code}; log tail:\n{cp.log_tail()}")
+    cp.settings["KESTREL_FAULT_POINTS"] = ""
+    restarted = time.monotonic()
+    cp.start()
+    with KestrelClient(cp.address, timeout=60) as client:
+        for parent in parents:
+            try:
+                client.kill_execution(parent)  # the ones not killed before the crash
+            except RPCError:
+                pass  # FAILED_PRECONDITION: already KILLED
+    parent_states = wait_all_terminal(conn, "fp-kill-parent", executions, timeout)
+    child_states = wait_all_terminal(conn, "fp-kill-child", executions, timeout)
+    recovered_s = time.monotonic() - restarted
+    problems = []
+    if parent_states != {"KILLED": executions}:
+        problems.append(f"parents {parent_states}, expected {executions} KILLED")
+    if child_states != {"KILLED": executions}:
+        problems.append(f"subflow executions {child_states}, expected {executions} KILLED (a parent's kill was lost)")
+    return {"point": point, "crashed": True, "executions_at_crash": executions, "starts_resent": 0,
+            "executions": sum(parent_states.values()), "states": {"parents": parent_states, "children": child_states},
+            "recovered_s": round(recovered_s, 1), "redispatched_attempts": 0, "orphans_after_restart": 0,
+            "orphans_at_end": 0, "unfinished_task_runs": 0, "duplicate_completions": 0,
+            "outcome": "OK" if not problems else "BROKEN: " + "; ".join(problems)}
+
+
 def fault_points(sizes) -> dict[str, Any]:
     """Crash the control plane at every fault point in turn (``sizes.fault_point_executions``
     executions per point; CI: ``sizes.fault_points``, one per path) and check that each crash
@@ -128,12 +201,16 @@ def fault_points(sizes) -> dict[str, Any]:
         workers = [start_worker(cp.address, 4, workdir, f"worker-{i}") for i in range(2)]
         try:
             wait_registered(conn, len(workers))
-            flows = {point: f"fp-{i}" for i, point in enumerate(sizes.fault_points or POINTS)}
+            points = sizes.fault_points or tuple(POINTS)
+            flows = {point: f"fp-{i}" for i, point in enumerate(points) if point != "kill.committed"}
             with KestrelClient(cp.address, timeout=60) as client:
                 for flow_id in flows.values():
                     client.deploy_flow(chain_flow(flow_id))
-            for point, flow_id in flows.items():
-                rows.append(_round(cp, conn, flow_id, point, n, sizes.timeout / 4))
+            for point in points:
+                if point == "kill.committed":
+                    rows.append(_kill_round(cp, conn, min(n, 5), sizes.timeout / 4))
+                else:
+                    rows.append(_round(cp, conn, flows[point], point, n, sizes.timeout / 4))
         finally:
             stop_processes(workers)
     print(_table(rows), flush=True)
