@@ -61,6 +61,7 @@ from worker_sdk.connection import Connection
 from worker_sdk.context import LogBuffer, LogRecord, TaskContext, TaskFailure, TaskLogger, TaskResult
 from worker_sdk.registry import TaskDefinition, TaskRegistry, UnknownTaskTypeError, default_registry
 from worker_sdk.storage import TaskKV, TaskStorage
+from worker_sdk.working_directories import WORKING_DIRECTORY_TYPE, WorkingDirectories, WorkingDirectoryGroup
 
 __all__ = [
     "Assignment",
@@ -171,6 +172,7 @@ class Assignment:
         timeout_seconds: Attempt timeout in seconds, None for none.
         lease_expires_at: When the lease ends without a heartbeat (UTC), if sent.
         ready_at: When the task run became ready to dispatch (UTC), if sent.
+        working_directory: The WorkingDirectory the task run belongs to, None outside one.
     """
 
     task_token: str
@@ -188,6 +190,7 @@ class Assignment:
     timeout_seconds: float | None = None
     lease_expires_at: datetime | None = None
     ready_at: datetime | None = None
+    working_directory: WorkingDirectoryGroup | None = None
 
     @classmethod
     def from_proto(cls, msg: worker_pb2.TaskAssignment) -> Assignment:
@@ -208,6 +211,8 @@ class Assignment:
             timeout_seconds=msg.timeout_seconds if msg.timeout_seconds > 0 else None,
             lease_expires_at=_dt(msg, "lease_expires_at"),
             ready_at=_dt(msg, "ready_at"),
+            working_directory=(WorkingDirectoryGroup.from_proto(msg.working_directory)
+                               if msg.HasField("working_directory") else None),
         )
 
 
@@ -251,6 +256,7 @@ class _Outcome:
     message: str = ""
     reason: FailureReason = FailureReason.TASK_ERROR
     drop: bool = False
+    group_outputs_json: str = ""
 
 
 class _TaskRun:
@@ -349,6 +355,7 @@ class Worker:
         self._channel: grpc.aio.Channel | None = None
         self._workers: worker_pb2_grpc.WorkerServiceStub | None = None
         self._logs: log_pb2_grpc.LogServiceStub | None = None
+        self._directories = WorkingDirectories()
 
     # ------------------------------------------------------------------ public API
 
@@ -409,6 +416,7 @@ class Worker:
             for task in leftovers:  # normally only runs waiting for a thread that ignores cancellation
                 task.cancel()
             await asyncio.gather(*leftovers, return_exceptions=True)
+            self._directories.close()
             await self._channel.close(grace=None)
             with self._state_lock:
                 self._loop = None
@@ -547,7 +555,7 @@ class Worker:
             worker_id=self._worker_id,
             hostname=self.hostname,
             sdk=SDK,
-            task_types=self.registry.task_types(),
+            task_types=[*self.registry.task_types(), WORKING_DIRECTORY_TYPE],
             worker_group=self.worker_group,
             labels=[common_pb2.Label(key=k, value=v) for k, v in sorted(self.labels.items())],
             concurrency=self.concurrency,
@@ -642,7 +650,8 @@ class Worker:
             seen = self._registration
             try:
                 response = await self._workers.WorkerHeartbeat(
-                    worker_pb2.WorkerHeartbeatRequest(worker_id=self._worker_id),
+                    worker_pb2.WorkerHeartbeatRequest(worker_id=self._worker_id,
+                                                      working_directory_ids=self._directories.ids()),
                     timeout=max(self.heartbeat_interval_seconds, 1.0),
                 )
             except grpc.aio.AioRpcError as exc:
@@ -651,6 +660,8 @@ class Worker:
                 else:
                     _log.debug("WorkerHeartbeat failed: %s", exc.code().name)
                 continue
+            in_use = {r.assignment.working_directory.id for r in self._runs.values() if r.assignment.working_directory}
+            self._directories.remove([g for g in response.ended_working_directory_ids if g not in in_use])
             cancelled = set(response.cancel_task_run_ids)
             for run in list(self._runs.values()):
                 if run.assignment.task_run_id in cancelled:
@@ -716,6 +727,9 @@ class Worker:
 
     async def _run_task(self, run: _TaskRun) -> None:
         a = run.assignment
+        group = a.working_directory
+        # A WorkingDirectory's children share the group's directory (opened below, once the
+        # context with its storage client exists); any other attempt gets a fresh one.
         workdir = Path(tempfile.mkdtemp(prefix=f"kestrel-{_safe(a.task_id)}-"))
         buffer = LogBuffer(lambda records: self._send_logs(a.task_token, records))
         ctx = TaskContext(
@@ -741,7 +755,10 @@ class Worker:
             buffer.start()
             heartbeat = asyncio.create_task(self._task_heartbeat_loop(run))
             try:
-                outcome, finished = await self._execute(run, ctx)
+                if group is None:
+                    outcome, finished = await self._execute(run, ctx)
+                else:
+                    outcome, finished = await self._execute_in_group(run, ctx, group, workdir)
             finally:
                 heartbeat.cancel()
                 await buffer.close()  # every log line precedes the result
@@ -762,6 +779,26 @@ class Worker:
             assert self._slot_freed is not None
             self._slot_freed.set()
             shutil.rmtree(workdir, ignore_errors=True)
+
+    async def _execute_in_group(
+        self, run: _TaskRun, ctx: TaskContext, group: WorkingDirectoryGroup, own_dir: Path
+    ) -> tuple[_Outcome, asyncio.Future[Any] | None]:
+        """Runs a WorkingDirectory child in the group's directory; after the group's last child
+        succeeded, uploads its ``outputFiles`` (sent with the completion) and deletes it."""
+        try:
+            ctx.working_dir = await self._directories.open(group, ctx)
+        except TaskFailure as exc:
+            return _failure(ctx, exc.message), None
+        shutil.rmtree(own_dir, ignore_errors=True)
+        outcome, finished = await self._execute(run, ctx)
+        if group.last and outcome.success:
+            try:
+                outputs = await self._directories.upload_outputs(group, ctx)
+            except TaskFailure as exc:
+                return _failure(ctx, exc.message), finished
+            outcome.group_outputs_json = _dump(outputs) if outputs else ""
+            self._directories.remove([group.id])
+        return outcome, finished
 
     async def _execute(self, run: _TaskRun, ctx: TaskContext) -> tuple[_Outcome, asyncio.Future[Any] | None]:
         """Runs the task function; returns the outcome and a future done when the function has
@@ -841,7 +878,8 @@ class Worker:
         if outcome.success:
             state = common_pb2.STATE_WARNING if outcome.warning else common_pb2.STATE_SUCCESS
             request: Any = worker_pb2.CompleteTaskRunRequest(
-                task_token=token, outputs_json=outcome.outputs_json, state=state
+                task_token=token, outputs_json=outcome.outputs_json, state=state,
+                working_directory_outputs_json=outcome.group_outputs_json,
             )
             method = self._workers.CompleteTaskRun
         else:

@@ -102,6 +102,7 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
                     value=a.claimed.value or "",
                     ready_at=convert.ts(a.claimed.ready_at),
                     timeout_seconds=a.claimed.timeout_seconds or 0.0,
+                    working_directory=_group_to_proto(a),
                 )
                 for a in assignments
             ]
@@ -121,7 +122,8 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
         outputs = convert.parse_json_object(request.outputs_json, "outputs_json")
         state = State.SUCCESS if request.state == common_pb2.STATE_UNSPECIFIED else convert.state_from_proto(request.state)
         await self._owns_token(request.task_token)
-        await self._dispatch.complete(request.task_token, outputs, state)
+        group_outputs = convert.parse_json_object(request.working_directory_outputs_json, "working_directory_outputs_json")
+        await self._dispatch.complete(request.task_token, outputs, state, group_outputs)
         return worker_pb2.CompleteTaskRunResponse()
 
     @rpc
@@ -156,7 +158,10 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
         checks.text_field(request.worker_id, "worker_id", max_len=checks.MAX_ID, required=True)
         await self._owns(request.worker_id)
         cancel = await self._dispatch.worker_heartbeat(request.worker_id)
-        return worker_pb2.WorkerHeartbeatResponse(cancel_task_run_ids=cancel)
+        if len(request.working_directory_ids) > 10_000:
+            raise InvalidArgumentError("working_directory_ids: at most 10000")
+        ended = await self._dispatch.ended_working_directories(request.worker_id, list(request.working_directory_ids))
+        return worker_pb2.WorkerHeartbeatResponse(cancel_task_run_ids=cancel, ended_working_directory_ids=ended)
 
     @rpc
     async def ShutdownWorker(self, request: worker_pb2.ShutdownWorkerRequest, context: grpc.aio.ServicerContext):
@@ -191,3 +196,16 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
             else worker_pb2.RenderedItem(value_json=json.dumps(r.value, separators=(",", ":"), ensure_ascii=False))
             for r in results
         ])
+
+def _group_to_proto(a) -> worker_pb2.WorkingDirectoryGroup | None:
+    """The assignment's WorkingDirectory group, None outside one."""
+    group = a.working_directory
+    if group is None:
+        return None
+    return worker_pb2.WorkingDirectoryGroup(
+        id=group.id,
+        input_files_json=convert.dump_json(group.input_files) if group.input_files else "",
+        namespace_files_json=convert.dump_json(group.namespace_files) if group.namespace_files else "",
+        output_files=group.output_files,
+        last=group.last_task_id == a.claimed.task_id,
+    )

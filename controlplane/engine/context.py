@@ -106,6 +106,18 @@ def parents_of(view: ExecutionView, task_run: TaskRun) -> list[dict[str, Any]]:
     return found
 
 
+def _working_directory_of(view: ExecutionView, task_run: TaskRun) -> TaskRun | None:
+    """``workerTaskrun``: inside a WorkingDirectory, that WorkingDirectory's task run (Kestra's
+    "worker taskrun of the group"), else None."""
+    if task_run.parent_id is None or task_run.branch != "tasks":
+        return None
+    try:
+        parent = view.get(task_run.parent_id)
+    except KeyError:
+        return None
+    return parent if parent.task_type == "io.kestra.plugin.core.flow.WorkingDirectory" else None
+
+
 def _iteration(view: ExecutionView, task_run: TaskRun) -> int | None:
     """``taskrun.iteration`` inside a loop: the 0-based position of the task run's value among
     the values its loop stored when it started (Kestra's ForEach/Each* iteration); for a
@@ -170,4 +182,8 @@ def expression_context(
         ctx["parents"] = parents
         if parents:
             ctx["parent"] = parents[0]
+        group = _working_directory_of(view, task_run)
+        if group is not None:
+            ctx["workerTaskrun"] = {"id": group.id, "value": group.value, "parentId": group.parent_id,
+                                    "startDate": _iso(group.created_at)}
     return ctx

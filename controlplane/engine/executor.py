@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from controlplane import faults
+from controlplane.engine import groups
 from controlplane.engine import retry as retry_rules
 from controlplane.engine import sla as sla_rules
 from controlplane.engine.context import expression_context
@@ -27,6 +28,7 @@ from controlplane.engine.flowables import resume as resume_rules
 from controlplane.engine.flowables import subflow as subflow_rules
 from controlplane.engine.flowables import toggle as toggle_rules
 from controlplane.engine.flowables import wait_for as wait_for_rules
+from controlplane.engine.flowables import working_directory as wd_rules
 from controlplane.engine.flowables.props import is_truthy
 from controlplane.engine.for_each_item_runs import ForEachItemRuns
 from controlplane.engine.plan import FlowableError, NewTaskRun, apply_allow_failure
@@ -66,6 +68,7 @@ from controlplane.model.state import can_transition
 from controlplane.service.log_files import LogFileRequest
 from controlplane.store import executor_ops as ops
 from controlplane.store import repository as repo
+from controlplane.store import working_directories as wd_store
 from controlplane.store.ids import new_id
 from controlplane.tokens import TaskTokenClaims
 
@@ -401,13 +404,19 @@ class Executor:
         if tr.state is State.CREATED and flowable is not None:
             change_state(tr, State.RUNNING, now)
             tr.started_at = now
+        # A WorkingDirectory's child runs in its group, in the WorkingDirectory's worker group.
+        group = view.get(new.parent_id) if new.parent_id is not None else None
+        group_id = group.id if flowable is None and wd_rules.is_group_child(group, new.branch) else None
+        worker_group = task.worker_group or ""
+        if group_id is not None:
+            worker_group = flow.find_task(group.task_id).worker_group or worker_group
         await repo.insert_task_run(unit.conn, tr, properties=tr.properties, timeout_seconds=timeout,
-                                   worker_group=task.worker_group or "")
+                                   worker_group=worker_group, group_id=group_id)
         if tr.state is State.CREATED and render_failed:
             await repo.park_for_next_attempt(unit.conn, tr.id, now)
         elif tr.state is State.CREATED:
             faults.hit("advance.task_run_inserted")
-            await repo.enqueue_task_run(unit.conn, tr.id, tr.task_type, task.worker_group or "")
+            await repo.enqueue_task_run(unit.conn, tr.id, tr.task_type, worker_group, group_id=group_id)
             unit.tasks_queued = True
         view.add(tr)
         if tr.state is State.RUNNING and task.type == subflow_rules.TYPE:
@@ -682,6 +691,15 @@ class Executor:
             # Never re-dispatch work of an execution that is killed or already over.
             tr.ended_at = now
             change_state(tr, State.KILLED, now)
+        elif (group_id := await wd_store.group_of(unit.conn, tr.id)) is not None:
+            # Its WorkingDirectory's files were on the lost worker: the group starts again.
+            why = f"worker {claims.worker_id or tr.worker_id} lost ({lost.reason}) while running task '{tr.task_id}'"
+            error = await groups.restart(self, unit, execution.id, group_id, why, self._max_redeliveries)
+            if error is None:
+                return
+            tr.error, tr.ended_at = error, now
+            change_state(tr, State.FAILED, now)
+            await self._log_error(unit, tr, error)
         elif tr.redeliveries < self._max_redeliveries:
             await repo.requeue_for_redelivery(unit.conn, tr.id, claims.lease_epoch)
             unit.tasks_queued = True
@@ -1373,6 +1391,8 @@ class Executor:
         for tr in runs:
             kids.setdefault(tr.parent_id, []).append(tr)
         failed = [tr for tr in runs if tr.state.is_failed and not any(c.state.is_failed for c in kids.get(tr.id, ()))]
+        # A failed task of a WorkingDirectory: its directory is gone, the whole group runs again.
+        failed = groups.whole_groups(failed, by_id)
         if not failed and execution.error is None:
             raise FailedPreconditionError(f"execution '{execution_id}': No task found to restart")
         now = repo.utcnow()

@@ -148,7 +148,8 @@ _TYPES: tuple[TaskTypeInfo, ...] = (
     # Pause: the deprecated child ``tasks`` run after the resume (Kestra still accepts them).
     _flowable("flow.Pause", required=(), properties=("delay", "pauseDuration", "behavior", "onResume")),
     _flowable("flow.WaitFor", properties=("condition", "checkFrequency", "failOnMaxReached")),
-    _flowable("flow.WorkingDirectory", runnable_children_only=True),
+    _flowable("flow.WorkingDirectory", runnable_children_only=True,
+              properties=("inputFiles", "outputFiles", "namespaceFiles", "cache")),
     _flowable(
         "flow.Subflow", child_lists=(), required=(), executable=True,
         properties=("namespace", "flowId", "revision", "inputs", "labels", "wait", "transmitFailed",
@@ -285,6 +286,7 @@ SUPPORTED_TASK_TYPES: frozenset[str] = frozenset(
         _CORE + "execution.Resume",
         _CORE + "execution.Labels",
         _CORE + "flow.WaitFor",
+        _CORE + "flow.WorkingDirectory",
         _CORE + "trigger.Toggle",
     }
 )

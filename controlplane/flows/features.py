@@ -62,6 +62,13 @@ def not_applied_warnings(flow: Flow) -> list[Issue]:
                 if prop in task.properties:
                     warnings.append(Issue(path=f"{path}.{prop}", message=f"{ref}: task '{task.id}': '{prop}' is "
                                           "not applied yet to ForEachItem", line=task.line))
+        if task.type == "io.kestra.plugin.core.flow.WorkingDirectory" and "cache" in task.properties:
+            warnings.append(Issue(
+                path=f"{path}.cache",
+                message=f"{ref}: task '{task.id}': 'cache' is not applied yet (every run starts with an "
+                "empty working directory)",
+                line=task.line,
+            ))
     return warnings
 
 

@@ -13,12 +13,14 @@ from typing import Any
 from controlplane import faults
 from controlplane.config import Settings
 from controlplane.coordination.events import Events
+from controlplane.engine import groups
 from controlplane.engine.executor import Executor, Lost
 from controlplane.engine.unit import Unit
 from controlplane.errors import ConflictError, FailedPreconditionError, InvalidArgumentError, NotFoundError
 from controlplane.model import State
 from controlplane.store import executor_ops as ops
 from controlplane.store import repository as repo
+from controlplane.store import working_directories as wd_store
 from controlplane.store.ids import new_id
 from controlplane.tokens import TaskTokenClaims, TaskTokenSigner
 
@@ -28,13 +30,15 @@ Transaction = Callable[[], AbstractAsyncContextManager[Unit]]
 
 
 class Assignment:
-    """A claimed task run with its signed token (plain data for the API layer)."""
+    """A claimed task run with its signed token (plain data for the API layer);
+    ``working_directory``: its WorkingDirectory group, None outside one."""
 
-    __slots__ = ("claimed", "token")
+    __slots__ = ("claimed", "token", "working_directory")
 
-    def __init__(self, claimed: repo.ClaimedTaskRun, token: str) -> None:
+    def __init__(self, claimed: repo.ClaimedTaskRun, token: str, working_directory: wd_store.Group | None = None) -> None:
         self.claimed = claimed
         self.token = token
+        self.working_directory = working_directory
 
 
 class Dispatcher:
@@ -109,11 +113,13 @@ class Dispatcher:
                     self._settings.lease_seconds,
                 )
                 unit.executions.update(c.execution_id for c in claimed)
+                groups_ = await wd_store.pin_and_describe(unit.conn, claimed, worker_id)
             if claimed:
                 faults.hit("claim.committed")
                 return [
                     Assignment(c, self._signer.sign(TaskTokenClaims(c.execution_id, c.task_run_id, c.attempt,
-                                                                     c.lease_epoch, worker_id)))
+                                                                     c.lease_epoch, worker_id)),
+                               groups_.get(c.group_id) if c.group_id else None)
                     for c in claimed
                 ]
             remaining = deadline - time.monotonic()
@@ -136,12 +142,18 @@ class Dispatcher:
             raise NotFoundError(f"task run {claims.task_run_id} attempt {claims.attempt}: lease is no longer held")
         return result
 
-    async def complete(self, token: str, outputs: dict[str, Any] | None, state: State) -> None:
-        """Record success (see :meth:`Executor.complete`)."""
+    async def complete(
+        self, token: str, outputs: dict[str, Any] | None, state: State, group_outputs: dict[str, Any] | None = None
+    ) -> None:
+        """Record success (see :meth:`Executor.complete`); ``group_outputs``: the enclosing
+        WorkingDirectory's outputs, sent with its last child (recorded first, so the tasks the
+        executor starts next can read them)."""
         if state not in (State.SUCCESS, State.WARNING):
             raise InvalidArgumentError(f"state: a completion is SUCCESS or WARNING, not {state}")
         claims = self._signer.verify(token)
         async with self._tx() as unit:
+            if group_outputs:
+                await wd_store.record_outputs(unit.conn, claims, group_outputs)
             await self._executor.complete(unit, claims, outputs, state)
         faults.hit("result.committed")
 
@@ -165,6 +177,14 @@ class Dispatcher:
             if not await repo.touch_worker(unit.conn, worker_id):
                 raise FailedPreconditionError(f"worker '{worker_id}' is not registered (or has shut down); register again")
             return await ops.cancelled_task_runs_of_worker(unit.conn, worker_id)
+
+    async def ended_working_directories(self, worker_id: str, group_ids: list[str]) -> list[str]:
+        """Of the working directories ``worker_id`` keeps, those it may delete now (their
+        WorkingDirectory ended or moved on)."""
+        if not group_ids:
+            return []
+        async with self._tx() as unit:
+            return await wd_store.ended(unit.conn, worker_id, group_ids)
 
     async def shutdown_worker(self, worker_id: str) -> int:
         """Mark a worker stopped and re-queue its unfinished task runs at once; returns how many."""
@@ -220,6 +240,12 @@ class Dispatcher:
                 count += 1
             except NotFoundError:
                 pass
+        async with self._tx() as unit:
+            stranded = await wd_store.stranded(unit.conn, self._settings.worker_dead_after_seconds)
+        for item in stranded:
+            async with self._tx() as unit:
+                await groups.recover_stranded(self._executor, unit, item, self._settings.max_redeliveries)
+            count += 1
         if count:
             log.info("reaper: %d expired lease(s) handled", count)
         return count

@@ -373,8 +373,10 @@ async def insert_task_run(
     properties: dict[str, Any] | None = None,
     timeout_seconds: float | None = None,
     worker_group: str = "",
+    group_id: str | None = None,
 ) -> None:
-    """Insert a task run (its identity is unique per execution/parent/task/value)."""
+    """Insert a task run (its identity is unique per execution/parent/task/value); ``group_id``
+    is the WorkingDirectory task run it runs in, if any."""
     await conn.execute(
         insert(t.task_runs).values(
             id=tr.id,
@@ -397,6 +399,7 @@ async def insert_task_run(
             ended_at=tr.ended_at,
             ready_at=tr.created_at,
             iteration=tr.iteration,
+            group_id=group_id,
         )
     )
 
@@ -422,13 +425,15 @@ async def save_task_run_state(conn: AsyncConnection, tr: TaskRun, *, clear_lease
 
 
 async def enqueue_task_run(
-    conn: AsyncConnection, task_run_id: str, task_type: str, worker_group: str = "", available_at: datetime | None = None
+    conn: AsyncConnection, task_run_id: str, task_type: str, worker_group: str = "", available_at: datetime | None = None,
+    group_id: str | None = None,
 ) -> None:
-    """Put a task run on the dispatch queue (at most once: the queue row is unique per task run)."""
+    """Put a task run on the dispatch queue (at most once: the queue row is unique per task run);
+    ``group_id``: its WorkingDirectory (only the group's pinned worker may claim it)."""
     await conn.execute(
         pg_insert(t.task_queue)
         .values(task_run_id=task_run_id, task_type=task_type, worker_group=worker_group,
-                available_at=available_at or utcnow())
+                available_at=available_at or utcnow(), group_id=group_id)
         .on_conflict_do_nothing(index_elements=["task_run_id"])
     )
 
@@ -451,6 +456,7 @@ class ClaimedTaskRun:
     namespace: str
     flow_id: str
     flow_revision: int
+    group_id: str | None = None
 
 
 async def claim_task_runs(
@@ -460,8 +466,11 @@ async def claim_task_runs(
 
     One statement deletes the queue rows (``FOR UPDATE SKIP LOCKED``, so concurrent pollers never
     block each other or take the same row) and marks the task runs RUNNING with a new attempt and
-    lease epoch. The caller inserts the attempt rows in the same transaction.
+    lease epoch. The caller inserts the attempt rows in the same transaction. A row of a
+    WorkingDirectory group is claimed only as :func:`working_directories.claimable` allows.
     """
+    from controlplane.store import working_directories
+
     now = utcnow()
     expires = now + timedelta(seconds=lease_seconds)
     picked = (
@@ -470,6 +479,7 @@ async def claim_task_runs(
             t.task_queue.c.task_type.in_(list(task_types)),
             t.task_queue.c.worker_group == worker_group,
             t.task_queue.c.available_at <= now,
+            working_directories.claimable(worker_id, task_types),
         )
         .order_by(t.task_queue.c.id)
         .limit(limit)
@@ -543,6 +553,7 @@ async def claim_task_runs(
             namespace=meta[r.execution_id].namespace,
             flow_id=meta[r.execution_id].flow_id,
             flow_revision=meta[r.execution_id].flow_revision,
+            group_id=r.group_id,
         )
         for r in sorted(rows, key=lambda r: r.seq)
     ]
@@ -640,10 +651,10 @@ async def requeue_for_redelivery(conn: AsyncConnection, task_run_id: str, lease_
             .where(t.task_runs.c.id == task_run_id, t.task_runs.c.lease_epoch == lease_epoch)
             .values(lease_epoch=lease_epoch + 1, worker_id=None, lease_expires_at=None,
                     redeliveries=t.task_runs.c.redeliveries + 1, ready_at=now)
-            .returning(t.task_runs.c.task_type, t.task_runs.c.worker_group)
+            .returning(t.task_runs.c.task_type, t.task_runs.c.worker_group, t.task_runs.c.group_id)
         )
     ).one()
-    await enqueue_task_run(conn, task_run_id, row.task_type, row.worker_group, now)
+    await enqueue_task_run(conn, task_run_id, row.task_type, row.worker_group, now, row.group_id)
 
 
 async def clear_lease(conn: AsyncConnection, task_run_id: str) -> None:
@@ -740,10 +751,10 @@ async def park_for_next_attempt(conn: AsyncConnection, task_run_id: str, due: da
             update(t.task_runs)
             .where(t.task_runs.c.id == task_run_id)
             .values(next_attempt_at=due, worker_id=None, lease_expires_at=None, cancel_requested=False)
-            .returning(t.task_runs.c.task_type, t.task_runs.c.worker_group)
+            .returning(t.task_runs.c.task_type, t.task_runs.c.worker_group, t.task_runs.c.group_id)
         )
     ).one()
-    await enqueue_task_run(conn, task_run_id, row.task_type, row.worker_group, PARKED)
+    await enqueue_task_run(conn, task_run_id, row.task_type, row.worker_group, PARKED, row.group_id)
 
 
 async def release_for_dispatch(
@@ -758,7 +769,7 @@ async def release_for_dispatch(
             update(t.task_runs)
             .where(t.task_runs.c.id == task_run_id)
             .values(properties=properties, next_attempt_at=None, ready_at=now, timeout_seconds=timeout_seconds)
-            .returning(t.task_runs.c.task_type, t.task_runs.c.worker_group)
+            .returning(t.task_runs.c.task_type, t.task_runs.c.worker_group, t.task_runs.c.group_id)
         )
     ).one()
     moved = await conn.execute(
@@ -766,7 +777,7 @@ async def release_for_dispatch(
         .returning(t.task_queue.c.id)
     )
     if moved.first() is None:
-        await enqueue_task_run(conn, task_run_id, row.task_type, row.worker_group, now)
+        await enqueue_task_run(conn, task_run_id, row.task_type, row.worker_group, now, row.group_id)
 
 
 async def set_next_attempt_at(conn: AsyncConnection, task_run_id: str, due: datetime | None) -> None:

@@ -131,6 +131,9 @@ task_runs = Table(
     Column("next_attempt_at", DateTime(timezone=True)),
     # WaitFor round of a child task run, 0 elsewhere (migration 0006).
     Column("iteration", Integer, nullable=False, server_default="0"),
+    # The WorkingDirectory task run whose directory this (runnable) task run runs in, if any
+    # (migration 0011): its dispatch is pinned to the group's worker.
+    Column("group_id", String(40)),
     UniqueConstraint("execution_id", "seq", name="uq_task_runs_seq"),
     # One task run per (parent, task, loop value): two executors racing on the same execution
     # cannot both create it.
@@ -175,6 +178,8 @@ task_queue = Table(
     Column("task_type", String(300), nullable=False),
     Column("worker_group", String(100), nullable=False, server_default=""),
     Column("available_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # Copy of task_runs.group_id: only the WorkingDirectory's pinned worker may claim the row.
+    Column("group_id", String(40)),
     Index("ix_task_queue_claim", "task_type", "worker_group", "id"),
 )
 

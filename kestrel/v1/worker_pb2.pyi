@@ -74,7 +74,11 @@ class RegisterWorkerRequest(_message.Message):
     """Maximum task runs this worker runs at once."""
     @_builtins.property
     def task_types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Task types this worker runs, by Kestra type name."""
+        """Task types this worker runs, by Kestra type name. A worker that can keep one working
+        directory across several task runs (Kestra's WorkingDirectory: its child tasks run on one
+        worker, in one directory) also lists `io.kestra.plugin.core.flow.WorkingDirectory`; only such
+        a worker is offered task runs with `TaskAssignment.working_directory` set.
+        """
 
     @_builtins.property
     def labels(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Label]: ...
@@ -174,6 +178,7 @@ class TaskAssignment(_message.Message):
     VALUE_FIELD_NUMBER: _builtins.int
     READY_AT_FIELD_NUMBER: _builtins.int
     TIMEOUT_SECONDS_FIELD_NUMBER: _builtins.int
+    WORKING_DIRECTORY_FIELD_NUMBER: _builtins.int
     task_token: _builtins.str
     """Opaque token for every later call about this attempt."""
     task_run_id: _builtins.str
@@ -199,6 +204,13 @@ class TaskAssignment(_message.Message):
     def ready_at(self) -> _timestamp_pb2.Timestamp:
         """When the task run became ready to dispatch (for latency measurement)."""
 
+    @_builtins.property
+    def working_directory(self) -> Global___WorkingDirectoryGroup:
+        """Set when the task run is a child of a WorkingDirectory: run it in that group's directory.
+        The first child claimed pins the group to the claiming worker; the later children are
+        offered to that worker only.
+        """
+
     def __init__(
         self,
         *,
@@ -217,14 +229,65 @@ class TaskAssignment(_message.Message):
         value: _builtins.str = ...,
         ready_at: _timestamp_pb2.Timestamp | None = ...,
         timeout_seconds: _builtins.float = ...,
+        working_directory: Global___WorkingDirectoryGroup | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["lease_expires_at", b"lease_expires_at", "ready_at", b"ready_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["lease_expires_at", b"lease_expires_at", "ready_at", b"ready_at", "working_directory", b"working_directory"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "execution_id", b"execution_id", "flow_id", b"flow_id", "flow_revision", b"flow_revision", "idempotency_key", b"idempotency_key", "lease_expires_at", b"lease_expires_at", "namespace", b"namespace", "properties_json", b"properties_json", "ready_at", b"ready_at", "task_id", b"task_id", "task_run_id", b"task_run_id", "task_token", b"task_token", "task_type", b"task_type", "timeout_seconds", b"timeout_seconds", "value", b"value"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "execution_id", b"execution_id", "flow_id", b"flow_id", "flow_revision", b"flow_revision", "idempotency_key", b"idempotency_key", "lease_expires_at", b"lease_expires_at", "namespace", b"namespace", "properties_json", b"properties_json", "ready_at", b"ready_at", "task_id", b"task_id", "task_run_id", b"task_run_id", "task_token", b"task_token", "task_type", b"task_type", "timeout_seconds", b"timeout_seconds", "value", b"value", "working_directory", b"working_directory"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TaskAssignment: _TypeAlias = TaskAssignment  # noqa: Y015
+
+@_typing.final
+class WorkingDirectoryGroup(_message.Message):
+    """The WorkingDirectory a task run belongs to. The worker keeps one directory per `id`: it
+    creates it (writing `input_files_json` and the namespace files) for the first child it runs,
+    runs every child of the group in it, and deletes it once WorkerHeartbeat lists the id in
+    `ended_working_directory_ids` (or after the `last` child succeeded).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    INPUT_FILES_JSON_FIELD_NUMBER: _builtins.int
+    NAMESPACE_FILES_JSON_FIELD_NUMBER: _builtins.int
+    OUTPUT_FILES_FIELD_NUMBER: _builtins.int
+    LAST_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The WorkingDirectory's task run id (the key of the directory)."""
+    input_files_json: _builtins.str
+    """JSON object of the WorkingDirectory's rendered `inputFiles`: relative path -> text content
+    or a `kestra:///` URI to download; "" = none. Written when the directory is created.
+    """
+    namespace_files_json: _builtins.str
+    """JSON object of the WorkingDirectory's `namespaceFiles` ({enabled, include, exclude}); "" =
+    none. Copied into the directory when it is created.
+    """
+    last: _builtins.bool
+    """This child is the group's last task: once it succeeded, upload the files matching
+    `output_files` and send their URIs in `CompleteTaskRunRequest.working_directory_outputs_json`.
+    """
+    @_builtins.property
+    def output_files(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The WorkingDirectory's `outputFiles` globs (relative to the directory)."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        input_files_json: _builtins.str = ...,
+        namespace_files_json: _builtins.str = ...,
+        output_files: _abc.Iterable[_builtins.str] | None = ...,
+        last: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "input_files_json", b"input_files_json", "last", b"last", "namespace_files_json", b"namespace_files_json", "output_files", b"output_files"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WorkingDirectoryGroup: _TypeAlias = WorkingDirectoryGroup  # noqa: Y015
 
 @_typing.final
 class PollTaskRunsResponse(_message.Message):
@@ -296,21 +359,27 @@ class CompleteTaskRunRequest(_message.Message):
     TASK_TOKEN_FIELD_NUMBER: _builtins.int
     OUTPUTS_JSON_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
+    WORKING_DIRECTORY_OUTPUTS_JSON_FIELD_NUMBER: _builtins.int
     task_token: _builtins.str
     outputs_json: _builtins.str
     """JSON object text of the outputs; empty = none."""
     state: _common_pb2.State.ValueType
     """SUCCESS (default when unspecified) or WARNING."""
+    working_directory_outputs_json: _builtins.str
+    """Only for the last child of a WorkingDirectory (`WorkingDirectoryGroup.last`): JSON object of
+    the WorkingDirectory's own outputs, `{"outputFiles": {"name": "kestra:///..."}}`.
+    """
     def __init__(
         self,
         *,
         task_token: _builtins.str = ...,
         outputs_json: _builtins.str = ...,
         state: _common_pb2.State.ValueType = ...,
+        working_directory_outputs_json: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["outputs_json", b"outputs_json", "state", b"state", "task_token", b"task_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["outputs_json", b"outputs_json", "state", b"state", "task_token", b"task_token", "working_directory_outputs_json", b"working_directory_outputs_json"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -380,15 +449,21 @@ class WorkerHeartbeatRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     WORKER_ID_FIELD_NUMBER: _builtins.int
+    WORKING_DIRECTORY_IDS_FIELD_NUMBER: _builtins.int
     worker_id: _builtins.str
+    @_builtins.property
+    def working_directory_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Working directories (WorkingDirectoryGroup ids) this worker still keeps."""
+
     def __init__(
         self,
         *,
         worker_id: _builtins.str = ...,
+        working_directory_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["worker_id", b"worker_id", "working_directory_ids", b"working_directory_ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -399,20 +474,28 @@ class WorkerHeartbeatResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CANCEL_TASK_RUN_IDS_FIELD_NUMBER: _builtins.int
+    ENDED_WORKING_DIRECTORY_IDS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def cancel_task_run_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Task runs this worker holds whose execution was killed: stop them and fail them with reason
         CANCELLED (the same as `cancel_requested` on their own heartbeat, but learnt at once for all).
         """
 
+    @_builtins.property
+    def ended_working_directory_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Those of the request's `working_directory_ids` whose WorkingDirectory has ended (or was
+        restarted on another worker): the worker deletes them.
+        """
+
     def __init__(
         self,
         *,
         cancel_task_run_ids: _abc.Iterable[_builtins.str] | None = ...,
+        ended_working_directory_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_task_run_ids", b"cancel_task_run_ids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_task_run_ids", b"cancel_task_run_ids", "ended_working_directory_ids", b"ended_working_directory_ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

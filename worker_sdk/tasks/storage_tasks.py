@@ -185,11 +185,12 @@ async def split(ctx: TaskContext, props: Mapping[str, Any]) -> dict[str, Any]:
 
 async def local_files(ctx: TaskContext, props: Mapping[str, Any]) -> dict[str, Any]:
     """``storage.LocalFiles`` (deprecated in Kestra): ``inputs`` (path → content or URI) written
-    to the working directory, ``outputs`` (globs) uploaded. Output ``outputFiles``. Without a
-    shared ``WorkingDirectory`` (not built yet) the files live only for this task run."""
+    to the working directory, ``outputs`` (globs) uploaded. Output ``uris`` (path → URI), as
+    Kestra's. Inside a ``WorkingDirectory`` the directory is the group's, so a LocalFiles can
+    export what an earlier task of the group wrote; elsewhere the files live for this task run."""
     await write_input_files(ctx, props.get("inputs"))
     files = await upload_output_files(ctx, props.get("outputs"), ctx.working_dir / ".no-output-dir")
-    return {"outputFiles": files}
+    return {"uris": files}
 
 
 async def purge_current_execution_files(ctx: TaskContext, props: Mapping[str, Any]) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from controlplane.engine.flowables import (
     switch,
     toggle,
     wait_for,
+    working_directory,
 )
 from controlplane.engine.plan import Prepared, Renderer, Step
 from controlplane.engine.view import ExecutionView
@@ -69,7 +70,7 @@ FLOWABLES: dict[str, Flowable] = {
     for f in map(
         _flowable,
         (sequential, parallel, if_, switch, for_each, each_sequential, each_parallel, dag, allow_failure, pause,
-         subflow, resume, wait_for, labels, toggle),
+         subflow, resume, wait_for, labels, toggle, working_directory),
     )
 }
 FLOWABLES.update({

@@ -136,6 +136,7 @@ def test_supported_types() -> None:
         CORE + "execution.Resume",
         CORE + "execution.Labels",
         CORE + "flow.WaitFor",
+        CORE + "flow.WorkingDirectory",
         CORE + "trigger.Toggle",
         # storage, KV and script tasks (issue 6)
         *(f"io.kestra.plugin.scripts.{lang}.{kind}" for lang in ("shell", "python", "node")
@@ -157,7 +158,7 @@ def test_supported_types() -> None:
         CORE + f"flow.{name}"
         for name in (
             "Sequential", "Parallel", "If", "Switch", "ForEach", "EachSequential", "EachParallel", "Dag",
-            "AllowFailure", "Pause", "Subflow", "WaitFor", "ForEachItem",
+            "AllowFailure", "Pause", "Subflow", "WaitFor", "WorkingDirectory", "ForEachItem",
             "ForEachItem$ForEachItemExecutable", "ForEachItem$ForEachItemMergeOutputs",
         )
     } | {CORE + "execution.Resume", CORE + "execution.Labels", CORE + "trigger.Toggle"}
@@ -210,17 +211,12 @@ errors:
 def test_check_task_types_messages() -> None:
     issues = check_task_types(flow_of(MIXED), ())
     assert [(i.path, i.line) for i in issues] == [
-        ("tasks[1].type", 7),
         ("tasks[1].tasks[0].type", 10),
         ("tasks[1].tasks[1].type", 13),
         ("tasks[2].type", 16),
         ("errors[0].type", 19),
     ]
-    messages = [i.message for i in issues]
-    assert messages[0] == (
-        "task 'par': task type 'io.kestra.plugin.core.flow.WorkingDirectory' is a Kestra core type this version "
-        "of Kestrel does not run yet"
-    )
+    messages = [""] + [i.message for i in issues]  # WorkingDirectory ('par') runs now
     assert messages[1] == (
         "task 'kvset': task type 'io.kestra.plugin.core.templating.TemplatedTask' is a Kestra core type this version "
         "of Kestrel does not run yet"
@@ -241,8 +237,8 @@ def test_registered_types_are_accepted_but_never_as_flowables() -> None:
         "io.kestra.plugin.core.flow.WorkingDirectory",
     ]
     issues = check_task_types(flow_of(MIXED), registered)
-    assert [i.path for i in issues] == ["tasks[1].type", "tasks[1].tasks[1].type", "errors[0].type"]
-    assert "does not run yet" in issues[0].message
+    assert [i.path for i in issues] == ["tasks[1].tasks[1].type", "errors[0].type"]
+    assert "unknown task type" in issues[0].message
 
 
 def test_supported_flow_has_no_type_issue() -> None:
