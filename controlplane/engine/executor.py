@@ -158,6 +158,11 @@ class Executor:
             # Its caller was killed and the kill did not reach it (e.g. a crash between the two):
             # the kill cascades to subflow executions, as Kestra's does.
             return await self.kill(unit, execution_id)
+        if execution.state is State.CREATED and not execution.kill_requested and (
+                due := subflow_rules.scheduled_for(execution.trigger)) is not None and due > repo.utcnow():
+            await repo.clear_execution_dirty(conn, execution_id)  # a Subflow's scheduleDate: not yet
+            await repo.mark_execution_dirty(conn, execution_id, due)
+            return execution
         flow = await self._load_flow(conn, execution.namespace, execution.flow_id, execution.flow_revision)
         execution.task_runs = await repo.load_task_runs(conn, execution_id)
         view = ExecutionView(flow, execution)
@@ -1269,6 +1274,8 @@ class Executor:
                                   "flowId": execution.flow_id, "flowRevision": execution.flow_revision,
                                   "taskRunId": tr.id},
                 }
+                if props.get("scheduleDate"):
+                    child.trigger["scheduleDate"] = props["scheduleDate"]
         if child is None:
             tr.error = error
             tr.ended_at = now
@@ -1280,10 +1287,14 @@ class Executor:
         tr.attempt = await ops.start_attempt(conn, tr.id, now)
         tr.outputs = {"executionId": child.id}
         await repo.save_task_run_state(conn, tr)
-        await self._log(unit, tr, "INFO", f"subflow execution {child.id} of {namespace}.{flow_id} created")
+        due = subflow_rules.scheduled_for(child.trigger)
+        await self._log(unit, tr, "INFO", f"subflow execution {child.id} of {namespace}.{flow_id} created"
+                        + (f", scheduled to start at {due.isoformat()}" if due is not None and due > now else ""))
         view.invalidate()
         unit.executions.add(child.id)
-        if unit.nested_starts >= _MAX_NESTED_STARTS:
+        if due is not None and due > now:
+            await repo.mark_execution_dirty(conn, child.id, due)  # the executor sweep starts it then
+        elif unit.nested_starts >= _MAX_NESTED_STARTS:
             await repo.mark_execution_dirty(conn, child.id)  # the executor sweep starts it
         else:
             unit.nested_starts += 1
@@ -1395,6 +1406,8 @@ class Executor:
         failed = groups.whole_groups(failed, by_id)
         if not failed and execution.error is None:
             raise FailedPreconditionError(f"execution '{execution_id}': No task found to restart")
+        # Subflow restartBehavior RETRY_FAILED: the failed child execution restarts in place.
+        in_place = await self._restart_children(unit, [tr for tr in failed if tr.task_type == subflow_rules.TYPE])
         now = repo.utcnow()
         reopened: set[str | None] = {None}
         for tr in failed:
@@ -1413,7 +1426,7 @@ class Executor:
             if tr.branch in ("errors", "finally") and tr.parent_id in reopened:
                 remove(tr)
         for tr in failed:
-            if tr.task_type in FLOWABLES:
+            if tr.task_type in FLOWABLES and tr.id not in in_place:
                 remove(tr)  # a flowable that failed by itself starts again from scratch
         await ops.delete_task_runs(conn, sorted(removed))
         failed_ids = {tr.id for tr in failed}
@@ -1427,6 +1440,13 @@ class Executor:
                     change_state(tr, State.RUNNING, now, what)
                     tr.ended_at = None
                     await ops.reset_for_restart(conn, tr)
+            elif tr.id in in_place:
+                change_state(tr, State.RESTARTED, now, what)
+                change_state(tr, State.RUNNING, now, what)
+                tr.outputs, tr.error, tr.ended_at = {"executionId": in_place[tr.id]}, None, None
+                await ops.reset_for_restart(conn, tr)
+                tr.attempt = await ops.start_attempt(conn, tr.id, now)
+                await repo.save_task_run_state(conn, tr)
             elif tr.id in failed_ids:
                 change_state(tr, State.RESTARTED, now, what)
                 tr.outputs, tr.error, tr.ended_at = None, None, None
@@ -1441,6 +1461,25 @@ class Executor:
         unit.executions.add(execution_id)
         await repo.mark_execution_dirty(conn, execution_id)
         return execution
+
+    async def _restart_children(self, unit: Unit, subflows: list[TaskRun]) -> dict[str, str]:
+        """Restart in place the failed child executions of failed Subflow task runs whose
+        ``restartBehavior`` is RETRY_FAILED (Kestra's default); returns task run id -> child id
+        for those restarted. A child that cannot be restarted is left alone (the task run then
+        starts a new child, as with NEW_EXECUTION)."""
+        restarted: dict[str, str] = {}
+        for tr in subflows:
+            props = tr.properties or {}
+            child_id = (tr.outputs or {}).get("executionId")
+            if props.get("restartBehavior", subflow_rules.RETRY_FAILED) != subflow_rules.RETRY_FAILED or not child_id:
+                continue
+            try:
+                async with unit.conn.begin_nested():
+                    await self.restart(unit, str(child_id))
+            except (NotFoundError, FailedPreconditionError):
+                continue
+            restarted[tr.id] = str(child_id)
+        return restarted
 
     async def replay(self, unit: Unit, execution_id: str, task_run_id: str) -> Execution:
         """Replay a terminated execution from one of its task runs (Kestra's replay): a new

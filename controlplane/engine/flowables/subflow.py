@@ -16,12 +16,20 @@ As Kestra's ``Subflow``:
 - Killing the parent kills the child (the executor does it).
 - A ``retry`` policy that applies to the task (its own, an ancestor's or the flow's) retries a
   failed child as a new child execution, one attempt each (Kestra's RetryCaseTest#retrySubflow).
+- ``scheduleDate`` (an ISO-8601 date-time with offset, rendered): the child execution is created
+  at once (its id is in the outputs) but stays CREATED until that date, then starts; a date in
+  the past starts it at once. With ``wait`` the task run waits for it.
+- ``restartBehavior`` (what restarting the failed parent execution does to a failed Subflow task
+  run): ``RETRY_FAILED`` (default) restarts the same child execution in place (its failed task
+  runs get a new attempt) and the task run waits for it again; ``NEW_EXECUTION`` starts a new
+  child execution. A child that cannot be restarted (no failed task run) gets a new execution.
 
 The decision logic here is pure: the executor supplies the child's state in the view.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from controlplane.engine.flowables.props import as_text, is_truthy
@@ -77,7 +85,43 @@ def prepare(task: Task, render: Renderer) -> Prepared:
     rendered["transmitFailed"] = _flag(props.get("transmitFailed"), True)
     inherit = props.get("inheritLabels")
     rendered["inheritLabels"] = _flag(render(inherit, "inheritLabels") if inherit is not None else None, False)
+    behavior = as_text(render(props["restartBehavior"], "restartBehavior")) if props.get("restartBehavior") else None
+    behavior = (behavior or RETRY_FAILED).strip().upper()
+    if behavior not in (RETRY_FAILED, NEW_EXECUTION):
+        raise FlowableError(f"task '{task.id}': property 'restartBehavior' must be RETRY_FAILED or NEW_EXECUTION, "
+                            f"got {behavior!r}")
+    rendered["restartBehavior"] = behavior
+    if props.get("scheduleDate") is not None:
+        rendered["scheduleDate"] = _date(task, render(props["scheduleDate"], "scheduleDate")).isoformat()
     return Prepared(properties=rendered)
+
+
+RETRY_FAILED = "RETRY_FAILED"
+NEW_EXECUTION = "NEW_EXECUTION"
+
+
+def _date(task: Task, value: Any) -> datetime:
+    """``scheduleDate`` as an aware UTC datetime (Kestra's ZonedDateTime; ``Z`` accepted)."""
+    if isinstance(value, datetime):
+        parsed = value
+    else:
+        text = (as_text(value) or "").strip()
+        try:
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise FlowableError(f"task '{task.id}': property 'scheduleDate' must be an ISO-8601 date-time with "
+                                f"an offset (e.g. 2026-01-01T10:00:00+01:00), got {text!r}") from None
+    if parsed.tzinfo is None:
+        raise FlowableError(f"task '{task.id}': property 'scheduleDate' needs a time zone offset, got {value!r}")
+    return parsed.astimezone(UTC)
+
+
+def scheduled_for(trigger: Any) -> datetime | None:
+    """When a subflow execution created with ``scheduleDate`` may start (from its ``trigger``
+    as the executor stored it), None when it was not scheduled."""
+    if not isinstance(trigger, dict) or not trigger.get("scheduleDate"):
+        return None
+    return datetime.fromisoformat(trigger["scheduleDate"])
 
 
 def _labels(task: Task, raw: Any) -> dict[str, str]:

@@ -29,8 +29,19 @@ def _prepare(props: str):
 def test_prepare_defaults():
     assert _prepare("namespace: ns\n            flowId: child") == {
         "namespace": "ns", "flowId": "child", "revision": 0, "inputs": {}, "labels": {},
-        "wait": True, "transmitFailed": True, "inheritLabels": False,
+        "wait": True, "transmitFailed": True, "inheritLabels": False, "restartBehavior": "RETRY_FAILED",
     }
+
+
+def test_prepare_restart_behavior_and_schedule_date():
+    props = _prepare("namespace: ns\n            flowId: child\n            restartBehavior: new_execution\n"
+                     "            scheduleDate: '2030-01-02T10:00:00+01:00'")
+    assert props["restartBehavior"] == "NEW_EXECUTION"
+    assert props["scheduleDate"] == "2030-01-02T09:00:00+00:00"
+    with pytest.raises(FlowableError, match="property 'restartBehavior' must be RETRY_FAILED or NEW_EXECUTION"):
+        _prepare("namespace: ns\n            flowId: child\n            restartBehavior: SOMETIMES")
+    with pytest.raises(FlowableError, match="property 'scheduleDate' needs a time zone offset"):
+        _prepare("namespace: ns\n            flowId: child\n            scheduleDate: '2030-01-02T10:00:00'")
 
 
 def test_prepare_reads_labels_as_a_map_or_a_list_and_the_flags():
