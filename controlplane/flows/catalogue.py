@@ -600,7 +600,20 @@ def _missing_required(path: str, task: Task) -> list[Issue]:
     ]
 
 
+#: Core types Kestrel refuses for good, with the reason and what to write instead.
+UNSUPPORTED_FOR_GOOD: dict[str, str] = {
+    _CORE + "flow.Template": (
+        "templates are not supported: Kestra deprecated the Template task (and its template store) "
+        "in favour of subflows; copy the template's tasks into the flow, or move them "
+        "to a flow of their own and call it with io.kestra.plugin.core.flow.Subflow"
+    ),
+}
+
+
 def _not_yet(path: str, task_id: str, name: str, line: int) -> Issue:
+    reason = UNSUPPORTED_FOR_GOOD.get(name)
+    if reason is not None:
+        return Issue(path=f"{path}.type", message=f"task '{task_id}': task type '{name}': {reason}", line=line)
     return Issue(
         path=f"{path}.type",
         message=(

@@ -332,3 +332,23 @@ def test_parse_duration_refuses_what_java_refuses(text: str) -> None:
 )
 def test_format_duration(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text
+
+
+def test_template_is_refused_with_the_reason_and_what_to_do_instead() -> None:
+    flow = flow_of(
+        """
+        id: with-template
+        namespace: io.kestra.tests
+        tasks:
+          - id: 2-template
+            type: io.kestra.core.tasks.flows.Template
+            namespace: io.kestra.tests
+            templateId: template
+        """
+    )
+    [issue] = check_task_types(flow, ())
+    assert issue.path == "tasks[0].type" and issue.line == 4
+    assert issue.message.startswith(
+        "task '2-template': task type 'io.kestra.plugin.core.flow.Template': templates are not supported"
+    )
+    assert "io.kestra.plugin.core.flow.Subflow" in issue.message
