@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     s3_prefix: str = Field("", description="Prefix of every internal-storage object key in the bucket.")
     s3_endpoint_url: str = Field("", description="S3-compatible endpoint (MinIO…); empty = AWS.")
     s3_region: str = Field("", description="S3 region; empty = the AWS default chain's.")
+    namespace_file_max_bytes: int = Field(
+        100 * 1024 * 1024, ge=1,
+        description="Largest namespace file accepted (API, CLI, namespace.UploadFiles); a larger upload "
+        "is refused with the file's path and this limit, and nothing is stored.",
+    )
     poll_wait_seconds: float = Field(30.0, description="Longest time a PollTaskRuns call is held.")
     lease_seconds: float = Field(30.0, description="Lease of a task-run attempt without a heartbeat.")
     heartbeat_interval_seconds: float = Field(5.0, description="Heartbeat interval told to workers.")

@@ -83,7 +83,12 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
             checks.text_field(namespace, "namespace", max_len=checks.MAX_NAMESPACE, required=True)
             uri = uris.namespace_file_uri(namespace, header.namespace_file)
             owner = (namespace, "", None, None)
-            return await self._store(request_iterator, uri, owner, header.expected_sha256)
+            limit = self._cp.settings.namespace_file_max_bytes
+            return await self._store(
+                request_iterator, uri, owner, header.expected_sha256, limit,
+                f"namespace_file: '{header.namespace_file}' (namespace {namespace}) is larger than the namespace "
+                "file limit of {limit} (server setting KESTREL_NAMESPACE_FILE_MAX_BYTES); nothing was stored",
+            )
         checks.text_field(header.file_name, "file_name", max_len=uris.MAX_FILE_NAME, required=True)
         uris.check_file_name(header.file_name)
         if header.task_token:
@@ -108,7 +113,10 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
 
         return await self._store(request_iterator, uri, owner, header.expected_sha256)
 
-    async def _store(self, request_iterator, uri: str, owner, expected_sha256: str) -> storage_pb2.UploadFileResponse:
+    async def _store(
+        self, request_iterator, uri: str, owner, expected_sha256: str, max_bytes: int | None = None,
+        too_large: str = "",
+    ) -> storage_pb2.UploadFileResponse:
         async def chunks() -> AsyncIterator[bytes]:
             async for message in request_iterator:
                 if message.WhichOneof("part") != "chunk":
@@ -116,7 +124,8 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
                 yield message.chunk
 
         access.namespace(owner[0])
-        stored = await self._cp.storage.upload(self._conn, uri, owner, chunks(), expected_sha256)
+        stored = await self._cp.storage.upload(self._conn, uri, owner, chunks(), expected_sha256, max_bytes,
+                                               too_large)
         return storage_pb2.UploadFileResponse(file=file_to_proto(stored))
 
     @guarded

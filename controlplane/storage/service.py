@@ -97,6 +97,8 @@ class InternalStorage:
         owner: tuple[str, str, str | None, str | None],
         chunks: AsyncIterator[bytes],
         expected_sha256: str = "",
+        max_bytes: int | None = None,
+        too_large: str = "",
     ) -> StoredFile:
         """Stream ``chunks`` into ``uri`` and record the file once complete.
 
@@ -107,9 +109,13 @@ class InternalStorage:
             owner: (namespace, flow id, execution id or None, task run id or None).
             chunks: The content; each chunk at most :data:`MAX_UPLOAD_CHUNK` bytes.
             expected_sha256: Optional checksum the content must have.
+            max_bytes: Most bytes accepted (None = no limit); the upload stops at the first
+                chunk past it.
+            too_large: The refusal's message; ``{limit}`` in it becomes the limit (``1024 bytes``).
 
         Raises:
-            InvalidArgumentError: a chunk too large, or a checksum mismatch (nothing is stored).
+            InvalidArgumentError: a chunk too large, a checksum mismatch or more than
+                ``max_bytes`` bytes (nothing is stored; an existing file stays as it was).
         """
         if expected_sha256 and not _SHA256.fullmatch(expected_sha256):
             raise InvalidArgumentError("expected_sha256: must be 64 lower-case hex digits")
@@ -122,6 +128,12 @@ class InternalStorage:
                 if len(chunk) > MAX_UPLOAD_CHUNK:
                     raise InvalidArgumentError(f"chunk: at most {MAX_UPLOAD_CHUNK} bytes per chunk, got {len(chunk)}")
                 size += len(chunk)
+                if max_bytes is not None and size > max_bytes:
+                    limit = f"{max_bytes} bytes" + (f" = {_mib(max_bytes)}" if max_bytes >= 1024 * 1024 else "")
+                    raise InvalidArgumentError(
+                        (too_large or "the file is larger than the limit ({limit}); nothing was stored")
+                        .replace("{limit}", limit)
+                    )
                 # Hash in a thread (hashlib releases the GIL) while the backend writes: the event
                 # loop never spends the hashing time itself.
                 await asyncio.gather(asyncio.to_thread(digest.update, chunk), writer.write(chunk))
@@ -242,6 +254,10 @@ class InternalStorage:
             return data.decode("utf-8")
         except UnicodeDecodeError:
             raise InvalidArgumentError(f"file '{uri}' is not UTF-8 text") from None
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1024 * 1024):g} MiB"
 
 
 def new_upload_id() -> str:
