@@ -181,6 +181,8 @@ task_queue = Table(
     # Copy of task_runs.group_id: only the WorkingDirectory's pinned worker may claim the row.
     Column("group_id", String(40)),
     Index("ix_task_queue_claim", "task_type", "worker_group", "id"),
+    # The reaper's look for group children stranded on a vanished worker (migration 0012).
+    Index("ix_task_queue_group", "group_id", postgresql_where=text("group_id IS NOT NULL")),
 )
 
 executor_queue = Table(
