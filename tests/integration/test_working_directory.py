@@ -325,3 +325,33 @@ def test_worker_killed_mid_group_restarts_the_group_on_the_other_worker(stack, t
     lines = [e.message for e in client.list_logs(execution.id) if e.task_id == "wd"]
     assert any(f"worker {first_worker} lost (LEASE_EXPIRED) while running task 'slow'" in m
                and "starts again from its first task" in m for m in lines), lines
+
+
+def test_past_the_restart_limit_the_lost_child_fails_saying_why(database_url, tmp_path):
+    """With ``max_redeliveries`` 0 a group may not start again: the child whose worker was lost
+    fails with the reason, and so do the WorkingDirectory and the execution (no hang)."""
+    server = ServerThread(settings_for(database_url, data_dir=tmp_path / "storage", max_redeliveries=0)).start()
+    stubs = rpc.connect(server.address)
+    try:
+        silent = stubs.register_worker(["io.kestra.plugin.core.debug.Return",
+                                        "io.kestra.plugin.core.flow.WorkingDirectory"])
+        flow = stubs.deploy("""
+id: limit
+namespace: tests.workdir
+tasks:
+  - id: wd
+    type: io.kestra.plugin.core.flow.WorkingDirectory
+    tasks:
+      - {id: r1, type: io.kestra.plugin.core.debug.Return, format: one}
+""")
+        execution = stubs.start(flow.namespace, flow.id)
+        wait_until(lambda: stubs.poll(silent, wait=1), timeout=30, what="the child for the silent worker")
+        # No heartbeat, no result: the lease (3 s) expires and the group may not restart.
+        final = rpc.wait_state(stubs, execution.id, {"SUCCESS", "FAILED"}, timeout=60)
+        assert rpc.state_name(final.state.current) == "FAILED"
+        r1 = next(tr for tr in final.task_runs if tr.task_id == "r1")
+        assert f"WorkingDirectory 'wd': worker {silent} lost (LEASE_EXPIRED) while running task 'r1'" in r1.error
+        assert "already started again 0 time(s) (the limit), so it fails" in r1.error
+    finally:
+        stubs.close()
+        server.stop()
