@@ -35,6 +35,7 @@ ROWS: list[tuple[str, str, str, str]] = [
     ("pg_rows_written_per_task_run", "Postgres rows inserted+updated+deleted per task run", "", ""),
     ("sql_statements_per_task_run", "SQL statements per task run (census, net)", "", "each one a round trip"),
     ("sql_commits_per_task_run", "transactions committed per task run (census, net)", "", ""),
+    ("sql_round_trips_per_task_run", "round trips per task run (census: statements+BEGIN+COMMIT)", "", ""),
     ("dispatch_p50_ms", "dispatch ready -> worker receipt p50 (idle)", "ms", "<= 2"),
     ("dispatch_p99_ms", "dispatch ready -> worker receipt p99 (idle)", "ms", "<= 10"),
     ("dispatch_loaded_p50_ms", "dispatch p50 under throughput load", "ms", "(queueing included)"),

@@ -42,6 +42,11 @@ class Settings(BaseSettings):
         "is refused with the file's path and this limit, and nothing is stored.",
     )
     poll_wait_seconds: float = Field(30.0, description="Longest time a PollTaskRuns call is held.")
+    poll_recheck_seconds: float = Field(
+        1.0, gt=0,
+        description="A waiting poll claims again after this long without a wake-up (finds delayed retries and "
+        "re-queued work, and covers a wake-up lost between replicas).",
+    )
     lease_seconds: float = Field(30.0, description="Lease of a task-run attempt without a heartbeat.")
     heartbeat_interval_seconds: float = Field(5.0, description="Heartbeat interval told to workers.")
     worker_dead_after_seconds: float = Field(60.0, description="A worker silent this long is dead.")

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable
 import grpc
 import redis.asyncio as aioredis
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from controlplane import crypto, faults
 from controlplane import secrets as secret_store
@@ -46,6 +46,7 @@ from controlplane.service.flow_registry import FlowRegistry
 from controlplane.service.log_files import LogFileRequest, write_log_file
 from controlplane.storage import InternalStorage, backend_from_settings
 from controlplane.storage import render as storage_render
+from controlplane.store import liveness
 from controlplane.store import repository as repo
 from controlplane.store.migrations import upgrade
 from controlplane.tokens import TaskTokenSigner
@@ -95,6 +96,7 @@ class ControlPlane:
         self._server: grpc.aio.Server | None = None
         self._loops: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
+        self._read_engine: AsyncEngine | None = None
         self._leaders: list[Leadership] = []
         self.scheduler: Scheduler
         self.http: HttpServer | None = None
@@ -115,11 +117,18 @@ class ControlPlane:
         assert self.redis_events is not None
         for request in unit.log_files:
             self._spawn(self._write_log_file(request))
-        if unit.tasks_queued:
+        if unit.tasks_queued or unit.queued:
             faults.hit("queue.committed_before_wakeup")
-            await self.redis_events.publish_tasks_queued()
-        for execution_id in unit.executions:
-            await self.redis_events.publish_execution_changed(execution_id)
+        if unit.tasks_queued or unit.queued or unit.executions or unit.logs:
+            await self.redis_events.announce(unit.tasks_queued, unit.executions, unit.logs, unit.queued)
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A connection in autocommit mode for reads that need no transaction (one statement is
+        one consistent snapshot): no BEGIN and COMMIT round trips around it."""
+        assert self._read_engine is not None, "control plane not started"
+        async with self._read_engine.connect() as conn:
+            yield conn
 
     def _spawn(self, coro) -> None:
         """Run ``coro`` in the background, keeping a reference until it ends."""
@@ -163,7 +172,11 @@ class ControlPlane:
             log.info("%d secret(s) loaded from SECRET_* environment variables", count)
         credentials = server_credentials(s.tls_cert, s.tls_key, s.tls_client_ca)  # bad files: fail first
         await asyncio.to_thread(upgrade, s.database_url)
-        self.engine = create_async_engine(s.database_url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+        # No pool_pre_ping (a SELECT 1 round trip before every transaction): dead connections are
+        # found by a socket check on checkout instead (controlplane/store/liveness.py).
+        self.engine = create_async_engine(s.database_url, pool_size=10, max_overflow=20)
+        liveness.install(self.engine)
+        self._read_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         interceptors = [*await self._auth_interceptors(), DecodeInterceptor()]
         self.redis = aioredis.from_url(s.redis_url)
         self.redis_events = RedisEvents(self.redis, s.redis_prefix, self.events)
@@ -311,7 +324,7 @@ class ControlPlane:
                 "message": f"no active worker runs task type {run.task_type}{group}: the task run waits in the "
                            "queue until one registers (see `kestrel workers`)",
             })
-            unit.executions.add(run.execution_id)
+            unit.logs.add(run.execution_id)
         while len(self._warned_unserved) > 10_000:
             self._warned_unserved.pop(next(iter(self._warned_unserved)))
         await repo.append_logs(unit.conn, rows)

@@ -158,10 +158,22 @@ def task_run_to_proto(tr: TaskRun, mask: Callable[[str], str] = secrets.mask) ->
     )
 
 
-def execution_to_proto(execution: Execution) -> execution_pb2.Execution:
+def execution_to_proto(
+    execution: Execution,
+    mask: Callable[[str], str] | None = None,
+    task_run_proto: Callable[[TaskRun, Callable[[str], str]], execution_pb2.TaskRun] | None = None,
+) -> execution_pb2.Execution:
     """An execution (with task runs when loaded) on the wire, with the values of secrets and of
-    its SECRET inputs masked everywhere (inputs, outputs, labels, loop values, errors)."""
-    mask = secrets.execution_masker(execution.inputs).mask
+    its SECRET inputs masked everywhere (inputs, outputs, labels, loop values, errors).
+
+    Args:
+        mask: The execution's masking function when the caller already has it (it depends
+            only on the execution's inputs); built here otherwise.
+        task_run_proto: Converts one task run (default :func:`task_run_to_proto`); a watcher
+            passes a cached one so unchanged task runs are not converted again.
+    """
+    mask = mask or secrets.execution_masker(execution.inputs).mask
+    task_run_proto = task_run_proto or task_run_to_proto
     return execution_pb2.Execution(
         id=execution.id,
         namespace=execution.namespace,
@@ -171,7 +183,7 @@ def execution_to_proto(execution: Execution) -> execution_pb2.Execution:
         inputs_json=masked_json(execution.inputs, mask),
         outputs_json=masked_json(execution.outputs, mask),
         labels=labels_to_proto({k: mask(str(v)) for k, v in execution.labels.items()}),
-        task_runs=[task_run_to_proto(tr, mask) for tr in execution.task_runs],
+        task_runs=[task_run_proto(tr, mask) for tr in execution.task_runs],
         start_date=ts(execution.started_at or execution.created_at),
         end_date=ts(execution.ended_at),
         error=mask(execution.error or ""),

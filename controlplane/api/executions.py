@@ -8,7 +8,7 @@ from datetime import datetime
 
 import grpc
 
-from controlplane import faults
+from controlplane import faults, secrets
 from controlplane.api import access, checks, convert
 from controlplane.api.status import rpc
 from controlplane.errors import (
@@ -18,6 +18,7 @@ from controlplane.errors import (
     NotFoundError,
 )
 from controlplane.flows import coerce_inputs
+from controlplane.model import TaskRun
 from controlplane.store import repository as repo
 from kestrel.v1 import execution_pb2, execution_pb2_grpc
 
@@ -42,8 +43,8 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
 
     async def _get(self, execution_id: str):
         checks.text_field(execution_id, "id", max_len=checks.MAX_EXECUTION_ID, required=True)
-        async with self._cp.transaction() as unit:
-            execution = await repo.get_execution(unit.conn, execution_id)
+        async with self._cp.read() as conn:  # one statement: no transaction needed
+            execution = await repo.get_execution(conn, execution_id)
         if execution is None:
             raise NotFoundError(f"execution '{execution_id}' not found")
         access.namespace(execution.namespace)
@@ -170,12 +171,26 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
 
     @rpc
     async def WatchExecution(self, request: execution_pb2.WatchExecutionRequest, context: grpc.aio.ServicerContext):
+        # Task runs that did not change since the last read are not converted again (a long
+        # execution changes one task run at a time), and the mask is built once.
+        converted: dict[str, tuple[TaskRun, execution_pb2.TaskRun]] = {}
+
+        def task_run_proto(tr: TaskRun, mask) -> execution_pb2.TaskRun:
+            hit = converted.get(tr.id)
+            if hit is None or hit[0] != tr:
+                hit = (tr, convert.task_run_to_proto(tr, mask))
+                converted[tr.id] = hit
+            return hit[1]
+
+        mask = None
         with self._cp.events.watch_execution(request.id) as changed:
             last = None
             while True:
                 changed.clear()
                 execution = await self._get(request.id)
-                message = convert.execution_to_proto(execution)
+                if mask is None:
+                    mask = secrets.execution_masker(execution.inputs).mask
+                message = convert.execution_to_proto(execution, mask, task_run_proto)
                 if message != last:
                     yield execution_pb2.WatchExecutionResponse(execution=message)
                     last = message

@@ -73,7 +73,7 @@ class LogServicer(log_pb2_grpc.LogServiceServicer):
                 )
             rows, crossed = await self._within_log_limit(unit.conn, claims, rows)
             await repo.append_logs(unit.conn, rows)
-            unit.executions.add(claims.execution_id)
+            unit.logs.add(claims.execution_id)
         if crossed:
             await self._fail_over_log_limit(request.task_token)
         return log_pb2.AppendLogsResponse()
@@ -158,7 +158,7 @@ class LogServicer(log_pb2_grpc.LogServiceServicer):
         checks.text_field(request.execution_id, "execution_id", max_len=checks.MAX_EXECUTION_ID, required=True)
         after = request.after_sequence
         levels = self._levels(request.min_level)
-        with self._cp.events.watch_execution(request.execution_id) as changed:
+        with self._cp.events.watch_execution(request.execution_id, logs=True) as changed:
             while True:
                 changed.clear()
                 async with self._cp.transaction() as unit:

@@ -89,6 +89,11 @@ _MAX_NESTED_STARTS = 5
 FlowLoader = Callable[[Any, str, str, int], Awaitable[Flow]]
 
 
+class AdvanceFailed(Exception):
+    """An advance failed in a transaction without savepoints (``Unit.savepoints`` False): roll
+    the transaction back and run it again with savepoints. The cause is ``__cause__``."""
+
+
 @dataclass(frozen=True)
 class Lost:
     """Why an attempt was lost (not ended by the task itself)."""
@@ -140,16 +145,28 @@ class Executor:
         faults.hit("start.advanced")
         return execution.id, True
 
-    async def advance(self, unit: Unit, execution_id: str) -> Execution | None:
+    async def advance(
+        self, unit: Unit, execution_id: str, locked: Execution | None = None, *, clear_dirty: bool = True
+    ) -> Execution | None:
         """Lock the execution, create whatever can start now, finish what is done.
 
+        Args:
+            locked: The execution, when the caller has already row-locked it in this
+                transaction (it is not read again).
+            clear_dirty: Remove the execution from the executor queue (it is fully advanced).
+                False when the caller did not put it there (a worker's result): a mark left by
+                someone else then costs the sweep one more (idempotent) advance, and the common
+                case saves a statement.
+
         Returns:
-            The execution after the changes, or None when it does not exist.
+            The execution after the changes (``task_runs`` = every task run, those created now
+            included), or None when it does not exist.
         """
         conn = unit.conn
-        execution = await repo.lock_execution(conn, execution_id)
+        execution = locked if locked is not None else await repo.lock_execution(conn, execution_id)
         if execution is None:
             return None
+        row_before = _row_fields(execution)
         if execution.state.is_terminal:
             await repo.clear_execution_dirty(conn, execution_id)
             return execution
@@ -252,17 +269,20 @@ class Executor:
                 change_state(execution, State.RUNNING, now, f"execution {execution.id}")
                 exec_changed = True
         if exec_changed:
-            await repo.save_execution_state(conn, execution)
             unit.executions.add(execution.id)
+            if _row_fields(execution) != row_before:  # not for a task run created or ended
+                await repo.save_execution_state(conn, execution)
             if execution.state.is_terminal:
                 await self._on_terminal(unit, execution)
         if more_later:
             await repo.mark_execution_dirty(conn, execution_id)
         else:
-            await repo.clear_execution_dirty(conn, execution_id)
+            if clear_dirty:
+                await repo.clear_execution_dirty(conn, execution_id)
             deadline = self._sla_deadline(flow, execution, now)
             if deadline is not None:
                 await repo.mark_execution_dirty(conn, execution_id, deadline)  # durable MAX_DURATION timer
+        execution.task_runs = view.all
         return execution
 
     # ------------------------------------------------------------------------------------------
@@ -415,14 +435,20 @@ class Executor:
         worker_group = task.worker_group or ""
         if group_id is not None:
             worker_group = flow.find_task(group.task_id).worker_group or worker_group
-        await repo.insert_task_run(unit.conn, tr, properties=tr.properties, timeout_seconds=timeout,
-                                   worker_group=worker_group, group_id=group_id)
-        if tr.state is State.CREATED and render_failed:
-            await repo.park_for_next_attempt(unit.conn, tr.id, now)
-        elif tr.state is State.CREATED:
-            faults.hit("advance.task_run_inserted")
-            await repo.enqueue_task_run(unit.conn, tr.id, tr.task_type, worker_group, group_id=group_id)
-            unit.tasks_queued = True
+        if tr.state is State.CREATED and not render_failed and group_id is None:
+            await repo.insert_and_enqueue_task_run(unit.conn, tr, properties=tr.properties,
+                                                   timeout_seconds=timeout, worker_group=worker_group)
+            faults.hit("advance.task_run_inserted")  # (inserted and queued in one statement)
+            unit.queued.append((tr.task_type, worker_group))
+        else:
+            await repo.insert_task_run(unit.conn, tr, properties=tr.properties, timeout_seconds=timeout,
+                                       worker_group=worker_group, group_id=group_id)
+            if tr.state is State.CREATED and render_failed:
+                await repo.park_for_next_attempt(unit.conn, tr.id, now)
+            elif tr.state is State.CREATED:
+                faults.hit("advance.task_run_inserted")
+                await repo.enqueue_task_run(unit.conn, tr.id, tr.task_type, worker_group, group_id=group_id)
+                unit.tasks_queued = True  # a group child only its group's worker may claim: wake every poll
         view.add(tr)
         if tr.state is State.RUNNING and task.type == subflow_rules.TYPE:
             await self._start_subflow(unit, execution, view, task, tr, now)
@@ -523,15 +549,31 @@ class Executor:
               "attempt": tr.attempt, "level": "ERROR", "message": message, "timestamp": repo.utcnow()}],
         )
 
-    async def advance_safely(self, unit: Unit, execution_id: str) -> None:
+    async def advance_safely(
+        self, unit: Unit, execution_id: str, locked: Execution | None = None, *, clear_dirty: bool = True
+    ) -> Execution | None:
         """Advance inside a savepoint; on an unexpected error keep what was already recorded and
-        leave the execution on the executor queue for the sweep loop to retry."""
-        await repo.mark_execution_dirty(unit.conn, execution_id)
+        put the execution on the executor queue for the sweep loop to retry (in this
+        transaction, so the retry is as durable as what was recorded).
+
+        Args:
+            locked, clear_dirty: See :meth:`advance`.
+
+        Returns:
+            What :meth:`advance` returned, or None when it failed.
+        """
+        if not unit.savepoints:
+            try:
+                return await self.advance(unit, execution_id, locked, clear_dirty=clear_dirty)
+            except Exception as exc:
+                raise AdvanceFailed(f"advancing execution {execution_id} failed: {exc}") from exc
         try:
             async with unit.conn.begin_nested():
-                await self.advance(unit, execution_id)
+                return await self.advance(unit, execution_id, locked, clear_dirty=clear_dirty)
         except Exception:
             log.exception("advancing execution %s failed; the executor sweep will retry", execution_id)
+            await repo.mark_execution_dirty(unit.conn, execution_id)
+            return None
 
     async def fail_execution(self, unit: Unit, execution_id: str, error: str) -> None:
         """End an execution FAILED outside any task (e.g. the executor kept failing on it)."""
@@ -589,8 +631,8 @@ class Executor:
         flow = await self._load_flow(unit.conn, execution.namespace, execution.flow_id, execution.flow_revision)
         task = flow.find_task(tr.task_id)
         now = repo.utcnow()
-        await repo.finish_attempt(unit.conn, tr.id, claims.attempt, state)
         self._keep_log_file(unit, execution, task, tr, claims.attempt)
+        attempt_state = state
         if state is State.SUCCESS and await self._warn_after_retries(unit, flow, tr):
             state = State.WARNING
         final = apply_allow_failure(task, state)
@@ -598,7 +640,7 @@ class Executor:
         tr.error = None  # an earlier failed attempt's error stays on that attempt only
         tr.ended_at = now
         change_state(tr, final, now, f"task run {tr.id} ({tr.task_id})")
-        await repo.save_task_run_state(unit.conn, tr, clear_lease=True)
+        await repo.finish_attempt_and_save(unit.conn, tr, claims.attempt, attempt_state)
         unit.executions.add(execution.id)
         faults.hit("result.attempt_recorded")
         await self._advance_after_result(unit, execution, now)
@@ -975,8 +1017,13 @@ class Executor:
         if retrying:
             change_state(execution, State.RUNNING, now, f"execution {execution.id}")
             await repo.save_execution_state(unit.conn, execution)
-        await self.advance_safely(unit, execution.id)
-        if retrying or await repo.has_pending_retry(unit.conn, execution.id):
+        advanced = await self.advance_safely(unit, execution.id, locked=execution, clear_dirty=False)
+        if advanced is None:
+            pending_retry = await repo.has_pending_retry(unit.conn, execution.id)
+        else:  # advance just read every task run under the lock
+            pending_retry = any(tr.state is State.RETRYING and tr.next_attempt_at is not None
+                                for tr in advanced.task_runs)
+        if retrying or pending_retry:
             await self._sync_retrying(unit, execution.id, now)
 
     async def _sync_retrying(self, unit: Unit, execution_id: str, now: datetime) -> None:
@@ -1581,6 +1628,12 @@ class Executor:
         await ops.save_labels(unit.conn, execution_id, execution.labels)
         unit.executions.add(execution_id)
         return execution
+
+
+def _row_fields(execution: Execution) -> tuple[Any, ...]:
+    """What :func:`repo.save_execution_state` writes, to skip the write when nothing changed."""
+    return (execution.state, len(execution.histories), execution.outputs, execution.error, execution.started_at,
+            execution.ended_at, dict(execution.labels), execution.kill_requested)
 
 
 def new_execution(flow: Flow, inputs: dict[str, Any], labels: dict[str, str], now: datetime) -> Execution:

@@ -4,9 +4,10 @@ results, shutdown and the lease reaper (DESIGN.md §3)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -14,7 +15,7 @@ from controlplane import faults
 from controlplane.config import Settings
 from controlplane.coordination.events import Events
 from controlplane.engine import groups
-from controlplane.engine.executor import Executor, Lost
+from controlplane.engine.executor import AdvanceFailed, Executor, Lost
 from controlplane.engine.unit import Unit
 from controlplane.errors import ConflictError, FailedPreconditionError, InvalidArgumentError, NotFoundError
 from controlplane.model import State
@@ -27,6 +28,10 @@ from controlplane.tokens import TaskTokenClaims, TaskTokenSigner
 log = logging.getLogger(__name__)
 
 Transaction = Callable[[], AbstractAsyncContextManager[Unit]]
+
+
+WORKER_TOUCH_SECONDS = 1.0
+"""A poll records the worker's heartbeat (and re-reads its row) at most this often per replica."""
 
 
 class Assignment:
@@ -61,6 +66,10 @@ class Dispatcher:
         self._signer = signer
         self._events = events
         self._settings = settings
+        # Per worker on this replica: (monotonic time, row) of its last heartbeat by a poll, and
+        # the queue-signal count before its last claim when that claim drained what it can take.
+        self._touched: dict[str, tuple[float, repo.WorkerRow]] = {}
+        self._drained: dict[str, int] = {}
 
     async def register_worker(
         self, worker_id: str, hostname: str, sdk: str, task_types: list[str], worker_group: str,
@@ -76,6 +85,7 @@ class Dispatcher:
         if concurrency < 1:
             raise InvalidArgumentError(f"concurrency: must be >= 1, got {concurrency}")
         worker_id = worker_id or f"worker-{new_id()}"
+        self._forget_worker(worker_id)
         async with self._tx() as unit:
             # A live worker keeps its id: another process (other host or SDK) may not take it
             # over while it heartbeats. The same worker re-registering (e.g. after a control-plane
@@ -102,31 +112,86 @@ class Dispatcher:
             raise InvalidArgumentError(f"max_task_runs: must be >= 1, got {max_task_runs}")
         wait = min(wait_seconds or self._settings.poll_wait_seconds, self._settings.poll_wait_seconds)
         deadline = time.monotonic() + wait
-        async with self._tx() as unit:
-            worker = await repo.touch_active_worker(unit.conn, worker_id)
-            if worker is None:
-                raise FailedPreconditionError(f"worker '{worker_id}' is not registered (or has shut down); register again")
-        while True:
-            async with self._tx() as unit:
-                claimed = await repo.claim_task_runs(
-                    unit.conn, worker_id, worker.task_types, worker.worker_group, max_task_runs,
-                    self._settings.lease_seconds,
-                )
-                unit.executions.update(c.execution_id for c in claimed)
-                groups_ = await wd_store.pin_and_describe(unit.conn, claimed, worker_id)
-            if claimed:
-                faults.hit("claim.committed")
-                return [
-                    Assignment(c, self._signer.sign(TaskTokenClaims(c.execution_id, c.task_run_id, c.attempt,
-                                                                     c.lease_epoch, worker_id)),
-                               groups_.get(c.group_id) if c.group_id else None)
-                    for c in claimed
-                ]
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return []
-            # Woken by new work; the 1 s cap also catches delayed (available_at) rows.
-            await self._events.wait_tasks(min(remaining, 1.0))
+        with contextlib.ExitStack() as stack:
+            claimed: list[repo.ClaimedTaskRun] = []
+            groups_: dict[str, Any] = {}
+            worker = self._recent_worker(worker_id)
+            if worker is not None:
+                # Registered before the check below: a signal after it wakes this poll.
+                waiter = stack.enter_context(self._events.poll_waiter(worker.task_types, worker.worker_group))
+                if self._drained.get(worker_id) != self._events.queued_signals:
+                    async with self._tx() as unit:
+                        claimed, groups_ = await self._claim(unit, worker, max_task_runs)
+                # else: its last claim left nothing it could take and nothing was queued since:
+                # no round trip, wait for a wake-up.
+            else:
+                async with self._tx() as unit:  # the first claim shares its transaction with the heartbeat
+                    worker = await repo.touch_active_worker(unit.conn, worker_id)
+                    if worker is None:
+                        raise FailedPreconditionError(
+                            f"worker '{worker_id}' is not registered (or has shut down); register again"
+                        )
+                    self._remember_worker(worker)
+                    # Registered before the first claim: work queued while it runs is not missed.
+                    waiter = stack.enter_context(self._events.poll_waiter(worker.task_types, worker.worker_group))
+                    claimed, groups_ = await self._claim(unit, worker, max_task_runs)
+            while not claimed:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return []
+                # Woken by new work (one poll per queued task run); the recheck cap (1 s by
+                # default) also catches delayed (available_at) rows and signals lost between replicas.
+                await waiter.wait(min(remaining, self._settings.poll_recheck_seconds))
+                waiter.woken.clear()
+                async with self._tx() as unit:
+                    claimed, groups_ = await self._claim(unit, worker, max_task_runs)
+            faults.hit("claim.committed")
+            return self._assign(worker_id, claimed, groups_)
+
+    def _recent_worker(self, worker_id: str) -> repo.WorkerRow | None:
+        """The worker as its poll read it less than :data:`WORKER_TOUCH_SECONDS` ago on this
+        replica (its heartbeat is that recent too), else None."""
+        seen = self._touched.get(worker_id)
+        if seen is None or time.monotonic() - seen[0] >= WORKER_TOUCH_SECONDS:
+            return None
+        return seen[1]
+
+    def _remember_worker(self, worker: repo.WorkerRow) -> None:
+        if len(self._touched) > 10_000:
+            self._touched.clear()
+            self._drained.clear()
+        self._touched[worker.id] = (time.monotonic(), worker)
+
+    def _forget_worker(self, worker_id: str) -> None:
+        self._touched.pop(worker_id, None)
+        self._drained.pop(worker_id, None)
+
+    async def _claim(
+        self, unit: Unit, worker: repo.WorkerRow, limit: int
+    ) -> tuple[list[repo.ClaimedTaskRun], dict[str, Any]]:
+        """Claim for ``worker``; returns the claimed task runs and the WorkingDirectory groups
+        they belong to (pinned to this worker in the same transaction)."""
+        signals = self._events.queued_signals  # read before the claim: a signal during it counts as new
+        claimed = await repo.claim_task_runs(
+            unit.conn, worker.id, worker.task_types, worker.worker_group, limit, self._settings.lease_seconds
+        )
+        if len(claimed) < limit:
+            self._drained[worker.id] = signals  # nothing more for it until the next signal
+        else:
+            self._drained.pop(worker.id, None)  # there may be more
+        unit.executions.update(c.execution_id for c in claimed)
+        groups_ = await wd_store.pin_and_describe(unit.conn, claimed, worker.id) if claimed else {}
+        return claimed, groups_
+
+    def _assign(
+        self, worker_id: str, claimed: list[repo.ClaimedTaskRun], groups_: dict[str, Any]
+    ) -> list[Assignment]:
+        return [
+            Assignment(c, self._signer.sign(TaskTokenClaims(c.execution_id, c.task_run_id, c.attempt,
+                                                             c.lease_epoch, worker_id)),
+                       groups_.get(c.group_id) if c.group_id else None)
+            for c in claimed
+        ]
 
     async def heartbeat(self, token: str) -> tuple[Any, bool]:
         """Extend a lease: (new expiry, cancel requested).
@@ -151,10 +216,12 @@ class Dispatcher:
         if state not in (State.SUCCESS, State.WARNING):
             raise InvalidArgumentError(f"state: a completion is SUCCESS or WARNING, not {state}")
         claims = self._signer.verify(token)
-        async with self._tx() as unit:
+        async def record(unit: Unit) -> None:
             if group_outputs:
                 await wd_store.record_outputs(unit.conn, claims, group_outputs)
             await self._executor.complete(unit, claims, outputs, state)
+
+        await self._record_result(record)
         faults.hit("result.committed")
 
     async def fail(self, token: str, error: str, reason: str, outputs: dict[str, Any] | None, *,
@@ -162,8 +229,22 @@ class Dispatcher:
         """Record a failure (see :meth:`Executor.fail`; ``log_error`` for a failure the control
         plane decided)."""
         claims = self._signer.verify(token)
-        async with self._tx() as unit:
-            await self._executor.fail(unit, claims, error, reason, outputs, log_error=log_error)
+        await self._record_result(lambda unit: self._executor.fail(unit, claims, error, reason, outputs,
+                                                                          log_error=log_error))
+
+    async def _record_result(self, record: Callable[[Unit], Awaitable[None]]) -> None:
+        """Run ``record`` (a result and the advance after it) in one transaction without
+        savepoints; if the advance fails, that transaction is rolled back and ``record`` runs
+        again with the advance in a savepoint (the result is kept, the sweep retries the
+        advance). Either way the worker is answered only after a commit."""
+        try:
+            async with self._tx() as unit:
+                unit.savepoints = False
+                await record(unit)
+        except AdvanceFailed as exc:
+            log.warning("%s; recording the result again with the advance in a savepoint", exc)
+            async with self._tx() as unit:
+                await record(unit)
 
     async def worker_heartbeat(self, worker_id: str) -> list[str]:
         """Mark a worker alive; returns the ids of the task runs it holds that must stop (their
@@ -188,6 +269,7 @@ class Dispatcher:
 
     async def shutdown_worker(self, worker_id: str) -> int:
         """Mark a worker stopped and re-queue its unfinished task runs at once; returns how many."""
+        self._forget_worker(worker_id)
         async with self._tx() as unit:
             await repo.set_worker_state(unit.conn, worker_id, "STOPPED")
             held = await repo.running_task_runs_of_worker(unit.conn, worker_id)

@@ -12,8 +12,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, delete, func, insert, literal, or_, select, update
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import (
+    DateTime,
+    String,
+    and_,
+    case,
+    delete,
+    func,
+    insert,
+    literal,
+    literal_column,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB, aggregate_order_by
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -241,14 +254,53 @@ async def lock_execution(conn: AsyncConnection, execution_id: str, *, nowait: bo
     return _execution(row) if row else None
 
 
+#: Every task run of the execution of the row, with its attempts, as one JSON array (creation
+#: order): an execution and all it holds come back in one statement.
+_TASK_RUNS_JSON = literal_column(
+    "(SELECT coalesce(jsonb_agg(to_jsonb(tr) || jsonb_build_object('attempts', "
+    "(SELECT coalesce(jsonb_agg(to_jsonb(a) ORDER BY a.attempt), '[]'::jsonb) "
+    "FROM task_run_attempts AS a WHERE a.task_run_id = tr.id)) ORDER BY tr.seq), '[]'::jsonb) "
+    "FROM task_runs AS tr WHERE tr.execution_id = executions.id)",
+    type_=JSONB,
+).label("task_runs_json")
+
+_TASK_RUN_DATES = ("created_at", "started_at", "ended_at", "next_attempt_at", "lease_expires_at", "ready_at")
+
+
+class _JsonRow:
+    """Attribute access over a row sent as a JSON object (``to_jsonb(row)``)."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self._values = values
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def _task_run_from_json(values: dict[str, Any]) -> TaskRun:
+    for key in _TASK_RUN_DATES:
+        if values.get(key):
+            values[key] = datetime.fromisoformat(values[key])
+    tr = _task_run(_JsonRow(values))
+    tr.attempts = [_attempt_from_json(a) for a in values["attempts"]]
+    return tr
+
+
 async def get_execution(conn: AsyncConnection, execution_id: str, with_task_runs: bool = True) -> Execution | None:
-    """An execution with its task runs and attempts (creation order); None when unknown."""
-    row = (await conn.execute(select(t.executions).where(t.executions.c.id == execution_id))).first()
+    """An execution with its task runs and attempts (creation order), read in one statement;
+    None when unknown."""
+    columns = [t.executions, _TASK_RUNS_JSON] if with_task_runs else [t.executions]
+    row = (await conn.execute(select(*columns).where(t.executions.c.id == execution_id))).first()
     if row is None:
         return None
     execution = _execution(row)
     if with_task_runs:
-        execution.task_runs = await load_task_runs(conn, execution_id)
+        execution.task_runs = [_task_run_from_json(values) for values in row.task_runs_json]
     return execution
 
 
@@ -331,38 +383,47 @@ def _task_run(row: Any) -> TaskRun:
     )
 
 
+_ATTEMPTS_JSON = (
+    select(func.coalesce(
+        func.jsonb_agg(aggregate_order_by(func.to_jsonb(literal_column("a")), literal_column("a.attempt"))),
+        literal([], type_=JSONB),
+    ))
+    .select_from(t.task_run_attempts.alias("a"))
+    .where(literal_column("a.task_run_id") == t.task_runs.c.id)
+    .scalar_subquery()
+    .label("attempts_json")
+)
+
+
+def _attempt_from_json(a: dict[str, Any]) -> Attempt:
+    return Attempt(
+        number=a["attempt"],
+        state=State(a["state"]),
+        histories=histories_from_json(a["histories"]),
+        worker_id=a["worker_id"],
+        started_at=datetime.fromisoformat(a["started_at"]) if a["started_at"] else None,
+        ended_at=datetime.fromisoformat(a["ended_at"]) if a["ended_at"] else None,
+        reason=a["reason"],
+        error=a["error"],
+        log_file=a.get("log_file"),
+    )
+
+
 async def load_task_runs(conn: AsyncConnection, execution_id: str) -> list[TaskRun]:
-    """Task runs of an execution in creation order, each with its attempts."""
+    """Task runs of an execution in creation order, each with its attempts (one statement: the
+    attempts of each task run come as a JSON array beside it)."""
     rows = (
-        await conn.execute(select(t.task_runs).where(t.task_runs.c.execution_id == execution_id).order_by(t.task_runs.c.seq))
-    ).all()
-    runs = [_task_run(r) for r in rows]
-    if runs:
-        by_id = {tr.id: tr for tr in runs}
-        # A join on the execution rather than `IN (every task-run id)`: one short statement
-        # whatever the number of task runs.
-        q = (
-            select(t.task_run_attempts)
-            .join(t.task_runs, t.task_runs.c.id == t.task_run_attempts.c.task_run_id)
+        await conn.execute(
+            select(t.task_runs, _ATTEMPTS_JSON)
             .where(t.task_runs.c.execution_id == execution_id)
-            .order_by(t.task_run_attempts.c.task_run_id, t.task_run_attempts.c.attempt)
+            .order_by(t.task_runs.c.seq)
         )
-        for a in (await conn.execute(q)).all():
-            if a.task_run_id not in by_id:
-                continue  # a task run created between the two reads (read committed): next read has it
-            by_id[a.task_run_id].attempts.append(
-                Attempt(
-                    number=a.attempt,
-                    state=State(a.state),
-                    histories=histories_from_json(a.histories),
-                    worker_id=a.worker_id,
-                    started_at=a.started_at,
-                    ended_at=a.ended_at,
-                    reason=a.reason,
-                    error=a.error,
-                    log_file=a.log_file,
-                )
-            )
+    ).all()
+    runs = []
+    for r in rows:
+        tr = _task_run(r)
+        tr.attempts = [_attempt_from_json(a) for a in r.attempts_json]
+        runs.append(tr)
     return runs
 
 
@@ -421,6 +482,87 @@ async def save_task_run_state(conn: AsyncConnection, tr: TaskRun, *, clear_lease
             ended_at=tr.ended_at,
             **lease,
         )
+    )
+
+
+async def finish_attempt_and_save(conn: AsyncConnection, tr: TaskRun, attempt: int, attempt_state: State) -> None:
+    """:func:`finish_attempt` (no reason, no error) and :func:`save_task_run_state` with
+    ``clear_lease``, in one statement (a worker's successful result)."""
+    now = utcnow()
+    entry = [{"state": attempt_state.value, "date": now.isoformat()}]
+    finished = (
+        update(t.task_run_attempts)
+        .where(t.task_run_attempts.c.task_run_id == tr.id, t.task_run_attempts.c.attempt == attempt)
+        .values(
+            state=attempt_state.value,
+            histories=t.task_run_attempts.c.histories.op("||")(literal(entry, type_=JSONB)),
+            reason=None,
+            error=None,
+            ended_at=now,
+        )
+        .returning(t.task_run_attempts.c.attempt)
+        .cte("finished_attempt")
+    )
+    await conn.execute(
+        update(t.task_runs)
+        .where(t.task_runs.c.id == tr.id)
+        .values(
+            state=tr.state.value,
+            histories=histories_to_json(tr.histories),
+            outputs=tr.outputs,
+            error=storable_text(tr.error),
+            started_at=tr.started_at,
+            ended_at=tr.ended_at,
+            worker_id=None,
+            lease_expires_at=None,
+        )
+        .add_cte(finished)
+    )
+
+
+async def insert_and_enqueue_task_run(
+    conn: AsyncConnection,
+    tr: TaskRun,
+    *,
+    properties: dict[str, Any] | None = None,
+    timeout_seconds: float | None = None,
+    worker_group: str = "",
+) -> None:
+    """:func:`insert_task_run` then :func:`enqueue_task_run` (available now), in one statement."""
+    inserted = (
+        insert(t.task_runs).values(
+            id=tr.id,
+            worker_group=worker_group,
+            execution_id=tr.execution_id,
+            seq=tr.seq,
+            task_id=tr.task_id,
+            task_type=tr.task_type,
+            parent_id=tr.parent_id,
+            value=tr.value,
+            branch=tr.branch,
+            state=tr.state.value,
+            histories=histories_to_json(tr.histories),
+            properties=properties,
+            timeout_seconds=timeout_seconds,
+            outputs=tr.outputs,
+            error=storable_text(tr.error),
+            created_at=tr.created_at,
+            started_at=tr.started_at,
+            ended_at=tr.ended_at,
+            ready_at=tr.created_at,
+            iteration=tr.iteration,
+        )
+        .returning(t.task_runs.c.id)
+        .cte("inserted_task_run")
+    )
+    await conn.execute(
+        insert(t.task_queue)
+        .from_select(
+            ["task_run_id", "task_type", "worker_group", "available_at"],
+            select(inserted.c.id, literal(tr.task_type, String), literal(worker_group, String),
+                   literal(utcnow(), DateTime(timezone=True))),
+        )
+        .add_cte(inserted)
     )
 
 
