@@ -59,7 +59,13 @@ def run_census(executions: int, workdir: Path, results: dict[str, Any], idle_sec
         # pro-rata subtraction would remove claims that never happened. Nothing in the census
         # flow needs the recheck (no retries, one replica).
         settings = Settings(database_url=url, redis_url=REDIS_URL, redis_prefix=f"kestrel-bench-{uuid.uuid4().hex[:8]}",
-                            port=0, data_dir=workdir / "census-data", poll_recheck_seconds=30.0)
+                            port=0, data_dir=workdir / "census-data", poll_recheck_seconds=30.0,
+                            # The background loops (not needed by this flow: results advance
+                            # inline) run at a fixed rate per second, so on a loaded machine,
+                            # where the census takes several times longer, their pro-rata
+                            # subtraction dominates the figure: slow them down instead.
+                            scheduler_interval_seconds=3600.0, executor_interval_seconds=3600.0,
+                            reaper_interval_seconds=3600.0)
         cp = ControlPlane(settings)
         loop = asyncio.new_event_loop()
         thread = threading.Thread(target=loop.run_forever, daemon=True, name="census-control-plane")
