@@ -37,7 +37,7 @@ class Sla:
     Attributes:
         id: As written (Kestra does not require ids to be unique).
         type: ``MAX_DURATION`` or ``EXECUTION_ASSERTION``.
-        behavior: ``FAIL``, ``CANCEL`` or ``NONE``.
+        behavior: ``FAIL`` (the default), ``CANCEL`` or ``NONE``.
         labels: Labels added to the execution on a violation.
         duration: Seconds (``MAX_DURATION`` only).
         assertion: The ``assert`` template (``EXECUTION_ASSERTION`` only).
@@ -78,7 +78,7 @@ def check(raw: Mapping[str, Any], path: str) -> tuple[Sla | None, list[tuple[str
     kind = raw.get("type")
     if kind not in TYPES:
         issues.append((f"{path}.type", f"{what}: 'type' must be one of {', '.join(TYPES)}, not {kind!r}"))
-    behavior = raw.get("behavior")
+    behavior = raw.get("behavior", "FAIL")  # Kestra's default
     if behavior not in BEHAVIORS:
         issues.append((f"{path}.behavior", f"{what}: 'behavior' must be one of FAIL, CANCEL, NONE, not {behavior!r}"))
     labels = _labels(raw.get("labels"), f"{path}.labels", what, issues)

@@ -247,12 +247,16 @@ tasks:
     type: io.kestra.plugin.core.log.Log
     message: hi
     logToFile: true
+triggers:
+  - id: poll
+    type: io.kestra.plugin.core.http.Trigger
+    uri: https://example.com
 """
     resp = stubs.flows.RegisterFlow(flow_pb2.RegisterFlowRequest(source=src))
     messages = [w.message for w in resp.warnings]
-    assert any("'sla' is not enforced yet" in m for m in messages)
-    assert any("task 'a': 'logToFile' is not applied yet" in m for m in messages)
-    assert [w.line for w in resp.warnings if w.path == "tasks[0].logToFile"] == [9]  # the task's line
+    assert any("trigger 'poll'" in m and "do not fire yet" in m for m in messages)
+    # sla (behavior defaults to FAIL, as Kestra) and logToFile are applied: no warning for them
+    assert not any("sla" in m or "logToFile" in m for m in messages)
 
 
 def test_task_log_level_drops_lower_lines(stubs):
