@@ -69,6 +69,7 @@ def load(source: str) -> Any:
     Raises:
         YamlSyntaxError: Invalid YAML, a duplicate mapping key, or several documents.
     """
+    _check_flow_nesting(source)
     yaml = YAML(typ="rt")
     yaml.Constructor = _FlowConstructor
     try:
@@ -85,6 +86,27 @@ def load(source: str) -> Any:
         raise YamlSyntaxError(_clean(str(exc))) from exc
     except RecursionError:
         raise YamlSyntaxError("the document is nested too deeply") from None
+
+
+#: Most ``[``/``{`` open at once in a document. ruamel's scanner is quadratic in the depth of
+#: flow collections (3,000 levels: 20+ s of CPU before its recursion fails), so deeper text is
+#: refused before parsing. Counted on the raw text, brackets inside quoted strings included: an
+#: upper bound that no real flow comes near.
+MAX_FLOW_NESTING = 200
+
+
+def _check_flow_nesting(source: str) -> None:
+    """Raises YamlSyntaxError (with the line) when ``[``/``{`` nest deeper than MAX_FLOW_NESTING."""
+    depth = 0
+    for index, char in enumerate(source):
+        if char in "[{":
+            depth += 1
+            if depth > MAX_FLOW_NESTING:
+                line = source.count("\n", 0, index) + 1
+                raise YamlSyntaxError(f"the document is nested too deeply (more than {MAX_FLOW_NESTING} "
+                                      "levels of '[' or '{')", line, 0)
+        elif char in "]}" and depth:
+            depth -= 1
 
 
 def _clean(text: str) -> str:
