@@ -274,7 +274,7 @@ class Executor:
                 await repo.save_execution_state(conn, execution)
             if execution.state.is_terminal:
                 await self._on_terminal(unit, execution)
-        if more_later:
+        if more_later or self._for_each_item.again(execution_id):
             await repo.mark_execution_dirty(conn, execution_id)
         else:
             if clear_dirty:

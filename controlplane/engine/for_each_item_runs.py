@@ -7,8 +7,9 @@ decisions) and :meth:`ForEachItemRuns.started` when an ``_items`` or ``_merge`` 
 been created, always inside the advance's transaction with the execution row-locked.
 
 - The batch files are the ones the ``_split`` task run (on a worker) stored: read from the file
-  records, in batch order, :data:`CHILDREN_PER_ADVANCE` at a time; when more remain the
-  execution is left for the executor sweep, which starts the next chunk in its own transaction.
+  records, in batch order, :data:`CHILDREN_PER_ADVANCE` at a time, each chunk by the executor
+  sweep in its own transaction (never in the worker's CompleteTaskRun of the split, which must
+  answer before the worker's deadline), and each child is itself started by the sweep.
   The control plane never reads the content of ``items`` or of a batch.
 - Each child is a normal execution of the subflow linked to the ``_items`` task run
   (``caller_task_run_id``), so it ends the same way a Subflow's child does: its end marks the
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
 
 #: Child executions one advance creates for one ``_items`` task run; the sweep does the rest.
 CHILDREN_PER_ADVANCE = 100
-#: Children of one advance started in the same transaction; later ones wait for the sweep.
+#: Children of one chunk started in the chunk's transaction; later ones wait for the sweep.
 _STARTED_INLINE = 20
 #: Name of the ``_merge`` output file.
 MERGE_FILE = "subflow-outputs.jsonl"
@@ -58,6 +59,17 @@ class ForEachItemRuns:
 
     def __init__(self, executor: Executor) -> None:
         self._executor = executor
+        #: Executions whose advance left children to start: the executor keeps them on its
+        #: queue (an advance otherwise clears the queue mark at its end).
+        self._again: set[str] = set()
+
+    def again(self, execution_id: str) -> bool:
+        """Whether the advance of ``execution_id`` that is ending left children to start (the
+        executor then leaves it on the executor queue for the sweep); forgets it."""
+        if execution_id in self._again:
+            self._again.discard(execution_id)
+            return True
+        return False
 
     async def refresh(self, unit: Unit, flow: Flow, execution: Execution, view: ExecutionView, now: datetime) -> None:
         """Count the children of every running ``_items`` task run into ``view.item_counts``,
@@ -81,8 +93,9 @@ class ForEachItemRuns:
     async def started(
         self, unit: Unit, flow: Flow, execution: Execution, view: ExecutionView, task: Task, tr: TaskRun, now: datetime
     ) -> None:
-        """An ``_items`` task run was created RUNNING: read the split's result and start the
-        first chunk of children. A ``_merge`` task run: write the merge file."""
+        """An ``_items`` task run was created RUNNING: read the split's result and leave the
+        execution for the sweep, which starts the children (:meth:`refresh`). A ``_merge`` task
+        run: write the merge file."""
         if tr.task_type == rules.MERGE_TYPE:
             await self._merge(unit, execution, view, task, tr, now)
             return
@@ -105,9 +118,11 @@ class ForEachItemRuns:
         view.item_counts[tr.id] = {}
         if total == 0:
             return  # an empty file: no child, no outputs (Kestra's forEachItemEmptyItems)
-        await self._feed(unit, flow, execution, view, tr, now)
         self._set_outputs(view, tr)
         await repo.save_task_run_state(unit.conn, tr)
+        # The children are started by the executor sweep, in its own transaction: this one is
+        # usually a worker's CompleteTaskRun of the split, which must stay short.
+        self._again.add(execution.id)
 
     @staticmethod
     def _sibling(view: ExecutionView, tr: TaskRun, index: int) -> TaskRun | None:
@@ -222,9 +237,9 @@ class ForEachItemRuns:
                 finally:
                     unit.nested_starts -= 1
             else:
-                await repo.mark_execution_dirty(conn, child_id)  # the executor sweep starts it
+                await repo.mark_execution_dirty(conn, child_id)  # the sweep starts it
         if done + len(started) < total:
-            await repo.mark_execution_dirty(conn, execution.id)  # the sweep creates the next chunk
+            self._again.add(execution.id)  # the sweep creates the next chunk
         fresh = await ops.child_counts(conn, execution.id, [tr.id])
         view.item_counts[tr.id] = dict(fresh.get(tr.id, {}))
 
