@@ -88,14 +88,27 @@ def test_bad_state_filter_is_invalid_argument(server):
 def test_cli_lists_the_fleet(server):
     import subprocess
     import sys
+    import threading
 
     stubs = connect(server.address)
+    stop = threading.Event()
+    poller: threading.Thread | None = None
+
+    def keep_alive() -> None:  # the worker polls, as a live one does, while the CLI starts (2 s dead limit)
+        while not stop.is_set():
+            stubs.poll(worker_id, wait=0.5)
+
     try:
         worker_id = stubs.register_worker(["io.kestra.plugin.core.log.Log"])
+        poller = threading.Thread(target=keep_alive, daemon=True)
+        poller.start()
+        result = subprocess.run([sys.executable, "-m", "controlplane.cli", "workers", "--server", server.address],
+                                capture_output=True, text=True, timeout=60)
     finally:
+        stop.set()
+        if poller is not None:
+            poller.join(timeout=10)
         stubs.close()
-    result = subprocess.run([sys.executable, "-m", "controlplane.cli", "workers", "--server", server.address],
-                            capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert worker_id in result.stdout and "ACTIVE" in result.stdout and "0/4" in result.stdout
     bad = subprocess.run([sys.executable, "-m", "controlplane.cli", "workers", "--state", "zombie", "--server",
