@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import fcntl
 import hashlib
+import json
 import logging
 import os
 import signal
@@ -648,7 +649,25 @@ class WorkerSupervisor:
                 line = (await stream.read(65536)) + b"\n"
             if not line:
                 return
-            self._write(f"[worker-{index}] {line.decode(errors='replace').rstrip()}")
+            text = line.decode(errors="replace").rstrip()
+            if os.environ.get("KESTREL_LOG_FORMAT", "").strip().lower() == "json":
+                _write_json_line(text, f"worker-{index}")
+                continue
+            self._write(f"[worker-{index}] {text}")
+
+
+def _write_json_line(text: str, worker: str) -> None:
+    """``KESTREL_LOG_FORMAT=json``: a worker's line goes to stderr as one JSON object (its own
+    record with ``worker`` added, or a non-JSON line wrapped as ``message``), never prefixed."""
+    try:
+        record = json.loads(text)
+    except ValueError:
+        record = None
+    if not isinstance(record, dict):
+        record = {"level": "INFO", "logger": "kestrel.local.worker", "message": text}
+    record.setdefault("worker", worker)
+    sys.stderr.write(json.dumps(record) + "\n")
+    sys.stderr.flush()
 
 
 def _kill_group(pid: int) -> None:
@@ -811,7 +830,7 @@ class LocalStack:
             self.port = await self.control_plane.start()
             if not self.control_plane.settings.auth_enabled:
                 log.warning("WARNING: authentication is OFF (kestrel server local): anyone who can reach %s can read "
-                            "and change everything; use `kestrel server standalone` with API tokens for shared hosts",
+                            "and change everything; use `kestrel server local --auth` (or `server standalone` with API tokens) on shared hosts",
                             self.address)
             if self.flows_dir is not None:
                 self.deployed = await self.deploy_flows(Path(self.flows_dir))

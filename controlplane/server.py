@@ -271,7 +271,7 @@ class ControlPlane:
         async with self.engine.begin() as conn:
             if s.bootstrap_token:
                 if await token_store.ensure_token(conn, s.bootstrap_token, Role.ADMIN, "bootstrap"):
-                    log.info("bootstrap admin token stored (from KESTREL_BOOTSTRAP_TOKEN)")
+                    log.info("bootstrap admin token stored (KESTREL_BOOTSTRAP_TOKEN, or the admin token of `server local --auth`)")
             usable = await token_store.count_usable(conn)
         if not usable:
             raise FailedPreconditionError(

@@ -34,7 +34,9 @@ def fresh_database_url() -> Iterator[str]:
     except sa.exc.OperationalError as exc:
         pytest.fail(f"Postgres is not reachable at {ADMIN_URL} (start it, or run .ci/run): {exc}")
     url = ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    yield url
-    with engine.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    engine.dispose()
+    try:
+        yield url
+    finally:  # also when a fixture closes the generator instead of exhausting it
+        with engine.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        engine.dispose()

@@ -791,6 +791,7 @@ def _attempt(msg: execution_pb2.TaskRunAttempt) -> Attempt:
         start_date=_timestamp(msg.start_date, msg.HasField("start_date")),
         end_date=_timestamp(msg.end_date, msg.HasField("end_date")),
         reason=msg.reason or None,
+        log_file=msg.log_file or None,
     )
 
 

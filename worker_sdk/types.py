@@ -335,6 +335,7 @@ class Attempt:
         start_date: When the worker claimed it (UTC).
         end_date: When it ended (UTC).
         reason: Why it ended when not by the task's own result (e.g. ``LEASE_EXPIRED``).
+        log_file: ``kestra:///`` URI of the attempt's log lines (task ``logToFile``), else None.
     """
 
     attempt: int
@@ -343,13 +344,17 @@ class Attempt:
     start_date: datetime | None = None
     end_date: datetime | None = None
     reason: str | None = None
+    log_file: str | None = None
 
     def to_kestra_json(self) -> dict[str, Any]:
-        """Kestra's JSON form: ``{"state": {...}, "workerId"}``."""
-        return {
+        """Kestra's JSON form: ``{"state": {...}, "workerId", "logFile"}`` (``logFile`` only when set)."""
+        result = {
             "state": self.state.to_kestra_json(start_date=self.start_date, end_date=self.end_date),
             "workerId": self.worker_id,
         }
+        if self.log_file:
+            result["logFile"] = self.log_file
+        return result
 
 
 @dataclass(frozen=True)

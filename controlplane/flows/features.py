@@ -48,6 +48,7 @@ def not_applied_warnings(flow: Flow) -> list[Issue]:
     warnings += _trigger_warnings(flow, ref)
     for path, task in walk_with_paths(flow):
         warnings += _retry_warnings(task.retry, f"{path}.retry", f"{ref}: task '{task.id}': retry", task.line)
+        warnings += _script_runner_warnings(task, path, ref)
         info = task_type_info(task.type)
         if info is not None and info.executable and task.type != "io.kestra.plugin.core.flow.Subflow" \
                 and retry_rules.resolve_retry(flow, task.id) is not None:
@@ -70,6 +71,24 @@ def not_applied_warnings(flow: Flow) -> list[Issue]:
                 line=task.line,
             ))
     return warnings
+
+
+def _script_runner_warnings(task: object, path: str, ref: str) -> list[Issue]:
+    """Script tasks run as local processes on the worker: a container image, a Docker options
+    block or a non-Process ``taskRunner`` is ignored (the worker also logs it at run time)."""
+    if not str(getattr(task, "type", "")).startswith("io.kestra.plugin.scripts."):
+        return []
+    props = getattr(task, "properties", {}) or {}
+    found = [name for name in ("containerImage", "docker") if props.get(name) is not None]
+    runner = props.get("taskRunner")
+    if isinstance(runner, dict) and not str(runner.get("type", "")).endswith("runner.Process"):
+        found.append("taskRunner")
+    return [
+        Issue(path=f"{path}.{name}", line=getattr(task, "line", 0),
+              message=f"{ref}: task '{getattr(task, 'id', '')}': '{name}' is not applied: Kestrel runs scripts as "
+                      "local processes on the worker (the worker's interpreters and PATH), not in a container")
+        for name in found
+    ]
 
 
 def _retry_warnings(raw: object, path: str, what: str, line: int) -> list[Issue]:
