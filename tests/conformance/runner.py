@@ -565,7 +565,9 @@ def _wait_one(
     timeout: float,
 ) -> None:
     """Waits for one execution until ``began + timeout`` and fills its result."""
-    remaining = max(began + timeout - time.monotonic(), 0.5)
+    # At least 10 s: waits start only once every flow is deployed and started, which can take
+    # longer than ``timeout`` on a loaded machine; an execution already ended answers at once.
+    remaining = max(began + timeout - time.monotonic(), 10.0)
     try:
         execution = client.wait_execution(execution_id, timeout=remaining)
     except DeadlineExceededError:
