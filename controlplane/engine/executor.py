@@ -192,7 +192,7 @@ class Executor:
             change_state(execution, State.RUNNING, now, f"execution {execution.id}")
             execution.started_at = execution.started_at or now
             exec_changed = True
-        if flow.sla and execution.state is State.RUNNING and not execution.kill_requested:
+        if flow.sla and execution.state in (State.RUNNING, State.PAUSED) and not execution.kill_requested:
             changed, ended = await self._check_sla(unit, flow, execution, view, now)
             exec_changed = exec_changed or changed
             if ended:
@@ -293,7 +293,8 @@ class Executor:
         """When a not-terminated execution must be looked at again for a MAX_DURATION SLA."""
         if not flow.sla or execution.state.is_terminal:
             return None
-        return sla_rules.next_deadline(sla_rules.parse_all(flow.sla), execution.created_at or now, now)
+        origin = sla_rules.clock_origin(execution.created_at or now, execution.histories)
+        return sla_rules.next_deadline(sla_rules.parse_all(flow.sla), origin, now)
 
     async def _check_sla(
         self, unit: Unit, flow: Flow, execution: Execution, view: ExecutionView, now: datetime
@@ -318,7 +319,8 @@ class Executor:
 
         slas = sla_rules.parse_all(flow.sla)
         try:
-            found = sla_rules.violations(slas, execution.created_at or now, now, render_assert)
+            origin = sla_rules.clock_origin(execution.created_at or now, execution.histories)
+            found = sla_rules.violations(slas, origin, now, render_assert)
         except (ExpressionError, InputValueError) as exc:
             found = [sla_rules.Violation(slas[0], State.FAILED, f"SLA assertion failed to render: {exc}")]
         if not found:
@@ -348,6 +350,10 @@ class Executor:
             if tr.next_attempt_at is not None:
                 await repo.set_next_attempt_at(unit.conn, tr.id, None)
         await repo.request_cancel(unit.conn, execution.id)
+        for child in await ops.running_children(unit.conn, execution.id):
+            # Subflow executions: advanced by the sweep, each kills itself (its caller's
+            # kill_requested is set), as a kill cascades.
+            await repo.mark_execution_dirty(unit.conn, child)
         execution.ended_at = now
         change_state(execution, first.state, now, f"execution {execution.id}")
         return True, True

@@ -113,19 +113,35 @@ def check(raw: Mapping[str, Any], path: str) -> tuple[Sla | None, list[tuple[str
 
 def _labels(raw: Any, path: str, what: str, issues: list[tuple[str, str]]) -> dict[str, str]:
     """Kestra writes labels as a map or as a list of ``{key, value}``."""
+    from controlplane.api import checks  # the API's label rules: sizes, no NUL, no system.*
+    from controlplane.errors import InvalidArgumentError
+
     if raw is None:
         return {}
     if isinstance(raw, Mapping):
-        return {str(k): "" if v is None else str(v) for k, v in raw.items()}
-    if isinstance(raw, list) and all(isinstance(i, Mapping) and "key" in i for i in raw):
-        return {str(i["key"]): "" if i.get("value") is None else str(i.get("value")) for i in raw}
-    issues.append((path, f"{what}: 'labels' must be a map or a list of {{key, value}}"))
-    return {}
+        labels = {str(k): "" if v is None else str(v) for k, v in raw.items()}
+    elif isinstance(raw, list) and all(isinstance(i, Mapping) and "key" in i for i in raw):
+        labels = {str(i["key"]): "" if i.get("value") is None else str(i.get("value")) for i in raw}
+    else:
+        issues.append((path, f"{what}: 'labels' must be a map or a list of {{key, value}}"))
+        return {}
+    try:
+        return checks.labels(labels, "labels")
+    except InvalidArgumentError as exc:
+        issues.append((path, f"{what}: {exc}"))
+        return {}
 
 
 def parse_all(raw: tuple[Mapping[str, Any], ...]) -> list[Sla]:
     """The flow's SLAs (already checked at registration; an invalid item is skipped)."""
     return [sla for sla in (check(item, f"sla[{i}]")[0] for i, item in enumerate(raw)) if sla is not None]
+
+
+def clock_origin(created_at: datetime, histories: list[Any]) -> datetime:
+    """Where MAX_DURATION counts from: the execution's creation, or its last restart (a restart
+    re-arms the SLA, else a restarted execution would be failed again at once)."""
+    restarts = [h.date for h in histories if h.state is State.RESTARTED]
+    return max([created_at, *restarts])
 
 
 def next_deadline(slas: list[Sla], created_at: datetime, now: datetime) -> datetime | None:

@@ -8,7 +8,7 @@ import time
 import grpc
 import pytest
 
-from kestrel.v1 import common_pb2
+from kestrel.v1 import common_pb2, execution_pb2
 from tests.integration.harness import worker_process
 from tests.integration.rpc import connect, state_name
 
@@ -124,3 +124,48 @@ def test_bad_sla_is_refused_at_registration_naming_the_field(stubs, sla, field, 
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert field in err.value.details() and message in err.value.details()
     assert "line 4" in err.value.details() or "flow.yml:4" in err.value.details() or ":4:" in err.value.details()
+
+
+PAUSED = """
+id: sla-paused
+namespace: tests.sla
+sla:
+  - id: quick
+    type: MAX_DURATION
+    duration: PT1S
+tasks:
+  - id: wait
+    type: io.kestra.plugin.core.flow.Pause
+    delay: PT60S
+  - id: after
+    type: io.kestra.plugin.core.log.Log
+    message: not reached
+"""
+
+
+def test_max_duration_fires_while_paused_and_restart_rearms_it(stubs):
+    stubs.deploy(PAUSED)
+    final = stubs.wait(stubs.start("tests.sla", "sla-paused").id, timeout=40)
+    assert state_name(final.state.current) == "FAILED"  # behavior defaults to FAIL
+    assert [tr.task_id for tr in final.task_runs] == ["wait"]
+    restarted = stubs.executions.RestartExecution(execution_pb2.RestartExecutionRequest(id=final.id), timeout=10)
+    assert state_name(restarted.execution.state.current) in ("RESTARTED", "RUNNING", "PAUSED")
+    again = stubs.wait(final.id, timeout=40)
+    assert state_name(again.state.current) == "FAILED"
+    histories = [state_name(h.state) for h in again.state.histories]
+    # re-armed from the restart: it paused again before failing, not failed on the spot
+    assert histories[histories.index("RESTARTED"):].count("PAUSED") == 1
+
+
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [("\"k\\u0000\": v", "NUL"), ("system.correlationId: x", "reserved")],
+)
+def test_sla_labels_are_checked_like_api_labels(stubs, labels, message):
+    source = ("id: bad-sla-labels\nnamespace: tests.sla\nsla:\n  - id: a\n    type: EXECUTION_ASSERTION\n"
+              f"    assert: \"{{{{ false }}}}\"\n    behavior: NONE\n    labels:\n      {labels}\n"
+              "tasks:\n  - id: t\n    type: io.kestra.plugin.core.log.Log\n    message: x\n")
+    with pytest.raises(grpc.RpcError) as err:
+        stubs.deploy(source)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "sla[0].labels" in err.value.details()
