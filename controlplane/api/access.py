@@ -10,6 +10,7 @@ passes.
 
 from __future__ import annotations
 
+import asyncio
 from contextvars import ContextVar
 
 from sqlalchemy import select, update
@@ -43,6 +44,29 @@ def namespace(target: str) -> None:
         raise PermissionDeniedError(
             f"API token {principal.token_id} is scoped to namespace '{principal.namespace}' and may not act on "
             f"namespace '{target}'"
+        )
+
+
+async def flow_reach(source: str) -> None:
+    """Refuse a flow (being registered) that starts or watches executions outside the caller's
+    namespace scope (:mod:`controlplane.flows.namespace_refs`); admins and unscoped tokens pass.
+
+    Raises:
+        PermissionDeniedError: naming each place the flow reaches out, and the scope.
+    """
+    principal = _current.get()
+    if principal is None or not principal.namespace:
+        return
+    from controlplane.flows import parse_flow
+    from controlplane.flows.namespace_refs import outside
+
+    flow = await asyncio.to_thread(parse_flow, source)  # already valid: it was just registered
+    reaches = outside(flow, principal.covers)
+    if reaches:
+        listed = "; ".join(f"{r.path} {r.what}" + (f" in '{r.namespace}'" if r.namespace else "") for r in reaches)
+        raise PermissionDeniedError(
+            f"API token {principal.token_id} is scoped to namespace '{principal.namespace}': the flow reaches "
+            f"outside it: {listed}"
         )
 
 

@@ -70,6 +70,7 @@ class FlowServicer(flow_pb2_grpc.FlowServiceServicer):
                 lenient_expressions=request.lenient_expressions,
             )
             access.namespace(row.namespace)  # raised inside the transaction: nothing is stored
+            await access.flow_reach(row.source)
         return flow_pb2.RegisterFlowResponse(
             flow=convert.flow_to_proto(row), created_revision=created,
             warnings=[convert.issue_to_proto(i) for i in warnings],

@@ -288,3 +288,70 @@ def test_a_worker_token_reaches_files_and_kv_only_with_a_task_token(world):
     code, _ = _code(lambda: worker(worker.workers.CompleteTaskRun, worker_pb2.CompleteTaskRunRequest(
         task_token="forged.token")))
     assert code == grpc.StatusCode.INVALID_ARGUMENT
+
+
+REACHING = {
+    "subflow in a sibling": """
+  - id: sf
+    type: io.kestra.plugin.core.flow.Subflow
+    namespace: company.other
+    flowId: matrix""",
+    "subflow namespace computed at run time": """
+  - id: sf
+    type: io.kestra.plugin.core.flow.Subflow
+    namespace: "{{ 'company.other' }}"
+    flowId: matrix""",
+    "ForEachItem into the parent": """
+  - id: each
+    type: io.kestra.plugin.core.flow.ForEachItem
+    items: "kestra:///company/team/x.txt"
+    batch:
+      rows: 1
+    namespace: company
+    flowId: matrix""",
+}
+UNCONFINED_TRIGGER = """
+triggers:
+  - id: spy
+    type: io.kestra.plugin.core.trigger.Flow
+    conditions:
+      - type: io.kestra.plugin.core.condition.ExecutionStatus
+        in: [SUCCESS]
+"""
+
+
+@pytest.mark.parametrize("case", [*REACHING, "unconfined Flow trigger"])
+def test_a_scoped_token_cannot_deploy_a_flow_that_reaches_outside_its_scope(world, case):
+    _, client, admin, _ = world
+    tasks = REACHING.get(case, "\n  - id: log\n    type: io.kestra.plugin.core.log.Log\n    message: hi")
+    flow_id = "reach-" + case.replace(" ", "-").lower()
+    source = f"id: {flow_id}\nnamespace: company.team\ntasks:{tasks}\n" + (UNCONFINED_TRIGGER if case not in REACHING else "")
+    with pytest.raises(grpc.RpcError) as refused:
+        client(client.flows.RegisterFlow, flow_pb2.RegisterFlowRequest(source=source))
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED, refused.value.details()
+    assert "reaches outside it" in refused.value.details()
+    with pytest.raises(grpc.RpcError) as missing:  # nothing was stored
+        admin(admin.flows.GetFlow, flow_pb2.GetFlowRequest(namespace="company.team", id=flow_id))
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+    admin(admin.flows.RegisterFlow, flow_pb2.RegisterFlowRequest(source=source))  # an admin may
+
+
+def test_a_scoped_token_may_deploy_subflows_and_confined_triggers_inside_its_scope(world):
+    _, client, _, _ = world
+    source = """id: inside
+namespace: company.team
+tasks:
+  - id: sf
+    type: io.kestra.plugin.core.flow.Subflow
+    namespace: company.team.child
+    flowId: matrix
+    wait: false
+triggers:
+  - id: listen
+    type: io.kestra.plugin.core.trigger.Flow
+    conditions:
+      - type: io.kestra.plugin.core.condition.ExecutionFlow
+        namespace: company.team
+        flowId: matrix
+"""
+    client(client.flows.RegisterFlow, flow_pb2.RegisterFlowRequest(source=source))
