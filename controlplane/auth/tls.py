@@ -39,5 +39,29 @@ def server_credentials(cert: Path | None, key: Path | None, client_ca: Path | No
     if cert is None or key is None:
         raise InvalidArgumentError("--tls-cert and --tls-key: give both (the server's certificate and its key)")
     pair = (_read(key, "--tls-key"), _read(cert, "--tls-cert"))
+    _check_key_matches(pair[0], pair[1])
     ca = _read(client_ca, "--tls-client-ca") if client_ca is not None else None
     return grpc.ssl_server_credentials([pair], root_certificates=ca, require_client_auth=ca is not None)
+
+
+def _check_key_matches(key_pem: bytes, cert_pem: bytes) -> None:
+    """The key must be the private key of the (first) certificate; gRPC would only fail to bind.
+
+    Raises:
+        InvalidArgumentError: unreadable key or certificate, or a key of another certificate.
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        private = serialization.load_pem_private_key(key_pem, password=None)
+    except (ValueError, TypeError) as exc:
+        raise InvalidArgumentError(f"--tls-key: not an unencrypted PEM private key ({exc})") from None
+    try:
+        certificate = x509.load_pem_x509_certificate(cert_pem)
+    except ValueError as exc:
+        raise InvalidArgumentError(f"--tls-cert: not a PEM certificate ({exc})") from None
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    der = serialization.Encoding.DER
+    if private.public_key().public_bytes(der, spki) != certificate.public_key().public_bytes(der, spki):
+        raise InvalidArgumentError("--tls-key: this key does not belong to the certificate given with --tls-cert")

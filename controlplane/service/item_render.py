@@ -99,6 +99,9 @@ async def render_items(
         except ValueError as exc:
             results.append(RenderedItem(error=f"item {index + 1} is not JSON: {exc}"))
             continue
+        except RecursionError:
+            results.append(RenderedItem(error="the item is nested too deeply to read"))
+            continue
         if not isinstance(item, dict):
             results.append(RenderedItem(error=f"item {index + 1} is not a map, so it has no fields to read"))
             continue
@@ -107,6 +110,9 @@ async def render_items(
             json.dumps(value, allow_nan=False)
         except ExpressionError as exc:
             results.append(RenderedItem(error=str(exc)))
+            continue
+        except RecursionError:
+            results.append(RenderedItem(error=f"{where} cannot be rendered: the item is nested too deeply"))
             continue
         except (TypeError, ValueError):
             value = str(value)

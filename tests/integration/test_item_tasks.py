@@ -115,3 +115,19 @@ def test_item_tasks_refuse_bad_properties_at_registration(stack):
     with pytest.raises(Exception) as refused:
         client.deploy_flow(_flow("filter-bad", FILTER + "    filterType: SOMETIMES\n"))
     assert "task 't'" in str(refused.value) and "filterType" in str(refused.value)
+
+
+def test_an_item_nested_too_deeply_fails_the_task_naming_the_item(stack):
+    client, tmp = stack
+    flow = client.deploy_flow(_flow("deep-item", """
+  - id: t
+    type: io.kestra.plugin.core.storage.FilterItems
+    from: "{{ inputs.file }}"
+    filterCondition: "{{ age >= inputs.minimum }}"
+""")).flow
+    path = tmp / "deep.jsonl"
+    path.write_text(json.dumps({"age": 40}) + "\n" + "[" * 100_000 + "]" * 100_000 + "\n", encoding="utf-8")
+    uri = client.upload_input_file(NS, flow.id, "file", path).uri
+    final = client.wait_execution(client.start_execution(NS, flow.id, inputs={"file": uri}).id, timeout=120)
+    assert final.state.current.value == "FAILED"
+    assert "item at line 2: the item is nested too deeply" in by_task(final)["t"].error

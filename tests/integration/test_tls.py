@@ -158,3 +158,12 @@ def test_a_node_worker_runs_a_task_over_mutual_tls(mtls_server, pki):
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_a_key_of_another_certificate_is_named(pki):
+    from controlplane.auth.tls import server_credentials
+    from controlplane.errors import InvalidArgumentError
+
+    with pytest.raises(InvalidArgumentError, match="--tls-key: this key does not belong to the certificate"):
+        server_credentials(pki.server_cert, pki.client_key, None)
+    assert server_credentials(pki.server_cert, pki.server_key, None) is not None

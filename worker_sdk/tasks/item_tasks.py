@@ -77,6 +77,9 @@ async def _rendered(ctx: TaskContext, expression: str, path: Path) -> AsyncItera
     batch: list[tuple[int, bytes]] = []
     size = 0
     for number, line in _lines(path):
+        if len(line) > _BATCH_BYTES:
+            raise TaskFailure(f"item on line {number} has {len(line)} bytes, more than the {_BATCH_BYTES} bytes one "
+                              "item may have")
         batch.append((number, line))
         size += len(line)
         if len(batch) >= BATCH_ITEMS or size >= _BATCH_BYTES:
