@@ -51,21 +51,32 @@ triggers:
         leader.loop.call_soon_threadsafe(crash)
         time.sleep(8)
         ended = datetime.now(UTC)
-        time.sleep(4)  # ticks up to `ended` have landed
 
         async def fires():
             async with first.cp.transaction() as unit:
                 return (await unit.conn.execute(sa.text(
                     "SELECT flow_id, scheduled_date FROM trigger_fires WHERE namespace = 'tests.ha'"))).all()
 
+        def landed(rows) -> bool:
+            """Every schedule's ticks up to `ended` are recorded (a loaded machine lands them late)."""
+            for i in range(5):
+                fired = {int(r.scheduled_date.timestamp()) for r in rows if r.flow_id == f"tick{i}"}
+                if not fired or max(fired) < int(ended.timestamp()) - 1:
+                    return False
+            return True
+
+        deadline = time.monotonic() + 30
         rows = first.run(fires())
+        while not landed(rows) and time.monotonic() < deadline:
+            time.sleep(0.5)
+            rows = first.run(fires())
         for i in range(5):
             fired = [int(r.scheduled_date.timestamp()) for r in rows if r.flow_id == f"tick{i}"]
             assert fired, f"tick{i}: never fired"
             # A schedule starts when the scheduler first reads the flow (within ~2 s of the deploy,
             # later on a loaded machine): every second from its first tick to `ended` must fire.
             first_tick = max(int(began.timestamp()) + 2, min(fired))
-            assert first_tick <= int(began.timestamp()) + 5, f"tick{i}: first tick only at {first_tick}"
+            assert first_tick <= int(began.timestamp()) + 6, f"tick{i}: first tick only at {first_tick}"
             expected = set(range(first_tick, int(ended.timestamp())))
             assert len(fired) == len(set(fired)), f"tick{i}: a tick fired twice"
             assert expected <= set(fired), f"tick{i}: ticks missing {sorted(expected - set(fired))}"
