@@ -439,29 +439,36 @@ async def insert_task_run(
     """Insert a task run (its identity is unique per execution/parent/task/value); ``group_id``
     is the WorkingDirectory task run it runs in, if any."""
     await conn.execute(
-        insert(t.task_runs).values(
-            id=tr.id,
-            worker_group=worker_group,
-            execution_id=tr.execution_id,
-            seq=tr.seq,
-            task_id=tr.task_id,
-            task_type=tr.task_type,
-            parent_id=tr.parent_id,
-            value=tr.value,
-            branch=tr.branch,
-            state=tr.state.value,
-            histories=histories_to_json(tr.histories),
-            properties=properties,
-            timeout_seconds=timeout_seconds,
-            outputs=tr.outputs,
-            error=storable_text(tr.error),
-            created_at=tr.created_at,
-            started_at=tr.started_at,
-            ended_at=tr.ended_at,
-            ready_at=tr.created_at,
-            iteration=tr.iteration,
-            group_id=group_id,
-        )
+        insert(t.task_runs).values(**_new_task_run_values(tr, properties, timeout_seconds, worker_group),
+                                   group_id=group_id)
+    )
+
+
+def _new_task_run_values(
+    tr: TaskRun, properties: dict[str, Any] | None, timeout_seconds: float | None, worker_group: str
+) -> dict[str, Any]:
+    """The ``task_runs`` columns of a task run being inserted (ready from its creation)."""
+    return dict(
+        id=tr.id,
+        worker_group=worker_group,
+        execution_id=tr.execution_id,
+        seq=tr.seq,
+        task_id=tr.task_id,
+        task_type=tr.task_type,
+        parent_id=tr.parent_id,
+        value=tr.value,
+        branch=tr.branch,
+        state=tr.state.value,
+        histories=histories_to_json(tr.histories),
+        properties=properties,
+        timeout_seconds=timeout_seconds,
+        outputs=tr.outputs,
+        error=storable_text(tr.error),
+        created_at=tr.created_at,
+        started_at=tr.started_at,
+        ended_at=tr.ended_at,
+        ready_at=tr.created_at,
+        iteration=tr.iteration,
     )
 
 
@@ -473,49 +480,34 @@ async def save_task_run_state(conn: AsyncConnection, tr: TaskRun, *, clear_lease
     await conn.execute(
         update(t.task_runs)
         .where(t.task_runs.c.id == tr.id)
-        .values(
-            state=tr.state.value,
-            histories=histories_to_json(tr.histories),
-            outputs=tr.outputs,
-            error=storable_text(tr.error),
-            started_at=tr.started_at,
-            ended_at=tr.ended_at,
-            **lease,
-        )
+        .values(**_state_values(tr), **lease)
+    )
+
+
+def _state_values(tr: TaskRun) -> dict[str, Any]:
+    """The ``task_runs`` columns the executor changes: state, histories, outputs, error, dates."""
+    return dict(
+        state=tr.state.value,
+        histories=histories_to_json(tr.histories),
+        outputs=tr.outputs,
+        error=storable_text(tr.error),
+        started_at=tr.started_at,
+        ended_at=tr.ended_at,
     )
 
 
 async def finish_attempt_and_save(conn: AsyncConnection, tr: TaskRun, attempt: int, attempt_state: State) -> None:
     """:func:`finish_attempt` (no reason, no error) and :func:`save_task_run_state` with
     ``clear_lease``, in one statement (a worker's successful result)."""
-    now = utcnow()
-    entry = [{"state": attempt_state.value, "date": now.isoformat()}]
     finished = (
-        update(t.task_run_attempts)
-        .where(t.task_run_attempts.c.task_run_id == tr.id, t.task_run_attempts.c.attempt == attempt)
-        .values(
-            state=attempt_state.value,
-            histories=t.task_run_attempts.c.histories.op("||")(literal(entry, type_=JSONB)),
-            reason=None,
-            error=None,
-            ended_at=now,
-        )
+        _close_attempt(tr.id, attempt, attempt_state, None, None)
         .returning(t.task_run_attempts.c.attempt)
         .cte("finished_attempt")
     )
     await conn.execute(
         update(t.task_runs)
         .where(t.task_runs.c.id == tr.id)
-        .values(
-            state=tr.state.value,
-            histories=histories_to_json(tr.histories),
-            outputs=tr.outputs,
-            error=storable_text(tr.error),
-            started_at=tr.started_at,
-            ended_at=tr.ended_at,
-            worker_id=None,
-            lease_expires_at=None,
-        )
+        .values(**_state_values(tr), worker_id=None, lease_expires_at=None)
         .add_cte(finished)
     )
 
@@ -530,28 +522,7 @@ async def insert_and_enqueue_task_run(
 ) -> None:
     """:func:`insert_task_run` then :func:`enqueue_task_run` (available now), in one statement."""
     inserted = (
-        insert(t.task_runs).values(
-            id=tr.id,
-            worker_group=worker_group,
-            execution_id=tr.execution_id,
-            seq=tr.seq,
-            task_id=tr.task_id,
-            task_type=tr.task_type,
-            parent_id=tr.parent_id,
-            value=tr.value,
-            branch=tr.branch,
-            state=tr.state.value,
-            histories=histories_to_json(tr.histories),
-            properties=properties,
-            timeout_seconds=timeout_seconds,
-            outputs=tr.outputs,
-            error=storable_text(tr.error),
-            created_at=tr.created_at,
-            started_at=tr.started_at,
-            ended_at=tr.ended_at,
-            ready_at=tr.created_at,
-            iteration=tr.iteration,
-        )
+        insert(t.task_runs).values(**_new_task_run_values(tr, properties, timeout_seconds, worker_group))
         .returning(t.task_runs.c.id)
         .cte("inserted_task_run")
     )
@@ -768,9 +739,14 @@ async def finish_attempt(
     error: str | None = None,
 ) -> None:
     """Close an attempt with ``state`` (appends to its history)."""
+    await conn.execute(_close_attempt(task_run_id, attempt, state, reason, error))
+
+
+def _close_attempt(task_run_id: str, attempt: int, state: State, reason: str | None, error: str | None):
+    """The UPDATE closing one attempt with ``state`` (its history gets the entry, dated now)."""
     now = utcnow()
     entry = [{"state": state.value, "date": now.isoformat()}]
-    await conn.execute(
+    return (
         update(t.task_run_attempts)
         .where(t.task_run_attempts.c.task_run_id == task_run_id, t.task_run_attempts.c.attempt == attempt)
         .values(
