@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from kestrel.v1 import worker_pb2
+from tests.conftest import fresh_database_url
 from tests.integration import rpc
 from tests.integration.harness import REPO, ServerThread, wait_until
 from tests.integration.harness import test_settings as settings_for
@@ -327,10 +328,19 @@ def test_worker_killed_mid_group_restarts_the_group_on_the_other_worker(stack, t
                and "starts again from its first task" in m for m in lines), lines
 
 
-def test_past_the_restart_limit_the_lost_child_fails_saying_why(database_url, tmp_path):
+@pytest.fixture
+def own_database():
+    """A database of its own: the module's ``stack`` server (max_redeliveries 5, two real
+    workers) shares the session database and would restart the group and run it to SUCCESS."""
+    gen = fresh_database_url()
+    yield next(gen)
+    gen.close()
+
+
+def test_past_the_restart_limit_the_lost_child_fails_saying_why(own_database, tmp_path):
     """With ``max_redeliveries`` 0 a group may not start again: the child whose worker was lost
     fails with the reason, and so do the WorkingDirectory and the execution (no hang)."""
-    server = ServerThread(settings_for(database_url, data_dir=tmp_path / "storage", max_redeliveries=0)).start()
+    server = ServerThread(settings_for(own_database, data_dir=tmp_path / "storage", max_redeliveries=0)).start()
     stubs = rpc.connect(server.address)
     try:
         silent = stubs.register_worker(["io.kestra.plugin.core.debug.Return",
