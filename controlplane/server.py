@@ -72,6 +72,9 @@ _SERVICES = ("kestrel.v1.FlowService", "kestrel.v1.ExecutionService", "kestrel.v
 # Give up on an execution the executor failed to advance this many times in a row.
 _MAX_EXECUTOR_FAILURES = 5
 
+MIN_LOOP_GAP_SECONDS = 0.01
+"""Shortest pause between two runs of a woken background loop (no busy loop on a burst)."""
+
 
 class ControlPlane:
     """The control plane's pieces wired together.
@@ -96,6 +99,7 @@ class ControlPlane:
         self._server: grpc.aio.Server | None = None
         self._loops: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
+        self._sweep_wake = asyncio.Event()  # set after a commit that queued executor work (Unit.sweep_soon)
         self._read_engine: AsyncEngine | None = None
         self._leaders: list[Leadership] = []
         self.scheduler: Scheduler
@@ -117,6 +121,8 @@ class ControlPlane:
         assert self.redis_events is not None
         for request in unit.log_files:
             self._spawn(self._write_log_file(request))
+        if unit.sweep_soon:
+            self._sweep_wake.set()  # the leader elsewhere finds it at its next tick
         if unit.tasks_queued or unit.queued:
             faults.hit("queue.committed_before_wakeup")
         if unit.tasks_queued or unit.queued or unit.executions or unit.logs:
@@ -237,7 +243,7 @@ class ControlPlane:
             asyncio.create_task(self._loop("reaper", s.reaper_interval_seconds, self.reap_once,
                                            self._leaders[0])),
             asyncio.create_task(self._loop("executor-sweep", s.executor_interval_seconds, self.sweep_once,
-                                           self._leaders[1])),
+                                           self._leaders[1], self._sweep_wake)),
         ]
         # Scheduler: every replica runs it; the Redis leader fires on time, the others stand by.
         scheduler_leader = Leadership(self.redis, f"{s.redis_prefix}:leader:scheduler", ttl_seconds=3.0)
@@ -359,9 +365,13 @@ class ControlPlane:
                         )
         return len(due) + len(due_attempts)
 
-    async def _loop(self, name: str, interval: float, once, leadership: Leadership) -> None:
-        """Run ``once()`` every ``interval`` seconds while this replica leads ``name``."""
+    async def _loop(self, name: str, interval: float, once, leadership: Leadership,
+                    wake: asyncio.Event | None = None) -> None:
+        """Run ``once()`` every ``interval`` seconds while this replica leads ``name``; with
+        ``wake``, also as soon as it is set (at most every :data:`MIN_LOOP_GAP_SECONDS`)."""
         while True:
+            if wake is not None:
+                wake.clear()  # set again during once(): run again right after it
             try:
                 if await leadership.is_leader():
                     await once()
@@ -369,7 +379,12 @@ class ControlPlane:
                 raise
             except Exception:
                 log.exception("%s loop iteration failed", name)
-            await asyncio.sleep(interval)
+            if wake is None:
+                await asyncio.sleep(interval)
+                continue
+            await asyncio.sleep(MIN_LOOP_GAP_SECONDS)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), max(0.0, interval - MIN_LOOP_GAP_SECONDS))
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop accepting calls, let in-flight ones finish for ``grace`` seconds, close pools.

@@ -101,6 +101,12 @@ class Lost:
     reason: str  # LEASE_EXPIRED | WORKER_SHUTDOWN
 
 
+def holds_lease(tr: TaskRun, claims: TaskTokenClaims) -> bool:
+    """The fence of a worker's result, on a task run as read: it is RUNNING the attempt and lease
+    epoch of the token (DESIGN.md §3)."""
+    return tr.state is State.RUNNING and tr.attempt == claims.attempt and tr.lease_epoch == claims.lease_epoch
+
+
 class Executor:
     """Advances executions and records worker results.
 
@@ -146,17 +152,21 @@ class Executor:
         return execution.id, True
 
     async def advance(
-        self, unit: Unit, execution_id: str, locked: Execution | None = None, *, clear_dirty: bool = True
+        self, unit: Unit, execution_id: str, locked: Execution | None = None, *, clear_dirty: bool = True,
+        task_runs: list[TaskRun] | None = None,
     ) -> Execution | None:
         """Lock the execution, create whatever can start now, finish what is done.
 
         Args:
             locked: The execution, when the caller has already row-locked it in this
                 transaction (it is not read again).
-            clear_dirty: Remove the execution from the executor queue (it is fully advanced).
+            clear_dirty: Remove the execution from the executor queue (it is fully advanced; the
+                mark is removed before the reads, see the comment there).
                 False when the caller did not put it there (a worker's result): a mark left by
                 someone else then costs the sweep one more (idempotent) advance, and the common
                 case saves a statement.
+            task_runs: Every task run of ``locked``, when the caller read them after locking it
+                and kept them up to date with what it wrote since (they are not read again).
 
         Returns:
             The execution after the changes (``task_runs`` = every task run, those created now
@@ -180,8 +190,13 @@ class Executor:
             await repo.clear_execution_dirty(conn, execution_id)  # a Subflow's scheduleDate: not yet
             await repo.mark_execution_dirty(conn, execution_id, due)
             return execution
+        if clear_dirty:
+            # Before reading anything the decisions depend on (task runs, child executions): a
+            # mark committed from now on (e.g. a subflow child ending) is a new row and wakes the
+            # sweep again; deleting it at the end could drop a mark made after these reads.
+            await repo.clear_execution_dirty(conn, execution_id)
         flow = await self._load_flow(conn, execution.namespace, execution.flow_id, execution.flow_revision)
-        execution.task_runs = await repo.load_task_runs(conn, execution_id)
+        execution.task_runs = task_runs if task_runs is not None else await repo.load_task_runs(conn, execution_id)
         view = ExecutionView(flow, execution)
         now = repo.utcnow()
         exec_changed = False
@@ -276,9 +291,8 @@ class Executor:
                 await self._on_terminal(unit, execution)
         if more_later or self._for_each_item.again(execution_id):
             await repo.mark_execution_dirty(conn, execution_id)
+            unit.sweep_soon = True
         else:
-            if clear_dirty:
-                await repo.clear_execution_dirty(conn, execution_id)
             deadline = self._sla_deadline(flow, execution, now)
             if deadline is not None:
                 await repo.mark_execution_dirty(conn, execution_id, deadline)  # durable MAX_DURATION timer
@@ -354,6 +368,7 @@ class Executor:
             # Subflow executions: advanced by the sweep, each kills itself (its caller's
             # kill_requested is set), as a kill cascades.
             await repo.mark_execution_dirty(unit.conn, child)
+            unit.sweep_soon = True
         execution.ended_at = now
         change_state(execution, first.state, now, f"execution {execution.id}")
         return True, True
@@ -556,29 +571,31 @@ class Executor:
         )
 
     async def advance_safely(
-        self, unit: Unit, execution_id: str, locked: Execution | None = None, *, clear_dirty: bool = True
+        self, unit: Unit, execution_id: str, locked: Execution | None = None, *, clear_dirty: bool = True,
+        task_runs: list[TaskRun] | None = None,
     ) -> Execution | None:
         """Advance inside a savepoint; on an unexpected error keep what was already recorded and
         put the execution on the executor queue for the sweep loop to retry (in this
         transaction, so the retry is as durable as what was recorded).
 
         Args:
-            locked, clear_dirty: See :meth:`advance`.
+            locked, clear_dirty, task_runs: See :meth:`advance`.
 
         Returns:
             What :meth:`advance` returned, or None when it failed.
         """
         if not unit.savepoints:
             try:
-                return await self.advance(unit, execution_id, locked, clear_dirty=clear_dirty)
+                return await self.advance(unit, execution_id, locked, clear_dirty=clear_dirty, task_runs=task_runs)
             except Exception as exc:
                 raise AdvanceFailed(f"advancing execution {execution_id} failed: {exc}") from exc
         try:
             async with unit.conn.begin_nested():
-                return await self.advance(unit, execution_id, locked, clear_dirty=clear_dirty)
+                return await self.advance(unit, execution_id, locked, clear_dirty=clear_dirty, task_runs=task_runs)
         except Exception:
             log.exception("advancing execution %s failed; the executor sweep will retry", execution_id)
             await repo.mark_execution_dirty(unit.conn, execution_id)
+            unit.sweep_soon = True
             return None
 
     async def fail_execution(self, unit: Unit, execution_id: str, error: str) -> None:
@@ -609,17 +626,24 @@ class Executor:
             return None
         return execution, tr
 
-    async def _is_duplicate_success(self, unit: Unit, claims: TaskTokenClaims) -> bool:
-        row = await repo.get_task_run_row(unit.conn, claims.task_run_id)
-        return bool(
-            row is not None
-            and row.attempt == claims.attempt
-            and row.lease_epoch == claims.lease_epoch
-            and row.state in (State.SUCCESS.value, State.WARNING.value)
-        )
+    async def _lock_with_task_runs(
+        self, unit: Unit, claims: TaskTokenClaims
+    ) -> tuple[Execution | None, TaskRun | None, list[TaskRun]]:
+        """Lock the execution and read all its task runs (two statements): (execution or None,
+        the task run of ``claims`` or None, every task run).
+
+        Under the execution lock only a claim changes a task run's attempt or lease epoch, and
+        a claim never touches a RUNNING one, so the fence (:func:`holds_lease`) checked on these
+        rows holds until the transaction ends without locking the task run row too."""
+        execution = await repo.lock_execution(unit.conn, claims.execution_id)
+        if execution is None:
+            return None, None, []
+        runs = await repo.load_task_runs(unit.conn, claims.execution_id)
+        return execution, next((r for r in runs if r.id == claims.task_run_id), None), runs
 
     async def complete(self, unit: Unit, claims: TaskTokenClaims, outputs: dict[str, Any] | None, state: State) -> None:
-        """Record a successful attempt and advance the execution.
+        """Record a successful attempt and advance the execution (one read of the task runs
+        serves both: the advance works on them as recorded here).
 
         Kestra's ``warningOnRetry``: a task run whose retry policy sets it and that succeeds
         after more than one attempt ends WARNING (then ``allowWarning`` applies as usual).
@@ -628,28 +652,33 @@ class Executor:
             NotFoundError: the token is stale (lease lost, task run re-dispatched or ended). A
                 repeat of a completion already recorded with the same token is accepted.
         """
-        locked = await self._lock_for_result(unit, claims)
-        if locked is None:
-            if await self._is_duplicate_success(unit, claims):
-                return
+        execution, tr, runs = await self._lock_with_task_runs(unit, claims)
+        if execution is None or tr is None or not holds_lease(tr, claims):
+            if (tr is not None and (tr.attempt, tr.lease_epoch) == (claims.attempt, claims.lease_epoch)
+                    and tr.state in (State.SUCCESS, State.WARNING)):
+                return  # the same completion reported again (a retried call): already recorded
             raise NotFoundError(f"task run {claims.task_run_id} attempt {claims.attempt}: lease is no longer held")
-        execution, tr = locked
         flow = await self._load_flow(unit.conn, execution.namespace, execution.flow_id, execution.flow_revision)
         task = flow.find_task(tr.task_id)
         now = repo.utcnow()
         self._keep_log_file(unit, execution, task, tr, claims.attempt)
         attempt_state = state
-        if state is State.SUCCESS and await self._warn_after_retries(unit, flow, tr):
+        if state is State.SUCCESS and self._warn_after_retries(flow, tr):
             state = State.WARNING
         final = apply_allow_failure(task, state)
         tr.outputs = outputs
         tr.error = None  # an earlier failed attempt's error stays on that attempt only
         tr.ended_at = now
         change_state(tr, final, now, f"task run {tr.id} ({tr.task_id})")
-        await repo.finish_attempt_and_save(unit.conn, tr, claims.attempt, attempt_state)
+        await repo.finish_attempt_and_save(unit.conn, tr, claims.attempt, attempt_state, now)
+        tr.worker_id = None
+        for attempt in tr.attempts:
+            if attempt.number == claims.attempt:  # as recorded: the advance reads attempts too
+                attempt.state, attempt.ended_at = attempt_state, now
+                attempt.histories.append(StateHistory(attempt_state, now))
         unit.executions.add(execution.id)
         faults.hit("result.attempt_recorded")
-        await self._advance_after_result(unit, execution, now)
+        await self._advance_after_result(unit, execution, now, runs)
         faults.hit("result.advanced")
 
     async def fail(
@@ -1008,22 +1037,27 @@ class Executor:
         unit.executions.add(new.id)
         await self.advance_safely(unit, new.id)
 
-    async def _warn_after_retries(self, unit: Unit, flow: Flow, tr: TaskRun) -> bool:
-        """Kestra's ``warningOnRetry``: the policy sets it and the task run made more than one
-        attempt (lost attempts do not count)."""
+    @staticmethod
+    def _warn_after_retries(flow: Flow, tr: TaskRun) -> bool:
+        """Kestra's ``warningOnRetry``: the policy sets it and the task run (read with its
+        attempts) made more than one attempt (lost attempts do not count)."""
         resolved = retry_rules.resolve_retry(flow, tr.task_id)
         if resolved is None or not resolved.policy.warning_on_retry:
             return False
-        return len(retry_rules.counted_attempts(await repo.load_attempts(unit.conn, tr.id))) > 1
+        return len(retry_rules.counted_attempts(tr.attempts)) > 1
 
-    async def _advance_after_result(self, unit: Unit, execution: Execution, now: datetime) -> None:
+    async def _advance_after_result(
+        self, unit: Unit, execution: Execution, now: datetime, task_runs: list[TaskRun] | None = None
+    ) -> None:
         """Advance after a task run ended; a RETRYING execution is RUNNING while it advances (its
-        final state may be decided now) and RETRYING again if it still only waits for a retry."""
+        final state may be decided now) and RETRYING again if it still only waits for a retry.
+        ``task_runs``: as :meth:`advance` takes them."""
         retrying = execution.state is State.RETRYING
         if retrying:
             change_state(execution, State.RUNNING, now, f"execution {execution.id}")
             await repo.save_execution_state(unit.conn, execution)
-        advanced = await self.advance_safely(unit, execution.id, locked=execution, clear_dirty=False)
+        advanced = await self.advance_safely(unit, execution.id, locked=execution, clear_dirty=False,
+                                             task_runs=task_runs)
         if advanced is None:
             pending_retry = await repo.has_pending_retry(unit.conn, execution.id)
         else:  # advance just read every task run under the lock
@@ -1090,6 +1124,7 @@ class Executor:
             # Durable intent: the sweep advances each child, which then kills itself (see
             # advance), even if the caller's own kills of the children never happen.
             await repo.mark_execution_dirty(unit.conn, child)
+            unit.sweep_soon = True
         dequeued = set(await repo.dequeue_execution_task_runs(unit.conn, execution_id))
         for tr in await repo.load_task_runs(unit.conn, execution_id):
             if tr.id in dequeued:  # not started, or awaiting re-dispatch after a lost attempt
@@ -1170,6 +1205,7 @@ class Executor:
                 await self.advance_safely(unit, queued)
         if execution.caller_execution_id:
             await repo.mark_execution_dirty(conn, execution.caller_execution_id)
+            unit.sweep_soon = True
 
     # ------------------------------------------------------------------------------------------
     # pause and resume
@@ -1349,6 +1385,7 @@ class Executor:
             await repo.mark_execution_dirty(conn, child.id, due)  # the executor sweep starts it then
         elif unit.nested_starts >= _MAX_NESTED_STARTS:
             await repo.mark_execution_dirty(conn, child.id)  # the executor sweep starts it
+            unit.sweep_soon = True
         else:
             unit.nested_starts += 1
             try:
@@ -1513,6 +1550,7 @@ class Executor:
         await repo.save_execution_state(conn, execution)
         unit.executions.add(execution_id)
         await repo.mark_execution_dirty(conn, execution_id)
+        unit.sweep_soon = True
         return execution
 
     async def _restart_children(self, unit: Unit, subflows: list[TaskRun]) -> dict[str, str]:

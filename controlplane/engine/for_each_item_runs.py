@@ -238,6 +238,7 @@ class ForEachItemRuns:
                     unit.nested_starts -= 1
             else:
                 await repo.mark_execution_dirty(conn, child_id)  # the sweep starts it
+                unit.sweep_soon = True
         if done + len(started) < total:
             self._again.add(execution.id)  # the sweep creates the next chunk
         fresh = await ops.child_counts(conn, execution.id, [tr.id])

@@ -22,6 +22,9 @@ class Unit:
             (past a few, the executor sweep starts the deeper ones instead).
         log_files: Ended attempts of ``logToFile`` tasks whose log file is written once this
             transaction has committed (``controlplane.service.log_files.LogFileRequest``).
+        sweep_soon: Executions were put on the executor queue to be advanced now (a subflow's
+            caller, a child to start or kill...): wake this replica's executor sweep once the
+            transaction has committed instead of at its next tick.
         savepoints: True: ``Executor.advance_safely`` advances inside a savepoint and keeps
             what was recorded before when the advance fails. False (a worker's result): no
             savepoint (two round trips fewer); a failing advance raises
@@ -36,4 +39,5 @@ class Unit:
     logs: set[str] = field(default_factory=set)
     nested_starts: int = 0
     log_files: list[Any] = field(default_factory=list)
+    sweep_soon: bool = False
     savepoints: bool = True

@@ -72,6 +72,7 @@ async def insert(unit: Unit, execution: Execution) -> None:
     every-second schedules."""
     await repo.insert_execution(unit.conn, execution, None)
     await repo.mark_execution_dirty(unit.conn, execution.id)
+    unit.sweep_soon = True
 
 
 async def launch(

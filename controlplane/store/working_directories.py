@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, delete, func, literal, or_, select, update
+from sqlalchemy import case, delete, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -37,28 +37,17 @@ WORKING_DIRECTORY_TYPE = "io.kestra.plugin.core.flow.WorkingDirectory"
 _TERMINAL = [s.value for s in TERMINAL]
 
 
-def claimable(worker_id: str, task_types: Sequence[str]) -> ColumnElement[bool]:
-    """SQL condition on a ``task_queue`` row: may ``worker_id`` (which runs ``task_types``) claim it?
-
-    A row outside any group: yes. A group row: only when the worker keeps working directories
-    (lists :data:`WORKING_DIRECTORY_TYPE`), runs every type of the group, and the group is pinned
-    to it or to no one yet.
-    """
-    no_group = t.task_queue.c.group_id.is_(None)
-    if WORKING_DIRECTORY_TYPE not in task_types:
-        return no_group
-    g = t.task_runs.alias("wd_group")
-    pinned = g.c.properties["workerId"].astext
-    fits = (
-        select(literal(1))
-        .where(
-            g.c.id == t.task_queue.c.group_id,
-            or_(pinned.is_(None), pinned == worker_id),
-            g.c.properties["taskTypes"].op("<@")(literal(sorted(set(task_types)), JSONB)),
-        )
-        .exists()
-    )
-    return or_(no_group, fits)
+#: SQL condition on a ``task_queue`` row ``q`` in the claim (``repository._CLAIM_STATEMENTS``),
+#: for a worker that keeps working directories (it lists :data:`WORKING_DIRECTORY_TYPE`): a row
+#: outside any group, or a group row when the worker runs every type of the group (bound
+#: parameter ``wd_task_types``: its task types, a sorted JSONB list) and the group is pinned to
+#: it (``worker_id``) or to no one yet. A worker that does not keep directories claims only rows
+#: outside groups (``q.group_id IS NULL``).
+CLAIMABLE_SQL = """(q.group_id IS NULL OR EXISTS (
+    SELECT 1 FROM task_runs AS g
+    WHERE g.id = q.group_id
+      AND (g.properties ->> 'workerId' IS NULL OR g.properties ->> 'workerId' = %(worker_id)s)
+      AND (g.properties -> 'taskTypes') <@ %(wd_task_types)s))"""
 
 
 @dataclass(frozen=True)
