@@ -180,7 +180,7 @@ class MeteredDispatcher(Dispatcher):
     """A :class:`Dispatcher` that feeds ``metrics``: claims (dispatch latency) from ``poll`` and
     lease expiries from the reaper. Same arguments as :class:`Dispatcher`, plus ``metrics``."""
 
-    def __init__(self, transaction: Callable[[], AbstractAsyncContextManager[Unit]], executor: Any, *args: Any,
+    def __init__(self, transaction: Callable[..., AbstractAsyncContextManager[Unit]], executor: Any, *args: Any,
                  metrics: Metrics, **kwargs: Any) -> None:
         super().__init__(transaction, _LeaseExpiryCounter(executor, metrics.lease_expiries), *args, **kwargs)
         self.metrics = metrics

@@ -112,12 +112,22 @@ class ControlPlane:
         self.metrics_port = 0
 
     @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Unit]:
-        """One database transaction; its wake-ups are announced after it commits."""
+    async def transaction(self, *, autocommit: bool = False) -> AsyncIterator[Unit]:
+        """One database transaction; its wake-ups are announced after it commits.
+
+        ``autocommit``: no transaction, each statement commits on its own (no BEGIN and COMMIT
+        round trips), for work that is one statement or whose statements are each atomic and
+        idempotent (a worker's claim)."""
         assert self.engine is not None, "control plane not started"
-        async with self.engine.begin() as conn:
-            unit = Unit(conn)
-            yield unit
+        if autocommit:
+            assert self._read_engine is not None
+            async with self._read_engine.connect() as conn:
+                unit = Unit(conn)
+                yield unit
+        else:
+            async with self.engine.begin() as conn:
+                unit = Unit(conn)
+                yield unit
         assert self.redis_events is not None
         for request in unit.log_files:
             self._spawn(self._write_log_file(request))

@@ -1,7 +1,7 @@
 """Task tokens: signed names of one attempt's lease, handed to workers with each assignment.
 
 A token is ``base64url(json payload) "." base64url(HMAC-SHA256)``. The payload names the
-execution, task run, attempt, lease epoch and worker. The signature stops a worker from forging
+execution, task run, attempt, lease epoch, worker and (since issue 10) the task id. The signature stops a worker from forging
 another's token; the fenced UPDATEs in the store (attempt + lease epoch + RUNNING) stop a
 genuine but stale token from changing anything.
 """
@@ -19,13 +19,15 @@ from controlplane.errors import InvalidArgumentError
 
 @dataclass(frozen=True)
 class TaskTokenClaims:
-    """What a task token names."""
+    """What a task token names; ``task_id``: the task run's task id (so a log batch needs no
+    lookup), "" in tokens signed without it."""
 
     execution_id: str
     task_run_id: str
     attempt: int
     lease_epoch: int
     worker_id: str
+    task_id: str = ""
 
 
 def _b64(data: bytes) -> str:
@@ -56,7 +58,7 @@ class TaskTokenSigner:
         payload = _b64(
             json.dumps(
                 {"x": claims.execution_id, "t": claims.task_run_id, "a": claims.attempt,
-                 "e": claims.lease_epoch, "w": claims.worker_id},
+                 "e": claims.lease_epoch, "w": claims.worker_id, **({"k": claims.task_id} if claims.task_id else {})},
                 separators=(",", ":"),
             ).encode()
         )
@@ -76,6 +78,7 @@ class TaskTokenSigner:
             raise InvalidArgumentError("task_token: invalid task token signature")
         try:
             data = json.loads(_unb64(payload))
-            return TaskTokenClaims(str(data["x"]), str(data["t"]), int(data["a"]), int(data["e"]), str(data["w"]))
+            return TaskTokenClaims(str(data["x"]), str(data["t"]), int(data["a"]), int(data["e"]), str(data["w"]),
+                                   str(data.get("k", "")))
         except (ValueError, KeyError, TypeError):
             raise InvalidArgumentError("task_token: malformed task token payload") from None

@@ -10,6 +10,7 @@ from datetime import UTC
 from typing import Any
 
 import grpc
+from sqlalchemy import exc as sa_exc
 
 from controlplane.api import access, checks, convert
 from controlplane.api.status import rpc
@@ -54,29 +55,40 @@ class LogServicer(log_pb2_grpc.LogServiceServicer):
         claims = self._cp.signer.verify(request.task_token)
         if len(request.entries) > 10_000:
             raise InvalidArgumentError("entries: at most 10000 lines per call")
-        rows = []
         now = repo.utcnow()
-        async with self._cp.transaction() as unit:
-            await access.worker(unit.conn, claims.worker_id)  # a worker token logs only for its own workers
-            tr = await repo.get_task_run_row(unit.conn, claims.task_run_id)
-            if tr is None:
-                raise NotFoundError(f"task run {claims.task_run_id} not found")
-            kept_levels, mask = await self._log_rules(unit.conn, claims.execution_id, tr.task_id)
-            for i, entry in enumerate(request.entries):
-                level = convert.level_from_proto(entry.level, f"entries[{i}].level")
-                if level not in kept_levels:
-                    continue
-                rows.append(
-                    {"execution_id": claims.execution_id, "task_run_id": claims.task_run_id, "task_id": tr.task_id,
-                     "attempt": claims.attempt, "level": level,
-                     "message": mask(checks.clean_text(entry.message[:_MAX_MESSAGE])), "timestamp": _stamp(entry, now)}
-                )
-            rows, crossed = await self._within_log_limit(unit.conn, claims, rows)
-            await repo.append_logs(unit.conn, rows)
-            unit.logs.add(claims.execution_id)
+        try:
+            async with self._cp.transaction() as unit:
+                crossed = await self._append(unit, claims, request, now)
+        except sa_exc.IntegrityError:  # the execution was deleted after its rules were cached
+            raise NotFoundError(f"execution {claims.execution_id} not found (deleted?): its log lines are not kept") from None
         if crossed:
             await self._fail_over_log_limit(request.task_token)
         return log_pb2.AppendLogsResponse()
+
+    async def _append(self, unit, claims, request: log_pb2.AppendLogsRequest, now) -> bool:
+        """Store one AppendLogs batch in ``unit``; True when it crossed the attempt's log limit."""
+        rows: list[dict[str, Any]] = []
+        await access.worker(unit.conn, claims.worker_id)  # a worker token logs only for its own workers
+        task_id = claims.task_id  # tokens signed before it was added carry none: look it up
+        if not task_id:
+            tr = await repo.get_task_run_row(unit.conn, claims.task_run_id)
+            if tr is None:
+                raise NotFoundError(f"task run {claims.task_run_id} not found")
+            task_id = tr.task_id
+        kept_levels, mask = await self._log_rules(unit.conn, claims.execution_id, task_id)
+        for i, entry in enumerate(request.entries):
+            level = convert.level_from_proto(entry.level, f"entries[{i}].level")
+            if level not in kept_levels:
+                continue
+            rows.append(
+                {"execution_id": claims.execution_id, "task_run_id": claims.task_run_id, "task_id": task_id,
+                 "attempt": claims.attempt, "level": level,
+                 "message": mask(checks.clean_text(entry.message[:_MAX_MESSAGE])), "timestamp": _stamp(entry, now)}
+            )
+        rows, crossed = await self._within_log_limit(unit.conn, claims, rows)
+        await repo.append_logs(unit.conn, rows)
+        unit.logs.add(claims.execution_id)
+        return crossed
 
     async def _within_log_limit(self, conn, claims, rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], bool]:
         """The rows that fit in the attempt's log budget (``Settings.max_log_bytes_per_attempt``)
@@ -115,7 +127,7 @@ class LogServicer(log_pb2_grpc.LogServiceServicer):
         if cached is None:
             execution = await repo.get_execution(conn, execution_id, with_task_runs=False)
             if execution is None:
-                return _ALL_LEVELS, _unchanged
+                raise NotFoundError(f"execution {execution_id} not found (deleted?): its log lines are not kept")
             try:
                 flow = await self._cp.flows.load(conn, execution.namespace, execution.flow_id, execution.flow_revision)
             except NotFoundError:

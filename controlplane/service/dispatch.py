@@ -27,7 +27,8 @@ from controlplane.tokens import TaskTokenClaims, TaskTokenSigner
 
 log = logging.getLogger(__name__)
 
-Transaction = Callable[[], AbstractAsyncContextManager[Unit]]
+Transaction = Callable[..., AbstractAsyncContextManager[Unit]]
+"""``transaction(autocommit=False)``: see ``ControlPlane.transaction``."""
 
 
 WORKER_TOUCH_SECONDS = 1.0
@@ -51,7 +52,7 @@ class Dispatcher:
 
     Args:
         transaction: ``async with transaction() as unit`` opens a transaction and announces its
-            wake-ups after commit.
+            wake-ups after commit (``transaction(autocommit=True)``: statements commit one by one).
         executor: Records results and advances executions.
         signer: Task token signer.
         events: This replica's wake-up signals.
@@ -120,7 +121,7 @@ class Dispatcher:
                 # Registered before the check below: a signal after it wakes this poll.
                 waiter = stack.enter_context(self._events.poll_waiter(worker.task_types, worker.worker_group))
                 if self._drained.get(worker_id) != self._events.queued_signals:
-                    async with self._tx() as unit:
+                    async with self._tx(autocommit=True) as unit:
                         claimed, groups_ = await self._claim(unit, worker, max_task_runs)
                 # else: its last claim left nothing it could take and nothing was queued since:
                 # no round trip, wait for a wake-up.
@@ -143,7 +144,7 @@ class Dispatcher:
                 # default) also catches delayed (available_at) rows and signals lost between replicas.
                 await waiter.wait(min(remaining, self._settings.poll_recheck_seconds))
                 waiter.woken.clear()
-                async with self._tx() as unit:
+                async with self._tx(autocommit=True) as unit:
                     claimed, groups_ = await self._claim(unit, worker, max_task_runs)
             faults.hit("claim.committed")
             return self._assign(worker_id, claimed, groups_)
@@ -170,7 +171,13 @@ class Dispatcher:
         self, unit: Unit, worker: repo.WorkerRow, limit: int
     ) -> tuple[list[repo.ClaimedTaskRun], dict[str, Any]]:
         """Claim for ``worker``; returns the claimed task runs and the WorkingDirectory groups
-        they belong to (pinned to this worker in the same transaction)."""
+        they belong to, pinned to this worker.
+
+        ``unit`` may be autocommit (no BEGIN/COMMIT round trips): the claim is one statement,
+        and pinning a group is a separate atomic ``UPDATE ... WHERE workerId IS NULL``. A crash
+        between the two leaves the claimed child unpinned and undelivered: its lease expires and
+        the group starts again as for any lost worker; no other child of the group is queued
+        meanwhile (a group's children run one after another)."""
         signals = self._events.queued_signals  # read before the claim: a signal during it counts as new
         claimed = await repo.claim_task_runs(
             unit.conn, worker.id, worker.task_types, worker.worker_group, limit, self._settings.lease_seconds
@@ -188,7 +195,7 @@ class Dispatcher:
     ) -> list[Assignment]:
         return [
             Assignment(c, self._signer.sign(TaskTokenClaims(c.execution_id, c.task_run_id, c.attempt,
-                                                             c.lease_epoch, worker_id)),
+                                                             c.lease_epoch, worker_id, c.task_id)),
                        groups_.get(c.group_id) if c.group_id else None)
             for c in claimed
         ]

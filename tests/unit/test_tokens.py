@@ -23,3 +23,12 @@ def test_round_trip_and_tampering():
 def test_short_secret_is_refused():
     with pytest.raises(ValueError):
         TaskTokenSigner(b"short")
+
+
+def test_task_id_round_trips_and_a_token_without_it_still_verifies():
+    signer = TaskTokenSigner(b"0123456789abcdef0123")
+    with_task = TaskTokenClaims("exec", "tr", 1, 1, "w1", "my-task")
+    assert signer.verify(signer.sign(with_task)).task_id == "my-task"
+    # A token signed before the task id was added (no "k" in the payload) keeps working.
+    older = signer.sign(TaskTokenClaims("exec", "tr", 1, 1, "w1"))
+    assert signer.verify(older) == TaskTokenClaims("exec", "tr", 1, 1, "w1", "")
