@@ -34,17 +34,34 @@ _SHAPE = re.compile(
 )
 
 
+_CTE_NAME = re.compile(r"(?:\bWITH|,)\s*([a-z_]+)\s+AS\s*\(", re.IGNORECASE)
+
+
 def _shape(statement: str) -> str:
-    """``VERB table`` of a SQL statement (``SELECT executions``, ``UPDATE task_runs``…)."""
+    """``VERB table`` of a SQL statement (``SELECT executions``, ``UPDATE task_runs``…); a
+    statement with common table expressions is named by them (``WITH picked+deleted+claimed+
+    attempts``: the one-statement claim)."""
+    if statement.lstrip()[:4].upper() == "WITH":
+        names = [n for n in _CTE_NAME.findall(statement) if n.lower() != "select"]
+        if names:
+            return "WITH " + "+".join(dict.fromkeys(names))
     m = _SHAPE.match(statement)
     if not m:
         return statement.split(None, 1)[0].upper() if statement.strip() else "?"
     verb = m.group("verb").split()[0].upper()
     table = m.group("table") or ""
     if verb == "SELECT":
-        found = re.search(r"\bFROM\s+([a-z_]+)", statement, re.IGNORECASE)
-        table = found.group(1) if found else "(no table)"
+        table = _outer_from(statement)
     return f"{verb} {table}".strip()
+
+
+def _outer_from(statement: str) -> str:
+    """The table of the outer query's FROM (outside parentheses: not a sub-select's)."""
+    for m in re.finditer(r"\bFROM\s+([a-z_]+)", statement, re.IGNORECASE):
+        before = statement[:m.start()]
+        if before.count("(") == before.count(")"):
+            return m.group(1)
+    return "(no table)"
 
 
 def run_census(executions: int, workdir: Path, results: dict[str, Any], idle_seconds: float = 3.0) -> None:
