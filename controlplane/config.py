@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -122,6 +123,11 @@ class Settings(BaseSettings):
     fault_points: str = Field(
         "", description="Chaos testing only: `POINT:crash[@N],…` crashes the process at a named step "
         "(`controlplane/faults.py`); empty (always, in production) = none.",
+    )
+    event_loop: Literal["asyncio", "uvloop"] = Field(
+        "asyncio", description="Event loop of `kestrel server standalone`: `uvloop` (`pip install uvloop`, "
+        "Linux/macOS; in the `bench` extra) took ~10 % off the control plane's CPU per task run in "
+        "`python -m bench` (docs/benchmarks.md); asyncio is the default.",
     )
     metrics_port: int | None = Field(
         None, description="Port of the Prometheus `/metrics` endpoint (bound on `host`); None or 0 = no metrics."

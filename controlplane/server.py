@@ -462,6 +462,19 @@ async def _serve(settings: Settings) -> None:
 
 
 def run_standalone(settings: Settings) -> None:
-    """Run one control-plane replica until SIGINT/SIGTERM (``kestrel server standalone``)."""
+    """Run one control-plane replica until SIGINT/SIGTERM (``kestrel server standalone``) on
+    ``Settings.event_loop``.
+
+    Raises:
+        SystemExit: uvloop chosen but not installed.
+    """
     logsetup.configure(logging.INFO)
+    if settings.event_loop == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            raise SystemExit("KESTREL_EVENT_LOOP=uvloop: uvloop is not installed (pip install uvloop)") from None
+        log.info("event loop: uvloop %s", uvloop.__version__)
+        uvloop.run(_serve(settings))
+        return
     asyncio.run(_serve(settings))
