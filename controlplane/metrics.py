@@ -190,3 +190,9 @@ class MeteredDispatcher(Dispatcher):
         assignments = await super().poll(*args, **kwargs)
         self.metrics.observe_claims(assignments)
         return assignments
+
+    async def complete(self, *args: Any, **kwargs: Any) -> list[Assignment]:
+        """:meth:`Dispatcher.complete` (same arguments), observing each eager claim."""
+        assignments = await super().complete(*args, **kwargs)
+        self.metrics.observe_claims(assignments)
+        return assignments

@@ -14,7 +14,8 @@ Protocol (``protos/kestrel/v1/worker.proto``):
 3. Per task run: a fresh working directory, a `LogBuffer` sending ``LogService.AppendLogs`` with
    the task token, a heartbeat loop (``RecordTaskRunHeartbeat`` every
    ``heartbeat_interval_seconds``), the task's timeout, then exactly one ``CompleteTaskRun`` or
-   ``FailTaskRun`` after the last log line was sent. ``cancel_requested`` → the task is stopped
+   ``FailTaskRun`` after the last log line was sent; a ``CompleteTaskRun`` asks for one more task
+   run (``max_next_task_runs``, eager dispatch) and starts what it returns. ``cancel_requested`` → the task is stopped
    and failed with reason CANCELLED; NOT_FOUND from a heartbeat or a report → the lease was lost:
    the task is stopped and its result dropped (with a local warning).
 4. ``WorkerHeartbeat`` at the same interval.
@@ -877,9 +878,12 @@ class Worker:
         method: Callable[..., Awaitable[Any]]
         if outcome.success:
             state = common_pb2.STATE_WARNING if outcome.warning else common_pb2.STATE_SUCCESS
+            # Eager dispatch: this run's slot is about to be free, so ask for one task run in the
+            # same call (none while stopping: a draining worker takes no new work).
+            eager = 0 if self._stop_event is None or self._stop_event.is_set() else 1
             request: Any = worker_pb2.CompleteTaskRunRequest(
                 task_token=token, outputs_json=outcome.outputs_json, state=state,
-                working_directory_outputs_json=outcome.group_outputs_json,
+                working_directory_outputs_json=outcome.group_outputs_json, max_next_task_runs=eager,
             )
             method = self._workers.CompleteTaskRun
         else:
@@ -893,7 +897,9 @@ class Worker:
         deadline = max(run.lease_deadline, monotonic()) + REPORT_GRACE_SECONDS
         try:
             try:
-                await self._call_until(method, request, deadline)
+                response = await self._call_until(method, request, deadline)
+                for message in getattr(response, "assignments", ()):  # eager dispatch (CompleteTaskRun)
+                    await self._start_or_hand_back(Assignment.from_proto(message))
             except grpc.aio.AioRpcError as exc:
                 if not (outcome.success and exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED):
                     raise
@@ -917,6 +923,23 @@ class Worker:
                 )
             return
         _log.debug("%s reported: %s", run, "success" if outcome.success else outcome.reason.name)
+
+    async def _start_or_hand_back(self, assignment: Assignment) -> None:
+        """Start an eagerly dispatched task run, or, when the worker began stopping while the
+        report was in flight (the drain only waits for runs it already knew), hand it straight
+        back (FailTaskRun WORKER_SHUTDOWN: re-queued, no retry consumed) without running it."""
+        assert self._stop_event is not None and self._workers is not None
+        if not self._stop_event.is_set():
+            self._start(assignment)
+            return
+        request = worker_pb2.FailTaskRunRequest(
+            task_token=assignment.task_token, error_message="worker stopping: handed back unstarted",
+            reason=FailureReason.WORKER_SHUTDOWN.value,
+        )
+        try:
+            await self._call(self._workers.FailTaskRun, request, attempts=2)
+        except grpc.aio.AioRpcError as exc:  # its lease expires and it is re-dispatched anyway
+            _log.warning("could not hand back task run %s (%s)", assignment.task_run_id, exc.code().name)
 
     async def _send_logs(self, token: str, records: list[LogRecord]) -> None:
         """Sends one batch; raises on transient errors so that the buffer keeps it."""

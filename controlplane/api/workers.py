@@ -84,29 +84,7 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
         if remaining is not None:
             wait = min(wait or remaining, max(remaining - 1.0, 0.0))
         assignments = await self._dispatch.poll(request.worker_id, request.max_task_runs or 1, wait)
-        return worker_pb2.PollTaskRunsResponse(
-            assignments=[
-                worker_pb2.TaskAssignment(
-                    task_token=a.token,
-                    task_run_id=a.claimed.task_run_id,
-                    execution_id=a.claimed.execution_id,
-                    namespace=a.claimed.namespace,
-                    flow_id=a.claimed.flow_id,
-                    flow_revision=a.claimed.flow_revision,
-                    task_id=a.claimed.task_id,
-                    task_type=a.claimed.task_type,
-                    attempt=a.claimed.attempt,
-                    properties_json=convert.dump_json(a.claimed.properties) or "{}",
-                    idempotency_key=f"{a.claimed.execution_id}:{a.claimed.task_run_id}",
-                    lease_expires_at=convert.ts(a.claimed.lease_expires_at),
-                    value=a.claimed.value or "",
-                    ready_at=convert.ts(a.claimed.ready_at),
-                    timeout_seconds=a.claimed.timeout_seconds or 0.0,
-                    working_directory=_group_to_proto(a),
-                )
-                for a in assignments
-            ]
-        )
+        return worker_pb2.PollTaskRunsResponse(assignments=_assignments_to_proto(assignments))
 
     @rpc
     async def RecordTaskRunHeartbeat(
@@ -123,8 +101,11 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
         state = State.SUCCESS if request.state == common_pb2.STATE_UNSPECIFIED else convert.state_from_proto(request.state)
         await self._owns_token(request.task_token)
         group_outputs = convert.parse_json_object(request.working_directory_outputs_json, "working_directory_outputs_json")
-        await self._dispatch.complete(request.task_token, outputs, state, group_outputs)
-        return worker_pb2.CompleteTaskRunResponse()
+        if request.max_next_task_runs > 1000:
+            raise InvalidArgumentError(f"max_next_task_runs: at most 1000, got {request.max_next_task_runs}")
+        assignments = await self._dispatch.complete(request.task_token, outputs, state, group_outputs,
+                                                    request.max_next_task_runs)
+        return worker_pb2.CompleteTaskRunResponse(assignments=_assignments_to_proto(assignments))
 
     @rpc
     async def FailTaskRun(self, request: worker_pb2.FailTaskRunRequest, context: grpc.aio.ServicerContext):
@@ -209,3 +190,29 @@ def _group_to_proto(a) -> worker_pb2.WorkingDirectoryGroup | None:
         output_files=group.output_files,
         last=group.last_task_id == a.claimed.task_id,
     )
+
+
+def _assignments_to_proto(assignments) -> list[worker_pb2.TaskAssignment]:
+    """Claimed task runs (``Dispatcher`` assignments) as sent to workers by PollTaskRuns and,
+    eagerly, by CompleteTaskRun."""
+    return [
+        worker_pb2.TaskAssignment(
+            task_token=a.token,
+            task_run_id=a.claimed.task_run_id,
+            execution_id=a.claimed.execution_id,
+            namespace=a.claimed.namespace,
+            flow_id=a.claimed.flow_id,
+            flow_revision=a.claimed.flow_revision,
+            task_id=a.claimed.task_id,
+            task_type=a.claimed.task_type,
+            attempt=a.claimed.attempt,
+            properties_json=convert.dump_json(a.claimed.properties) or "{}",
+            idempotency_key=f"{a.claimed.execution_id}:{a.claimed.task_run_id}",
+            lease_expires_at=convert.ts(a.claimed.lease_expires_at),
+            value=a.claimed.value or "",
+            ready_at=convert.ts(a.claimed.ready_at),
+            timeout_seconds=a.claimed.timeout_seconds or 0.0,
+            working_directory=_group_to_proto(a),
+        )
+        for a in assignments
+    ]

@@ -641,9 +641,10 @@ class Executor:
         runs = await repo.load_task_runs(unit.conn, claims.execution_id)
         return execution, next((r for r in runs if r.id == claims.task_run_id), None), runs
 
-    async def complete(self, unit: Unit, claims: TaskTokenClaims, outputs: dict[str, Any] | None, state: State) -> None:
+    async def complete(self, unit: Unit, claims: TaskTokenClaims, outputs: dict[str, Any] | None, state: State) -> bool:
         """Record a successful attempt and advance the execution (one read of the task runs
-        serves both: the advance works on them as recorded here).
+        serves both: the advance works on them as recorded here). Returns True when recorded
+        now, False for a repeat of a completion already recorded.
 
         Kestra's ``warningOnRetry``: a task run whose retry policy sets it and that succeeds
         after more than one attempt ends WARNING (then ``allowWarning`` applies as usual).
@@ -656,7 +657,7 @@ class Executor:
         if execution is None or tr is None or not holds_lease(tr, claims):
             if (tr is not None and (tr.attempt, tr.lease_epoch) == (claims.attempt, claims.lease_epoch)
                     and tr.state in (State.SUCCESS, State.WARNING)):
-                return  # the same completion reported again (a retried call): already recorded
+                return False  # the same completion reported again (a retried call): already recorded
             raise NotFoundError(f"task run {claims.task_run_id} attempt {claims.attempt}: lease is no longer held")
         flow = await self._load_flow(unit.conn, execution.namespace, execution.flow_id, execution.flow_revision)
         task = flow.find_task(tr.task_id)
@@ -680,6 +681,7 @@ class Executor:
         faults.hit("result.attempt_recorded")
         await self._advance_after_result(unit, execution, now, runs)
         faults.hit("result.advanced")
+        return True
 
     async def fail(
         self,

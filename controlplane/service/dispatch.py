@@ -215,21 +215,61 @@ class Dispatcher:
         return result
 
     async def complete(
-        self, token: str, outputs: dict[str, Any] | None, state: State, group_outputs: dict[str, Any] | None = None
-    ) -> None:
+        self, token: str, outputs: dict[str, Any] | None, state: State, group_outputs: dict[str, Any] | None = None,
+        max_next: int = 0,
+    ) -> list[Assignment]:
         """Record success (see :meth:`Executor.complete`); ``group_outputs``: the enclosing
         WorkingDirectory's outputs, sent with its last child (recorded first, so the tasks the
-        executor starts next can read them)."""
+        executor starts next can read them).
+
+        Eager dispatch: with ``max_next`` > 0, up to that many task runs are claimed for the
+        worker that held the lease in the same transaction (the task runs this result just
+        queued included: they are never seen, or polled for, by anyone else) and returned. A
+        stopped or unknown worker, or a repeat of a recorded result, gets none.
+
+        Raises:
+            InvalidArgumentError: ``state`` is not SUCCESS or WARNING, or the token is malformed.
+            NotFoundError: stale token (see :meth:`Executor.complete`).
+        """
         if state not in (State.SUCCESS, State.WARNING):
             raise InvalidArgumentError(f"state: a completion is SUCCESS or WARNING, not {state}")
         claims = self._signer.verify(token)
+        eager: list[tuple[list[repo.ClaimedTaskRun], dict[str, Any]]] = []
+
         async def record(unit: Unit) -> None:
+            eager.clear()  # run again after a failed advance: claim again
             if group_outputs:
                 await wd_store.record_outputs(unit.conn, claims, group_outputs)
-            await self._executor.complete(unit, claims, outputs, state)
+            recorded = await self._executor.complete(unit, claims, outputs, state)
+            if max_next > 0 and recorded:
+                eager.append(await self._claim_eagerly(unit, claims.worker_id, max_next))
 
         await self._record_result(record)
         faults.hit("result.committed")
+        if not eager or not eager[0][0]:
+            return []
+        faults.hit("claim.committed")
+        return self._assign(claims.worker_id, *eager[0])
+
+    async def _claim_eagerly(
+        self, unit: Unit, worker_id: str, limit: int
+    ) -> tuple[list[repo.ClaimedTaskRun], dict[str, Any]]:
+        """Claim for ``worker_id`` inside a result's transaction (see :meth:`complete`); the task
+        runs it takes are removed from the unit's wake-ups, so no poll is woken for them."""
+        worker = self._recent_worker(worker_id)
+        if worker is None:
+            worker = await repo.touch_active_worker(unit.conn, worker_id)
+            if worker is None:
+                return [], {}  # stopped, shut down or unknown: no new work
+            self._remember_worker(worker)
+        if not unit.queued and not unit.tasks_queued and self._drained.get(worker_id) == self._events.queued_signals:
+            return [], {}  # nothing queued since its last claim found nothing: no round trip
+        claimed, groups_ = await self._claim(unit, worker, limit)
+        for c in claimed:
+            key = (c.task_type, worker.worker_group)
+            if key in unit.queued:
+                unit.queued.remove(key)
+        return claimed, groups_
 
     async def fail(self, token: str, error: str, reason: str, outputs: dict[str, Any] | None, *,
                    log_error: bool = False) -> None:

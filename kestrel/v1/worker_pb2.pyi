@@ -360,6 +360,7 @@ class CompleteTaskRunRequest(_message.Message):
     OUTPUTS_JSON_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
     WORKING_DIRECTORY_OUTPUTS_JSON_FIELD_NUMBER: _builtins.int
+    MAX_NEXT_TASK_RUNS_FIELD_NUMBER: _builtins.int
     task_token: _builtins.str
     outputs_json: _builtins.str
     """JSON object text of the outputs; empty = none."""
@@ -369,6 +370,13 @@ class CompleteTaskRunRequest(_message.Message):
     """Only for the last child of a WorkingDirectory (`WorkingDirectoryGroup.last`): JSON object of
     the WorkingDirectory's own outputs, `{"outputFiles": {"name": "kestra:///..."}}`.
     """
+    max_next_task_runs: _builtins.int
+    """Eager dispatch (as Temporal's eager activities): up to this many further task runs for the
+    worker that held the lease, claimed in the same transaction that records this result (the
+    next task of the same execution included) and returned in the response; 0 = none, at most
+    1000. The worker must have that many free slots once this task run's slot is free. A repeat
+    of an already recorded result claims nothing.
+    """
     def __init__(
         self,
         *,
@@ -376,10 +384,11 @@ class CompleteTaskRunRequest(_message.Message):
         outputs_json: _builtins.str = ...,
         state: _common_pb2.State.ValueType = ...,
         working_directory_outputs_json: _builtins.str = ...,
+        max_next_task_runs: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["outputs_json", b"outputs_json", "state", b"state", "task_token", b"task_token", "working_directory_outputs_json", b"working_directory_outputs_json"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_next_task_runs", b"max_next_task_runs", "outputs_json", b"outputs_json", "state", b"state", "task_token", b"task_token", "working_directory_outputs_json", b"working_directory_outputs_json"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -389,12 +398,19 @@ Global___CompleteTaskRunRequest: _TypeAlias = CompleteTaskRunRequest  # noqa: Y0
 class CompleteTaskRunResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    ASSIGNMENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def assignments(self) -> _containers.RepeatedCompositeFieldContainer[Global___TaskAssignment]:
+        """Task runs claimed for the worker (see `max_next_task_runs`), as PollTaskRuns returns them."""
+
     def __init__(
         self,
+        *,
+        assignments: _abc.Iterable[Global___TaskAssignment] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assignments", b"assignments"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -131,7 +131,8 @@ class WorkerServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CompleteTaskRun(self, request, context):
-        """Reports success with the task's outputs.
+        """Reports success with the task's outputs; may hand the worker its next task runs at once
+        (`max_next_task_runs`).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -55,7 +55,9 @@ class WorkerServiceStub:
     RecordTaskRunHeartbeat: _grpc.UnaryUnaryMultiCallable[_worker_pb2.RecordTaskRunHeartbeatRequest, _worker_pb2.RecordTaskRunHeartbeatResponse]
     """Extends the lease of a running task run. NOT_FOUND when the token is stale."""
     CompleteTaskRun: _grpc.UnaryUnaryMultiCallable[_worker_pb2.CompleteTaskRunRequest, _worker_pb2.CompleteTaskRunResponse]
-    """Reports success with the task's outputs."""
+    """Reports success with the task's outputs; may hand the worker its next task runs at once
+    (`max_next_task_runs`).
+    """
     FailTaskRun: _grpc.UnaryUnaryMultiCallable[_worker_pb2.FailTaskRunRequest, _worker_pb2.FailTaskRunResponse]
     """Reports failure; the control plane applies the retry policy."""
     WorkerHeartbeat: _grpc.UnaryUnaryMultiCallable[_worker_pb2.WorkerHeartbeatRequest, _worker_pb2.WorkerHeartbeatResponse]
@@ -101,7 +103,9 @@ class WorkerServiceAsyncStub(WorkerServiceStub):
     RecordTaskRunHeartbeat: _aio.UnaryUnaryMultiCallable[_worker_pb2.RecordTaskRunHeartbeatRequest, _worker_pb2.RecordTaskRunHeartbeatResponse]  # type: ignore[assignment]
     """Extends the lease of a running task run. NOT_FOUND when the token is stale."""
     CompleteTaskRun: _aio.UnaryUnaryMultiCallable[_worker_pb2.CompleteTaskRunRequest, _worker_pb2.CompleteTaskRunResponse]  # type: ignore[assignment]
-    """Reports success with the task's outputs."""
+    """Reports success with the task's outputs; may hand the worker its next task runs at once
+    (`max_next_task_runs`).
+    """
     FailTaskRun: _aio.UnaryUnaryMultiCallable[_worker_pb2.FailTaskRunRequest, _worker_pb2.FailTaskRunResponse]  # type: ignore[assignment]
     """Reports failure; the control plane applies the retry policy."""
     WorkerHeartbeat: _aio.UnaryUnaryMultiCallable[_worker_pb2.WorkerHeartbeatRequest, _worker_pb2.WorkerHeartbeatResponse]  # type: ignore[assignment]
@@ -168,7 +172,9 @@ class WorkerServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _worker_pb2.CompleteTaskRunRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_worker_pb2.CompleteTaskRunResponse, _abc.Awaitable[_worker_pb2.CompleteTaskRunResponse]]:
-        """Reports success with the task's outputs."""
+        """Reports success with the task's outputs; may hand the worker its next task runs at once
+        (`max_next_task_runs`).
+        """
 
     @_abc_1.abstractmethod
     def FailTaskRun(

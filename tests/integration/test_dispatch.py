@@ -181,3 +181,45 @@ def test_bad_tokens_are_invalid_argument(stubs):
         with pytest.raises(grpc.RpcError) as err:
             stubs.workers.CompleteTaskRun(worker_pb2.CompleteTaskRunRequest(task_token=token), timeout=5)
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+EAGER_FLOW = """
+id: eager
+namespace: tests.dispatch
+tasks:
+  - id: nap
+    type: io.kestrel.tests.Sleep
+    workerGroup: {key: eager}
+    seconds: 0
+  - id: after
+    type: io.kestra.plugin.core.debug.Return
+    workerGroup: {key: eager}
+    format: "after {{ outputs.nap.slept }}"
+"""
+
+
+def test_complete_hands_the_next_task_run_to_the_same_worker_eagerly(stubs):
+    """CompleteTaskRun with ``max_next_task_runs``: the task run the result queued comes back in
+    the response (claimed in the result's transaction, never left on the queue for a poll); a
+    repeat of the result claims nothing; out-of-range values are refused."""
+    worker_id = stubs.register_worker([SLEEP_TYPE, RETURN_TYPE], worker_group="eager")
+    stubs.deploy(EAGER_FLOW)
+    execution = stubs.start("tests.dispatch", "eager")
+    nap = wait_until(lambda: stubs.poll(worker_id, wait=1), what="the first task run")[0]
+    assert nap.task_id == "nap"
+    done = worker_pb2.CompleteTaskRunRequest(task_token=nap.task_token, outputs_json='{"slept": 0}',
+                                             state=common_pb2.STATE_SUCCESS, max_next_task_runs=1)
+    response = stubs.workers.CompleteTaskRun(done)
+    assert [(a.task_id, a.execution_id, a.attempt) for a in response.assignments] == [("after", execution.id, 1)]
+    after = response.assignments[0]
+    assert json.loads(after.properties_json) == {"format": "after 0"}
+    assert stubs.workers.CompleteTaskRun(done).assignments == []  # a repeat: recorded once, nothing claimed
+    assert stubs.poll(worker_id, wait=1) == []  # it was never left on the queue
+    with pytest.raises(grpc.RpcError) as err:
+        stubs.workers.CompleteTaskRun(worker_pb2.CompleteTaskRunRequest(
+            task_token=after.task_token, outputs_json='{"value": "x"}', max_next_task_runs=1001))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "max_next_task_runs" in err.value.details()
+    last = stubs.workers.CompleteTaskRun(worker_pb2.CompleteTaskRunRequest(
+        task_token=after.task_token, outputs_json='{"value": "after 0"}', max_next_task_runs=1))
+    assert list(last.assignments) == []
+    assert state_name(stubs.wait(execution.id, timeout=30).state.current) == "SUCCESS"
