@@ -306,6 +306,11 @@ class TaskStorage(_OnLoop):
         self._loop = loop
         self.channel = channel
 
+    @property
+    def task_token(self) -> str:
+        """The attempt's task token (for the few non-storage calls a task makes, e.g. log.Fetch)."""
+        return self._token
+
     async def upload(self, path: str | os.PathLike[str], name: str | None = None) -> str:
         """Upload a local file as an output of this task run; returns its ``kestra:///`` URI
         (``…/executions/<exec>/tasks/<task>/<taskrun>/<name>``).

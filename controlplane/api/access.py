@@ -141,6 +141,66 @@ async def bind_worker(conn: AsyncConnection, worker_id: str) -> None:
                            .values(auth_token_id=principal.token_id))
 
 
+async def log_reader(conn: AsyncConnection, signer, execution_id: str, task_token: str) -> str:
+    """Which execution's logs a ListLogs call may read, for the ``log.Fetch`` task.
+
+    The rule: a worker API token reads logs only through the task token of a task run leased
+    to one of its workers (its attempt still the running one), and only the logs of that task
+    run's own execution. It never reads another execution's logs, even of the same namespace,
+    and needs no ExecutionService access. With a task token and any other caller (or
+    authentication off), ``execution_id`` may also name another execution, of the task run's
+    namespace only (Kestra's Fetch rule). Without a task token nothing changes: a client token
+    reaches the executions of its namespace scope (:func:`execution`).
+
+    Args:
+        signer: The control plane's task token signer.
+        execution_id: The requested execution ("" = the task token's own, when one is sent).
+        task_token: The caller's task token, or "".
+
+    Returns:
+        The execution id to read.
+
+    Raises:
+        PermissionDeniedError: a worker token without a task token, another token's task run,
+            or an execution the task run may not read (naming both). NotFoundError: unknown or
+            finished task run (stale attempt), or unknown execution. InvalidArgumentError:
+            malformed task token, or neither execution id nor task token.
+    """
+    from controlplane.errors import InvalidArgumentError, NotFoundError
+    from controlplane.storage.scope import scope_for_token
+
+    principal = _current.get()
+    if not task_token:
+        if principal is not None and principal.role is Role.WORKER:
+            raise PermissionDeniedError(
+                "task_token: a worker token reads logs only with the task token of a task run leased to it "
+                "(and only that task run's execution)")
+        if not execution_id:
+            raise InvalidArgumentError("execution_id: required")
+        await execution(conn, execution_id)
+        return execution_id
+    claims = signer.verify(task_token)
+    await worker(conn, claims.worker_id)  # another worker token's task run: refused
+    scope = await scope_for_token(conn, signer, task_token, current=True)
+    target = execution_id or scope.execution_id
+    if target == scope.execution_id:
+        return target
+    if principal is not None and principal.role is Role.WORKER:
+        raise PermissionDeniedError(
+            f"execution_id: a worker token reads only the logs of its task run's own execution "
+            f"({scope.execution_id}, task '{scope.task_id}' of flow {scope.namespace}.{scope.flow_id}), "
+            f"not of execution {target}")
+    ns = (await conn.execute(select(t.executions.c.namespace).where(t.executions.c.id == target))).scalar()
+    if ns is None:
+        raise NotFoundError(f"execution '{target}' not found")
+    if ns != scope.namespace:
+        raise PermissionDeniedError(
+            f"execution_id: execution {target} is in namespace '{ns}': task '{scope.task_id}' of flow "
+            f"{scope.namespace}.{scope.flow_id} may read only the logs of executions of '{scope.namespace}'")
+    namespace(ns)
+    return target
+
+
 def task_token_required(task_token: str) -> None:
     """A worker token reaches storage and KV only through a task token of its task run.
 

@@ -154,14 +154,16 @@ class LogServicer(log_pb2_grpc.LogServiceServicer):
     @rpc
     async def ListLogs(self, request: log_pb2.ListLogsRequest, context: grpc.aio.ServicerContext):
         size = checks.page_size(request.page_size, 1000, 10_000)
-        checks.text_field(request.execution_id, "execution_id", max_len=checks.MAX_EXECUTION_ID, required=True)
+        checks.text_field(request.execution_id, "execution_id", max_len=checks.MAX_EXECUTION_ID,
+                          required=not request.task_token)
         checks.text_field(request.task_run_id, "task_run_id", max_len=checks.MAX_EXECUTION_ID)
         levels = self._levels(request.min_level)
         async with self._cp.transaction() as unit:
-            await access.execution(unit.conn, request.execution_id)
-            if await repo.get_execution(unit.conn, request.execution_id, with_task_runs=False) is None:
-                raise NotFoundError(f"execution '{request.execution_id}' not found")
-            rows = await repo.list_logs(unit.conn, request.execution_id, request.task_run_id,
+            execution_id = await access.log_reader(unit.conn, self._cp.signer, request.execution_id,
+                                                   request.task_token)
+            if await repo.get_execution(unit.conn, execution_id, with_task_runs=False) is None:
+                raise NotFoundError(f"execution '{execution_id}' not found")
+            rows = await repo.list_logs(unit.conn, execution_id, request.task_run_id,
                                         levels, request.after_sequence, size)
         return log_pb2.ListLogsResponse(entries=[convert.log_to_proto(r) for r in rows])
 

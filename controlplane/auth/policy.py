@@ -20,7 +20,9 @@ _SERVICES: dict[Role, frozenset[str]] = {
 #: Single methods a role may call outside those services.
 _METHODS: dict[Role, frozenset[str]] = {
     Role.CLIENT: frozenset({"LogService/ListLogs", "LogService/TailLogs", "WorkerService/ListWorkers"}),
-    Role.WORKER: frozenset({"LogService/AppendLogs"}),
+    # ListLogs: only with a task token, and only its own execution's logs (log.Fetch; see
+    # `access.log_reader`).
+    Role.WORKER: frozenset({"LogService/AppendLogs", "LogService/ListLogs"}),
 }
 
 #: Methods that need no token at all (the standard gRPC health check, for load balancers).

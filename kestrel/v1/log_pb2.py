@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from kestrel.v1 import common_pb2 as kestrel_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14kestrel/v1/log.proto\x12\nkestrel.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17kestrel/v1/common.proto\"\xce\x01\n\x08LogEntry\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x14\n\x0c\x65xecution_id\x18\x02 \x01(\t\x12\x13\n\x0btask_run_id\x18\x03 \x01(\t\x12\x0f\n\x07task_id\x18\x04 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\x05\x12#\n\x05level\x18\x06 \x01(\x0e\x32\x14.kestrel.v1.LogLevel\x12\x0f\n\x07message\x18\x07 \x01(\t\x12-\n\ttimestamp\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"N\n\x11\x41ppendLogsRequest\x12\x12\n\ntask_token\x18\x01 \x01(\t\x12%\n\x07\x65ntries\x18\x02 \x03(\x0b\x32\x14.kestrel.v1.LogEntry\"\x14\n\x12\x41ppendLogsResponse\"\x90\x01\n\x0fListLogsRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x13\n\x0btask_run_id\x18\x02 \x01(\t\x12\'\n\tmin_level\x18\x03 \x01(\x0e\x32\x14.kestrel.v1.LogLevel\x12\x16\n\x0e\x61\x66ter_sequence\x18\x04 \x01(\x03\x12\x11\n\tpage_size\x18\x05 \x01(\x05\"9\n\x10ListLogsResponse\x12%\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x14.kestrel.v1.LogEntry\"h\n\x0fTailLogsRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\'\n\tmin_level\x18\x02 \x01(\x0e\x32\x14.kestrel.v1.LogLevel\x12\x16\n\x0e\x61\x66ter_sequence\x18\x03 \x01(\x03\"9\n\x10TailLogsResponse\x12%\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x14.kestrel.v1.LogEntry2\xe9\x01\n\nLogService\x12K\n\nAppendLogs\x12\x1d.kestrel.v1.AppendLogsRequest\x1a\x1e.kestrel.v1.AppendLogsResponse\x12\x45\n\x08ListLogs\x12\x1b.kestrel.v1.ListLogsRequest\x1a\x1c.kestrel.v1.ListLogsResponse\x12G\n\x08TailLogs\x12\x1b.kestrel.v1.TailLogsRequest\x1a\x1c.kestrel.v1.TailLogsResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14kestrel/v1/log.proto\x12\nkestrel.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17kestrel/v1/common.proto\"\xce\x01\n\x08LogEntry\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x14\n\x0c\x65xecution_id\x18\x02 \x01(\t\x12\x13\n\x0btask_run_id\x18\x03 \x01(\t\x12\x0f\n\x07task_id\x18\x04 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\x05\x12#\n\x05level\x18\x06 \x01(\x0e\x32\x14.kestrel.v1.LogLevel\x12\x0f\n\x07message\x18\x07 \x01(\t\x12-\n\ttimestamp\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"N\n\x11\x41ppendLogsRequest\x12\x12\n\ntask_token\x18\x01 \x01(\t\x12%\n\x07\x65ntries\x18\x02 \x03(\x0b\x32\x14.kestrel.v1.LogEntry\"\x14\n\x12\x41ppendLogsResponse\"\xa4\x01\n\x0fListLogsRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x13\n\x0btask_run_id\x18\x02 \x01(\t\x12\'\n\tmin_level\x18\x03 \x01(\x0e\x32\x14.kestrel.v1.LogLevel\x12\x16\n\x0e\x61\x66ter_sequence\x18\x04 \x01(\x03\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\ntask_token\x18\x06 \x01(\t\"9\n\x10ListLogsResponse\x12%\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x14.kestrel.v1.LogEntry\"h\n\x0fTailLogsRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\'\n\tmin_level\x18\x02 \x01(\x0e\x32\x14.kestrel.v1.LogLevel\x12\x16\n\x0e\x61\x66ter_sequence\x18\x03 \x01(\x03\"9\n\x10TailLogsResponse\x12%\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x14.kestrel.v1.LogEntry2\xe9\x01\n\nLogService\x12K\n\nAppendLogs\x12\x1d.kestrel.v1.AppendLogsRequest\x1a\x1e.kestrel.v1.AppendLogsResponse\x12\x45\n\x08ListLogs\x12\x1b.kestrel.v1.ListLogsRequest\x1a\x1c.kestrel.v1.ListLogsResponse\x12G\n\x08TailLogs\x12\x1b.kestrel.v1.TailLogsRequest\x1a\x1c.kestrel.v1.TailLogsResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,13 +41,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_APPENDLOGSRESPONSE']._serialized_start=383
   _globals['_APPENDLOGSRESPONSE']._serialized_end=403
   _globals['_LISTLOGSREQUEST']._serialized_start=406
-  _globals['_LISTLOGSREQUEST']._serialized_end=550
-  _globals['_LISTLOGSRESPONSE']._serialized_start=552
-  _globals['_LISTLOGSRESPONSE']._serialized_end=609
-  _globals['_TAILLOGSREQUEST']._serialized_start=611
-  _globals['_TAILLOGSREQUEST']._serialized_end=715
-  _globals['_TAILLOGSRESPONSE']._serialized_start=717
-  _globals['_TAILLOGSRESPONSE']._serialized_end=774
-  _globals['_LOGSERVICE']._serialized_start=777
-  _globals['_LOGSERVICE']._serialized_end=1010
+  _globals['_LISTLOGSREQUEST']._serialized_end=570
+  _globals['_LISTLOGSRESPONSE']._serialized_start=572
+  _globals['_LISTLOGSRESPONSE']._serialized_end=629
+  _globals['_TAILLOGSREQUEST']._serialized_start=631
+  _globals['_TAILLOGSREQUEST']._serialized_end=735
+  _globals['_TAILLOGSRESPONSE']._serialized_start=737
+  _globals['_TAILLOGSRESPONSE']._serialized_end=794
+  _globals['_LOGSERVICE']._serialized_start=797
+  _globals['_LOGSERVICE']._serialized_end=1030
 # @@protoc_insertion_point(module_scope)

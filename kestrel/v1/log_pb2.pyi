@@ -112,6 +112,7 @@ class ListLogsRequest(_message.Message):
     MIN_LEVEL_FIELD_NUMBER: _builtins.int
     AFTER_SEQUENCE_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    TASK_TOKEN_FIELD_NUMBER: _builtins.int
     execution_id: _builtins.str
     task_run_id: _builtins.str
     """Only this task run's lines, when set."""
@@ -120,6 +121,12 @@ class ListLogsRequest(_message.Message):
     after_sequence: _builtins.int
     """Lines with sequence > after_sequence."""
     page_size: _builtins.int
+    task_token: _builtins.str
+    """A task token of the caller's task run (what log.Fetch sends). Required with a worker API
+    token, which then reads only the logs of that task run's own execution (its attempt must be
+    the running one). With it, execution_id may be empty (= the token's execution) and must
+    name an execution of the task run's namespace.
+    """
     def __init__(
         self,
         *,
@@ -128,10 +135,11 @@ class ListLogsRequest(_message.Message):
         min_level: _common_pb2.LogLevel.ValueType = ...,
         after_sequence: _builtins.int = ...,
         page_size: _builtins.int = ...,
+        task_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_sequence", b"after_sequence", "execution_id", b"execution_id", "min_level", b"min_level", "page_size", b"page_size", "task_run_id", b"task_run_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_sequence", b"after_sequence", "execution_id", b"execution_id", "min_level", b"min_level", "page_size", b"page_size", "task_run_id", b"task_run_id", "task_token", b"task_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

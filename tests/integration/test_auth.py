@@ -272,3 +272,96 @@ def test_a_worker_token_acts_only_as_the_workers_it_registered(auth_server, chan
     auth_server.run(revoke())
     b(b.workers.RegisterWorker, worker_pb2.RegisterWorkerRequest(worker_id="wa", task_types=[kind], concurrency=1))
     b(b.workers.WorkerHeartbeat, worker_pb2.WorkerHeartbeatRequest(worker_id="wa"))
+
+
+def test_a_worker_token_reads_only_the_logs_of_its_own_task_runs_execution(auth_server, channel, tokens):
+    """ListLogs under a worker token (what log.Fetch calls): only with the task token of a task
+    run leased to one of its workers, only that task run's execution, only while it runs."""
+    from kestrel.v1 import common_pb2, execution_pb2, flow_pb2, log_pb2, worker_pb2
+    from tests.integration.test_auth_matrix import Api
+
+    token_a, _ = _create(auth_server, Role.WORKER, name="logs-a")
+    token_b, _ = _create(auth_server, Role.WORKER, name="logs-b")
+    a, b, admin = Api(channel, token_a), Api(channel, token_b), Api(channel, tokens["admin"])
+    kind = "io.kestrel.tests.ReadsLogs"
+    a(a.workers.RegisterWorker, worker_pb2.RegisterWorkerRequest(worker_id="wlogs", task_types=[kind], concurrency=1))
+    admin(admin.flows.RegisterFlow, flow_pb2.RegisterFlowRequest(
+        source=f"id: reads-logs\nnamespace: company.team\ntasks:\n  - id: t\n    type: {kind}\n"))
+    started = [admin(admin.executions.StartExecution, execution_pb2.StartExecutionRequest(
+        namespace="company.team", flow_id="reads-logs")).execution.id for _ in range(2)]
+
+    def poll():
+        got = a(a.workers.PollTaskRuns, worker_pb2.PollTaskRunsRequest(worker_id="wlogs", wait_seconds=1))
+        return got.assignments[0] if got.assignments else None
+
+    held = wait_until(poll, timeout=60, what="an assignment")
+    own = held.execution_id
+    other = next(e for e in started if e != own)
+    task_token = held.task_token
+    a(a.logs.AppendLogs, log_pb2.AppendLogsRequest(task_token=task_token, entries=[
+        log_pb2.LogEntry(level=common_pb2.LOG_LEVEL_INFO, message="mine")]))
+
+    def list_logs(api, **kw):
+        return api(api.logs.ListLogs, log_pb2.ListLogsRequest(**kw)).entries
+
+    # its own execution: by default (no execution id) and by name
+    assert [e.message for e in list_logs(a, task_token=task_token)] == ["mine"]
+    assert [e.execution_id for e in list_logs(a, task_token=task_token, execution_id=own)] == [own]
+    denied = {
+        "another execution of the same namespace": (
+            lambda: list_logs(a, task_token=task_token, execution_id=other), f"not of execution {other}"),
+        "no task token": (lambda: list_logs(a, execution_id=own), "task_token: a worker token reads logs only"),
+        "another worker token's task run": (lambda: list_logs(b, task_token=task_token), "another API token"),
+        "GetExecution stays closed": (
+            lambda: a(a.executions.GetExecution, execution_pb2.GetExecutionRequest(id=own)), "may not call"),
+    }
+    for why, (fn, expected) in denied.items():
+        code, details = code_of(fn)
+        assert code == grpc.StatusCode.PERMISSION_DENIED and expected in details, (why, code, details)
+    a(a.workers.CompleteTaskRun, worker_pb2.CompleteTaskRunRequest(task_token=task_token, outputs_json="{}"))
+    code, details = code_of(lambda: list_logs(a, task_token=task_token))  # no longer held
+    assert code == grpc.StatusCode.NOT_FOUND and "stale" in details, (code, details)
+    second = wait_until(poll, timeout=60, what="the second assignment")
+    a(a.workers.CompleteTaskRun, worker_pb2.CompleteTaskRunRequest(task_token=second.task_token, outputs_json="{}"))
+
+
+FETCH_OWN = """
+id: fetch-own-logs
+namespace: company.team
+tasks:
+  - {id: hello, type: io.kestra.plugin.core.log.Log, message: hello-under-auth}
+  - {id: fetch, type: io.kestra.plugin.core.log.Fetch}
+"""
+
+FETCH_OTHER = """
+id: fetch-other-logs
+namespace: company.team
+inputs:
+  - {id: other, type: STRING}
+tasks:
+  - {id: fetch, type: io.kestra.plugin.core.log.Fetch, executionId: "{{ inputs.other }}"}
+"""
+
+
+def test_log_fetch_runs_on_a_worker_with_a_worker_token(auth_server):
+    """log.Fetch on a real worker holding a worker token: its own execution's logs are read; another
+    execution's (same namespace) are refused with a message naming the task and the rule."""
+    from tests.integration.harness import worker_process
+    from worker_sdk.client import KestrelClient
+    from worker_sdk.connection import Connection
+    from worker_sdk.types import State
+
+    worker_token, _ = _create(auth_server, Role.WORKER, name="fetcher")
+    with worker_process(auth_server.address, "--token", worker_token, concurrency=2), \
+            KestrelClient(auth_server.address, connection=Connection(token=ADMIN), timeout=30) as client:
+        flow = client.deploy_flow(FETCH_OWN).flow
+        own = client.wait_execution(client.start_execution(flow.namespace, flow.id).id, timeout=120)
+        fetch = {tr.task_id: tr for tr in own.task_runs}["fetch"]
+        assert own.state.current == State.SUCCESS, [(tr.task_id, tr.error) for tr in own.task_runs]
+        assert fetch.outputs["size"] >= 1, fetch.outputs
+        flow = client.deploy_flow(FETCH_OTHER).flow
+        other = client.wait_execution(client.start_execution(flow.namespace, flow.id,
+                                                             inputs={"other": own.id}).id, timeout=120)
+        assert other.state.current == State.FAILED, other
+        error = {tr.task_id: tr for tr in other.task_runs}["fetch"].error
+        assert "executionId" in error and "own execution" in error and "task 'fetch'" in error, error

@@ -237,6 +237,28 @@ tasks:
     assert tasks["all"].outputs["size"] >= 2
 
 
+def test_log_fetch_reads_another_execution_of_its_namespace_only(stack):
+    """Without authentication the server applies Kestra's Fetch rule on the task token: another
+    execution of the same namespace is readable, one of another namespace is refused."""
+    server, client = stack
+    source = """
+id: fetch-{name}
+namespace: {ns}
+inputs:
+  - {{id: other, type: STRING}}
+tasks:
+  - {{id: fetch, type: io.kestra.plugin.core.log.Fetch, executionId: "{{{{ inputs.other }}}}"}}
+"""
+    logged = run(client, "id: logs-once\nnamespace: tests.storage\ntasks:\n"
+                         "  - {id: say, type: io.kestra.plugin.core.log.Log, message: said}\n")
+    same = run(client, source.format(name="same", ns="tests.storage"), inputs={"other": logged.id})
+    assert _state(same) == "SUCCESS", [(t.task_id, t.error) for t in same.task_runs]
+    assert by_task(same)["fetch"].outputs["size"] == 1
+    elsewhere = run(client, source.format(name="elsewhere", ns="tests.elsewhere"), inputs={"other": logged.id})
+    assert _state(elsewhere) == "FAILED"
+    error = by_task(elsewhere)["fetch"].error
+    assert "namespace 'tests.storage'" in error and "task 'fetch' of flow tests.elsewhere.fetch-elsewhere" in error, error
+
 def test_sdk_file_and_kv_api_from_custom_tasks(stack):
     server, client = stack
     execution = run(client, """

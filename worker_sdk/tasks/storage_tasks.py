@@ -19,7 +19,7 @@ from typing import Any
 
 import grpc
 
-from kestrel.v1 import common_pb2, execution_pb2, execution_pb2_grpc, log_pb2, log_pb2_grpc
+from kestrel.v1 import common_pb2, log_pb2, log_pb2_grpc
 from worker_sdk.context import TaskContext, TaskFailure
 from worker_sdk.tasks._props import boolean, required, string_list, to_text
 from worker_sdk.tasks.scripts import upload_output_files, write_input_files
@@ -212,24 +212,19 @@ async def log_fetch(ctx: TaskContext, props: Mapping[str, Any]) -> dict[str, Any
     """``log.Fetch``: ``executionId`` (default: this one; must be of the same namespace),
     ``tasksId`` (only these tasks), ``level`` (minimum, default INFO). Writes the lines as JSON
     lines to storage. Outputs ``uri`` and ``size`` (number of lines). ``namespace``/``flowId``
-    are accepted; the execution id alone names the execution here."""
+    are accepted; the execution id alone names the execution here.
+
+    The logs are read with the task token, and the server applies the rule
+    (:func:`controlplane.api.access.log_reader`): another execution must be of this task's
+    namespace, and under a worker API token (authentication on) only this task's own
+    execution is readable."""
     storage = _storage(ctx)
     execution_id = to_text(props.get("executionId") or ctx.execution_id)
     task_ids = set(string_list(props["tasksId"], "tasksId")) if props.get("tasksId") is not None else None
     level = to_text(props.get("level") or "INFO").upper()
     if level not in _LEVELS:
         raise TaskFailure(f"property 'level' must be one of {', '.join(_LEVELS)}, got {level!r}")
-    channel = storage.channel
-    if execution_id != ctx.execution_id:
-        try:
-            other = await execution_pb2_grpc.ExecutionServiceStub(channel).GetExecution(
-                execution_pb2.GetExecutionRequest(id=execution_id))
-        except grpc.aio.AioRpcError as exc:
-            raise _refused(exc, f"cannot read execution {execution_id}") from None
-        if other.execution.namespace != ctx.namespace:
-            raise TaskFailure(f"execution {execution_id} is in namespace '{other.execution.namespace}': "
-                              f"a task of '{ctx.namespace}' may not fetch its logs")
-    logs = log_pb2_grpc.LogServiceStub(channel)
+    logs = log_pb2_grpc.LogServiceStub(storage.channel)
     min_level = getattr(common_pb2, f"LOG_LEVEL_{level}")
     out = ctx.working_dir / "logs.jsonl"
     count = 0
@@ -237,10 +232,11 @@ async def log_fetch(ctx: TaskContext, props: Mapping[str, Any]) -> dict[str, Any
     with open(out, "w", encoding="utf-8") as handle:
         while True:
             try:
-                resp = await logs.ListLogs(log_pb2.ListLogsRequest(execution_id=execution_id, min_level=min_level,
-                                                                   after_sequence=after, page_size=1000))
+                resp = await logs.ListLogs(log_pb2.ListLogsRequest(
+                    execution_id=execution_id, min_level=min_level, after_sequence=after, page_size=1000,
+                    task_token=storage.task_token))
             except grpc.aio.AioRpcError as exc:
-                raise _refused(exc, f"cannot read the logs of execution {execution_id}") from None
+                raise _refused(exc, f"property 'executionId': cannot read the logs of execution {execution_id}") from None
             for entry in resp.entries:
                 after = entry.sequence
                 if task_ids is not None and entry.task_id not in task_ids:
