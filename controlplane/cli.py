@@ -327,7 +327,9 @@ def _process_errors() -> Iterator[None]:
         _fail(f"Python module '{err.name}' is missing: a database driver named in the URL (expected "
               "postgresql+psycopg://USER@HOST:PORT/DB) or an incomplete install (pip install -e .)")
     except ValidationError as err:
-        _fail("invalid settings: " + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()))
+        from controlplane.config import describe
+
+        _fail(describe(err))
     except OSError as err:  # e.g. an address that cannot be bound
         _fail(str(err))
     except ValueError as err:  # e.g. an unreadable TLS file
@@ -614,13 +616,12 @@ def _settings(**overrides: Any) -> Any:
     """``controlplane.config.Settings`` from the environment, with non-``None`` flags on top."""
     from pydantic import ValidationError
 
-    from controlplane.config import Settings
+    from controlplane.config import Settings, describe
 
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as err:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
-        _fail(f"invalid settings: {problems}", 2)
+        _fail(describe(err), 2)
 
 
 # -- flow -----------------------------------------------------------------------------------

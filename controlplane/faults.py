@@ -38,6 +38,32 @@ _ACTIONS = ("crash",)
 _armed: dict[str, list[int]] = {}  # point -> [hits so far, crash at this hit]
 
 
+def parse(spec: str) -> dict[str, int]:
+    """Check ``spec`` (``"POINT:crash[@N],…"``) without arming anything (the settings validate
+    ``KESTREL_FAULT_POINTS`` with it, so a typo stops the process at start with one line).
+
+    Returns:
+        point -> the hit number that crashes (1 = the first).
+
+    Raises:
+        ValueError: an unknown point or action, or a bad ``@N``; the message names the bad item
+            and lists the valid points (or actions).
+    """
+    out: dict[str, int] = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        point, _, action = item.partition(":")
+        action, _, nth = action.partition("@")
+        if point not in POINTS:
+            raise ValueError(f"fault point '{point}' is unknown; valid points: {', '.join(POINTS)}")
+        if action not in _ACTIONS:
+            raise ValueError(f"fault point '{point}': action '{action}' is unknown; valid actions: "
+                             f"{', '.join(_ACTIONS)} (as POINT:crash or POINT:crash@N)")
+        if nth and (not nth.isdigit() or int(nth) < 1):
+            raise ValueError(f"fault point '{point}': '@{nth}' must be a positive hit number")
+        out[point] = int(nth or 1)
+    return out
+
+
 def configure(spec: str) -> list[str]:
     """Arm the fault points of ``spec`` (``"POINT:crash[@N],…"``; empty disarms all).
 
@@ -45,19 +71,11 @@ def configure(spec: str) -> list[str]:
         The armed point names.
 
     Raises:
-        ValueError: an unknown point or action, or a bad ``@N`` (the message lists the points).
+        ValueError: as :func:`parse` (nothing is armed then).
     """
     _armed.clear()
-    for item in filter(None, (part.strip() for part in spec.split(","))):
-        point, _, action = item.partition(":")
-        action, _, nth = action.partition("@")
-        if point not in POINTS:
-            raise ValueError(f"fault point '{point}' is unknown; known points: {', '.join(POINTS)}")
-        if action not in _ACTIONS:
-            raise ValueError(f"fault point '{point}': action '{action}' is unknown; known actions: {', '.join(_ACTIONS)}")
-        if nth and (not nth.isdigit() or int(nth) < 1):
-            raise ValueError(f"fault point '{point}': '@{nth}' must be a positive hit number")
-        _armed[point] = [0, int(nth or 1)]
+    for point, nth in parse(spec).items():
+        _armed[point] = [0, nth]
     return list(_armed)
 
 

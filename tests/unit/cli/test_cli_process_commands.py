@@ -141,7 +141,46 @@ def test_server_standalone_bad_env_is_one_line(runner: CliRunner, monkeypatch: p
     monkeypatch.setenv("KESTREL_PORT", "not-a-port")
     result = runner.invoke(app, ["server", "standalone"])
     assert result.exit_code == 2
-    assert result.stderr.startswith("error: invalid settings: port:")
+    assert result.stderr.startswith("error: invalid settings: KESTREL_PORT:")
+
+
+def test_server_standalone_fault_point_typo_is_one_line(runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_module(monkeypatch, "controlplane.server", "run_standalone", lambda s: None)
+    monkeypatch.setenv("KESTREL_FAULT_POINTS", "result.comitted:crash")
+    result = runner.invoke(app, ["server", "standalone"])
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith("error: invalid settings: KESTREL_FAULT_POINTS: fault point 'result.comitted' "
+                                    "is unknown; valid points: start.inserted, "), result.stderr
+    assert "result.committed" in result.stderr
+
+
+@pytest.mark.parametrize("variable", [
+    "KESTREL_MAX_OUTPUT_BYTES", "KESTREL_MAX_LOG_BYTES_PER_ATTEMPT", "KESTREL_NAMESPACE_FILE_MAX_BYTES",
+    "KESTREL_SCHEDULE_TO_START_SECONDS", "KESTREL_WEBHOOK_MAX_BODY_BYTES", "KESTREL_MAX_REDELIVERIES",
+    "KESTREL_TIMEOUT_GRACE_SECONDS", "KESTREL_LEASE_SECONDS", "KESTREL_HEARTBEAT_INTERVAL_SECONDS",
+    "KESTREL_POLL_WAIT_SECONDS", "KESTREL_METRICS_PORT",
+])
+def test_server_standalone_refuses_a_negative_limit(runner: CliRunner, monkeypatch: pytest.MonkeyPatch,
+                                                    variable: str) -> None:
+    _fake_module(monkeypatch, "controlplane.server", "run_standalone", lambda s: None)
+    monkeypatch.setenv(variable, "-1")
+    result = runner.invoke(app, ["server", "standalone"])
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"error: invalid settings: {variable}: Input should be greater than"), \
+        result.stderr
+
+
+def test_zero_keeps_its_documented_meaning(monkeypatch: pytest.MonkeyPatch) -> None:
+    for variable in ("KESTREL_MAX_OUTPUT_BYTES", "KESTREL_MAX_LOG_BYTES_PER_ATTEMPT",
+                     "KESTREL_SCHEDULE_TO_START_SECONDS", "KESTREL_MAX_REDELIVERIES", "KESTREL_METRICS_PORT"):
+        monkeypatch.setenv(variable, "0")
+    settings = Settings()
+    assert (settings.max_output_bytes, settings.max_log_bytes_per_attempt, settings.schedule_to_start_seconds,
+            settings.max_redeliveries, settings.metrics_port) == (0, 0, 0, 0, 0)
+    monkeypatch.setenv("KESTREL_NAMESPACE_FILE_MAX_BYTES", "0")  # no documented 0: at least 1 byte
+    with pytest.raises(ValueError, match="namespace_file_max_bytes"):
+        Settings()
 
 
 def test_db_migrate(runner: CliRunner, monkeypatch: pytest.MonkeyPatch, calls: list) -> None:
