@@ -661,7 +661,8 @@ def flow_validate(
         bool,
         typer.Option(
             "--lenient-expressions",
-            help="Accept expression errors (syntax, unknown task/input/variable) as warnings, as Kestra does.",
+            help="Accept expression errors (syntax, unknown task/input/variable) and literal errors (duplicate "
+            "SLA ids, a Subflow scheduleDate that is not a date-time) as warnings, as Kestra does.",
         ),
     ] = False,
     server: ServerOption = DEFAULT_SERVER,
@@ -701,6 +702,7 @@ def _validate_locally(source: str, *, lenient_expressions: bool = False) -> Vali
     from controlplane.errors import FlowValidationError
     from controlplane.flows import check_task_types, parse_flow
     from controlplane.flows.features import not_applied_warnings
+    from controlplane.flows.literal_checks import check_literals
     from controlplane.flows.static_checks import check_expressions, lenient_warning
 
     def issue(i: Any) -> ValidationIssue:
@@ -712,6 +714,7 @@ def _validate_locally(source: str, *, lenient_expressions: bool = False) -> Vali
         return ValidationResult(valid=False, errors=[issue(i) for i in err.issues])
     errors = check_task_types(flow, ())
     expression_errors, expression_warnings = check_expressions(flow)
+    expression_errors += check_literals(flow)
     if lenient_expressions:
         expression_warnings = [lenient_warning(i) for i in expression_errors] + expression_warnings
     else:
@@ -742,7 +745,8 @@ def flow_deploy(
         bool,
         typer.Option(
             "--lenient-expressions",
-            help="Accept expression errors (syntax, unknown task/input/variable) as warnings, as Kestra does.",
+            help="Accept expression errors (syntax, unknown task/input/variable) and literal errors (duplicate "
+            "SLA ids, a Subflow scheduleDate that is not a date-time) as warnings, as Kestra does.",
         ),
     ] = False,
     plan: Annotated[

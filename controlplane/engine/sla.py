@@ -35,7 +35,8 @@ class Sla:
     """One checked SLA of a flow.
 
     Attributes:
-        id: As written (Kestra does not require ids to be unique).
+        id: As written; unique within a registered flow (controlplane/flows/literal_checks.py),
+            though Kestra allows repeats (a flow deployed with lenient_expressions may have them).
         type: ``MAX_DURATION`` or ``EXECUTION_ASSERTION``.
         behavior: ``FAIL`` (the default), ``CANCEL`` or ``NONE``.
         labels: Labels added to the execution on a violation.

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from controlplane.errors import ConflictError, FlowValidationError, Issue, NotFoundError
 from controlplane.flows import check_task_types, parse_flow
 from controlplane.flows.features import not_applied_warnings
+from controlplane.flows.literal_checks import check_literals
 from controlplane.flows.static_checks import check_expressions, lenient_warning
 from controlplane.model import Flow
 from controlplane.store import repository as repo
@@ -52,11 +53,12 @@ class FlowRegistry:
         self, conn: AsyncConnection, source: str, *, lenient_expressions: bool = False
     ) -> tuple[Flow, list[Issue]]:
         """Parse and check a flow source, including the registration-time expression checks
-        (`controlplane.flows.static_checks`).
+        (`controlplane.flows.static_checks`) and literal checks (`controlplane.flows.literal_checks`).
 
         Args:
             lenient_expressions: Report expression errors (syntax, unknown task/input/variable)
-                as warnings, as Kestra would accept the flow and fail at run time.
+                and literal errors (duplicate SLA ids, a literal Subflow scheduleDate that is
+                not a date-time) as warnings, as Kestra would accept the flow.
 
         Returns:
             The parsed flow and warnings.
@@ -68,6 +70,7 @@ class FlowRegistry:
         flow = await asyncio.to_thread(parse_flow, source)
         issues = check_task_types(flow, await repo.known_task_types(conn))
         expression_errors, expression_warnings = await asyncio.to_thread(check_expressions, flow)
+        expression_errors += await asyncio.to_thread(check_literals, flow)
         if lenient_expressions:
             expression_warnings = [lenient_warning(i) for i in expression_errors] + expression_warnings
         else:

@@ -154,7 +154,8 @@ class ValidateFlowRequest(_message.Message):
     source: _builtins.str
     lenient_expressions: _builtins.bool
     """Kestra compatibility: expressions that fail the registration-time checks (syntax errors,
-    references to unknown tasks, inputs or variables) are reported as warnings instead of
+    references to unknown tasks, inputs or variables) and literal checks (duplicate SLA ids, a
+    literal Subflow scheduleDate that is not a date-time) are reported as warnings instead of
     errors, and fail at run time as they do in Kestra. Default false: such a flow is refused.
     """
     def __init__(
@@ -217,7 +218,8 @@ class RegisterFlowRequest(_message.Message):
     """Optimistic concurrency: the revision the caller last saw; 0 means "do not check"."""
     lenient_expressions: _builtins.bool
     """Kestra compatibility: expressions that fail the registration-time checks (syntax errors,
-    references to unknown tasks, inputs or variables) are reported as warnings instead of
+    references to unknown tasks, inputs or variables) and literal checks (duplicate SLA ids, a
+    literal Subflow scheduleDate that is not a date-time) are reported as warnings instead of
     errors, and fail at run time as they do in Kestra. Default false: such a flow is refused.
     """
     def __init__(

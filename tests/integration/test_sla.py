@@ -8,7 +8,7 @@ import time
 import grpc
 import pytest
 
-from kestrel.v1 import common_pb2, execution_pb2
+from kestrel.v1 import common_pb2, execution_pb2, flow_pb2
 from tests.integration.harness import worker_process
 from tests.integration.rpc import connect, state_name
 
@@ -125,6 +125,22 @@ def test_bad_sla_is_refused_at_registration_naming_the_field(stubs, sla, field, 
     assert field in err.value.details() and message in err.value.details()
     assert "line 4" in err.value.details() or "flow.yml:4" in err.value.details() or ":4:" in err.value.details()
 
+
+def test_duplicate_sla_ids_are_refused_at_registration_naming_flow_field_and_line(stubs):
+    source = ("id: dup-sla\nnamespace: tests.sla\nsla:\n"
+              "  - id: late\n    type: MAX_DURATION\n    duration: PT1H\n"
+              "  - id: other\n    type: MAX_DURATION\n    duration: PT2H\n"
+              "  - id: late\n    type: EXECUTION_ASSERTION\n    assert: \"{{ true }}\"\n"
+              "tasks:\n  - id: t\n    type: io.kestra.plugin.core.log.Log\n    message: x\n")
+    with pytest.raises(grpc.RpcError) as err:
+        stubs.deploy(source)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    details = err.value.details()
+    assert "flow tests.sla.dup-sla is invalid" in details, details
+    assert "line 10: sla[2].id: sla 'late': duplicate sla id 'late' (first at line 4)" in details, details
+    # Kestra accepts it (its sla-execution-condition.yaml repeats an id): lenient registration warns
+    resp = stubs.flows.RegisterFlow(flow_pb2.RegisterFlowRequest(source=source, lenient_expressions=True), timeout=10)
+    assert [(w.path, w.line) for w in resp.warnings if "duplicate sla id" in w.message] == [("sla[2].id", 10)]
 
 PAUSED = """
 id: sla-paused

@@ -119,8 +119,14 @@ tasks:
     assert running - parent_created >= timedelta(seconds=3.9), child.state.histories
 
 
-def test_a_bad_schedule_date_fails_the_task_naming_the_property(client):
-    client.deploy_flow("""
+def test_a_literal_bad_schedule_date_is_refused_at_registration(client):
+    """A literal (no ``{{ }}``) is checked when the flow is deployed, naming flow, task, field and line."""
+    from worker_sdk.errors import InvalidArgumentError
+
+    for literal, why in (('"next tuesday"', "must be an ISO-8601 date-time"),
+                         ("2026-01-01T10:00:00", "needs a time zone offset")):
+        with pytest.raises(InvalidArgumentError) as err:
+            client.deploy_flow(f"""
 id: bad-schedule
 namespace: tests.subflow.restart
 tasks:
@@ -128,8 +134,27 @@ tasks:
     type: io.kestra.plugin.core.flow.Subflow
     namespace: tests.subflow.restart
     flowId: quick-child
-    scheduleDate: "next tuesday"
+    scheduleDate: {literal}
 """)
-    final = client.wait_execution(client.start_execution("tests.subflow.restart", "bad-schedule").id, timeout=60)
+        message = str(err.value)
+        assert "flow tests.subflow.restart.bad-schedule is invalid" in message, message
+        assert "line 9: tasks[0].scheduleDate: task 'call': property 'scheduleDate' " + why in message, message
+
+
+def test_a_rendered_bad_schedule_date_fails_the_task_naming_the_property(client):
+    client.deploy_flow("""
+id: bad-rendered-schedule
+namespace: tests.subflow.restart
+inputs:
+  - {id: when, type: STRING, defaults: next tuesday}
+tasks:
+  - id: call
+    type: io.kestra.plugin.core.flow.Subflow
+    namespace: tests.subflow.restart
+    flowId: quick-child
+    scheduleDate: "{{ inputs.when }}"
+""")
+    final = client.wait_execution(client.start_execution("tests.subflow.restart", "bad-rendered-schedule").id,
+                                  timeout=60)
     assert final.state.current.value == "FAILED"
-    assert "property 'scheduleDate' must be an ISO-8601 date-time" in final.task_runs[0].error
+    assert "task 'call': property 'scheduleDate' must be an ISO-8601 date-time" in final.task_runs[0].error

@@ -16,7 +16,8 @@ As Kestra's ``Subflow``:
 - Killing the parent kills the child (the executor does it).
 - A ``retry`` policy that applies to the task (its own, an ancestor's or the flow's) retries a
   failed child as a new child execution, one attempt each (Kestra's RetryCaseTest#retrySubflow).
-- ``scheduleDate`` (an ISO-8601 date-time with offset, rendered): the child execution is created
+- ``scheduleDate`` (an ISO-8601 date-time with offset, rendered; a literal one is checked when the
+  flow is registered): the child execution is created
   at once (its id is in the outputs) but stays CREATED until that date, then starts; a date in
   the past starts it at once. With ``wait`` the task run waits for it.
 - ``restartBehavior`` (what restarting the failed parent execution does to a failed Subflow task
@@ -92,7 +93,7 @@ def prepare(task: Task, render: Renderer) -> Prepared:
                             f"got {behavior!r}")
     rendered["restartBehavior"] = behavior
     if props.get("scheduleDate") is not None:
-        rendered["scheduleDate"] = _date(task, render(props["scheduleDate"], "scheduleDate")).isoformat()
+        rendered["scheduleDate"] = schedule_date(task.id, render(props["scheduleDate"], "scheduleDate")).isoformat()
     return Prepared(properties=rendered)
 
 
@@ -100,8 +101,13 @@ RETRY_FAILED = "RETRY_FAILED"
 NEW_EXECUTION = "NEW_EXECUTION"
 
 
-def _date(task: Task, value: Any) -> datetime:
-    """``scheduleDate`` as an aware UTC datetime (Kestra's ZonedDateTime; ``Z`` accepted)."""
+def schedule_date(task_id: str, value: Any) -> datetime:
+    """``scheduleDate`` as an aware UTC datetime (Kestra's ZonedDateTime; ``Z`` accepted). The
+    flow parser applies it to a literal value at registration, the executor to the rendered one.
+
+    Raises:
+        FlowableError: not an ISO-8601 date-time, or without an offset (naming task and property).
+    """
     if isinstance(value, datetime):
         parsed = value
     else:
@@ -109,10 +115,10 @@ def _date(task: Task, value: Any) -> datetime:
         try:
             parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
-            raise FlowableError(f"task '{task.id}': property 'scheduleDate' must be an ISO-8601 date-time with "
+            raise FlowableError(f"task '{task_id}': property 'scheduleDate' must be an ISO-8601 date-time with "
                                 f"an offset (e.g. 2026-01-01T10:00:00+01:00), got {text!r}") from None
     if parsed.tzinfo is None:
-        raise FlowableError(f"task '{task.id}': property 'scheduleDate' needs a time zone offset, got {value!r}")
+        raise FlowableError(f"task '{task_id}': property 'scheduleDate' needs a time zone offset, got {value!r}")
     return parsed.astimezone(UTC)
 
 
