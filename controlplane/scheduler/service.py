@@ -15,6 +15,7 @@ The clock is injected (``clock``) so tests run months of schedules in seconds.
 from __future__ import annotations
 
 import asyncio
+import copy
 import hmac
 import logging
 from collections.abc import Callable, Mapping
@@ -583,7 +584,9 @@ class Scheduler:
             ctx = await self._upstream_context(conn, upstream, variables)
             execution_info = {"id": row.id, "namespace": row.namespace, "flowId": row.flow_id, "state": state,
                               "labels": dict(row.labels or {}), "outputs": row.outputs or {}}
-            state_doc = dict(trow.state or {})
+            # A deep copy: `_multiple` changes the nested window docs, and a shallow copy changed
+            # `trow.state` with them, so the change was never seen below nor stored.
+            state_doc = copy.deepcopy(trow.state or {})
             cctx = ConditionContext(variables=ctx, execution=execution_info, now=at,
                                     multiple=lambda cond: self._multiple(cond, state_doc, ctx, execution_info, at))
             conditions = list(d.conditions) + _preconditions(d.raw.get("preconditions"))
