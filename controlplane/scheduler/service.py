@@ -7,7 +7,9 @@ already ``standby_delay`` late, so a dead leader costs about that much lateness.
 depends on Redis: each trigger is evaluated with its row locked (``FOR UPDATE SKIP LOCKED``) and
 every tick or upstream event is claimed in ``trigger_fires`` (unique on namespace, flow, trigger
 and scheduled date / event key) in the same transaction as the execution it creates, so it can
-never start two executions.
+never start two executions. A MultipleCondition's window lives in the trigger row's ``state``
+(read and written under that row lock); an upstream event that counts in a window is claimed as
+``<event key>:counted`` so it counts once.
 
 The clock is injected (``clock``) so tests run months of schedules in seconds.
 """
@@ -587,8 +589,10 @@ class Scheduler:
             # A deep copy: `_multiple` changes the nested window docs, and a shallow copy changed
             # `trow.state` with them, so the change was never seen below nor stored.
             state_doc = copy.deepcopy(trow.state or {})
-            cctx = ConditionContext(variables=ctx, execution=execution_info, now=at,
-                                    multiple=lambda cond: self._multiple(cond, state_doc, ctx, execution_info, at))
+            counted: list[str] = []
+            cctx = ConditionContext(
+                variables=ctx, execution=execution_info, now=at,
+                multiple=lambda cond: self._multiple(cond, state_doc, ctx, execution_info, at, counted))
             conditions = list(d.conditions) + _preconditions(d.raw.get("preconditions"))
             try:
                 ok = all_hold(conditions, cctx)
@@ -597,6 +601,14 @@ class Scheduler:
                 log.warning("scheduler: flow %s.%s trigger %s: %s", flow.namespace, flow.id, d.id, exc)
                 await store.record_fire(conn, flow.namespace, flow.id, d.id, event_key=f"{row.id}:{index}",
                                         skipped_reason=str(exc)[:2000])
+                return 0
+            # Both replicas and the look-back passes read the same event; an event that counts in
+            # a window is claimed (unique key, in this transaction, under the row lock) so it counts
+            # once: counted again after the window was met and reset, it would fire a second time.
+            if counted and await store.record_fire(
+                conn, flow.namespace, flow.id, d.id, event_key=f"{row.id}:{index}:counted",
+                skipped_reason=f"counted in MultipleCondition window ({', '.join(counted)})",
+            ) is None:
                 return 0
             if state_doc != (trow.state or {}):
                 await store.update_trigger(conn, flow.namespace, flow.id, d.id, state=state_doc)
@@ -621,25 +633,44 @@ class Scheduler:
         return ctx
 
     def _multiple(self, cond: Mapping[str, Any], state_doc: dict[str, Any], ctx: dict[str, Any],
-                  execution: dict[str, Any], at: datetime) -> bool:
+                  execution: dict[str, Any], at: datetime, counted: list[str]) -> bool:
         """MultipleCondition: every named condition matched by some upstream execution within the
-        current window (``window``, default P1D, shifted by ``windowAdvance``); resets once met."""
+        current window (``window``, default P1D, shifted by ``windowAdvance``); resets once met.
+
+        ``state_doc[<condition id>]`` is ``{"window": <start, ISO>, "matched": [names], "after":
+        <date of the event that last met it, ISO>}``, changed in place. The condition id is
+        appended to ``counted`` when this event matches a member (the caller claims the event so it
+        counts once). Events are not read in date order (two replicas, look-back passes), so an
+        event of an older window, or not after the event that met the window last, does not count
+        (the fire consumed it) and leaves the stored window alone.
+        """
         cid = str(cond.get("id") or "multiple")
         window = parse_duration(str(cond.get("window") or "P1D"))
         advance = parse_duration(str(cond.get("windowAdvance") or "PT0S"))
-        start = window_start(at, window, advance).isoformat()
+        start_at = window_start(at, window, advance)
+        start = start_at.isoformat()
         doc = state_doc.get(cid) if isinstance(state_doc.get(cid), dict) else None
+        if doc is not None:
+            stored_start, last_met = _stored_date(doc.get("window")), _stored_date(doc.get("after"))
+            if stored_start is not None and stored_start > start_at:
+                return False
+            if doc.get("window") == start and last_met is not None and at <= last_met:
+                return False
         if doc is None or doc.get("window") != start:
             doc = {"window": start, "matched": []}
         subs = cond.get("conditions") or {}
         items = subs.items() if isinstance(subs, Mapping) else enumerate(subs)
         names = []
+        member_ctx = ConditionContext(variables=ctx, execution=execution, now=at)
         for name, sub in items:
             names.append(str(name))
-            if str(name) not in doc["matched"] and _holds_quietly(sub, ConditionContext(variables=ctx, execution=execution, now=at)):
-                doc["matched"] = [*doc["matched"], str(name)]
+            if _holds_quietly(sub, member_ctx):
+                if cid not in counted:
+                    counted.append(cid)
+                if str(name) not in doc["matched"]:
+                    doc["matched"] = [*doc["matched"], str(name)]
         met = all(n in doc["matched"] for n in names)
-        state_doc[cid] = {"window": start, "matched": []} if met else doc
+        state_doc[cid] = {"window": start, "matched": [], "after": at.isoformat()} if met else doc
         return met
 
     # -- webhooks ------------------------------------------------------------------------------
@@ -700,6 +731,14 @@ def _holds_quietly(cond: Mapping[str, Any], ctx: ConditionContext) -> bool:
     except (ExpressionError, ValueError) as exc:
         log.debug("condition not matched: %s", exc)
         return False
+
+
+def _stored_date(stored: Any) -> datetime | None:
+    """A date stored as ISO text in a trigger's state; None when absent or unreadable."""
+    try:
+        return datetime.fromisoformat(str(stored)) if stored else None
+    except ValueError:
+        return None
 
 
 def _preconditions(pre: Any) -> list[dict[str, Any]]:
