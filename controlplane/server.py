@@ -44,6 +44,7 @@ from controlplane.scheduler import Scheduler, SchedulerOptions, run_forever
 from controlplane.service.dispatch import Dispatcher
 from controlplane.service.flow_registry import FlowRegistry
 from controlplane.service.log_files import LogFileRequest, write_log_file
+from controlplane.service.log_ingest import LogIngest
 from controlplane.storage import InternalStorage, backend_from_settings
 from controlplane.storage import render as storage_render
 from controlplane.store import liveness
@@ -202,12 +203,14 @@ class ControlPlane:
         self.signer = TaskTokenSigner(secret.encode())
         self.flows = FlowRegistry(self.engine)
         self.executor = Executor(self.flows.load, s.max_redeliveries, s.namespace_prefix_globals)
+        self.log_ingest = LogIngest(self.flows.load, s.max_log_bytes_per_attempt)
         if s.metrics_port:
             self.metrics = Metrics(s.metrics_sample_seconds)
             self.dispatcher = MeteredDispatcher(self.transaction, self.executor, self.signer, self.events, s,
-                                                metrics=self.metrics)
+                                                metrics=self.metrics, logs=self.log_ingest)
         else:
-            self.dispatcher = Dispatcher(self.transaction, self.executor, self.signer, self.events, s)
+            self.dispatcher = Dispatcher(self.transaction, self.executor, self.signer, self.events, s,
+                                         logs=self.log_ingest)
         self.scheduler = Scheduler(self.transaction, self.flows.load, self.executor, options=SchedulerOptions(
             standby_delay=s.scheduler_standby_delay_seconds, missed_after=s.scheduler_missed_after_seconds,
         ), globals_=s.namespace_prefix_globals)

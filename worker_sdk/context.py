@@ -234,8 +234,9 @@ class LogBuffer:
     counted in `dropped`) so a task that floods its logs while the control plane is unreachable
     cannot exhaust memory.
 
-    Usage: ``start()`` inside the event loop, ``append()`` from anywhere, ``await close()`` before
-    reporting the result so that every line precedes it.
+    Usage: ``start()`` inside the event loop, ``append()`` from anywhere, ``await close()`` (or
+    ``close_keeping_last()``, whose lines go with the result) before reporting the result so
+    that every line precedes it.
 
     Args:
         send: Async function delivering one batch (see `SendLogs`).
@@ -352,8 +353,7 @@ class LogBuffer:
                 self._pending.popleft()
                 self.dropped += 1
 
-    async def close(self) -> None:
-        """Stops the flusher and sends what is left (a few attempts, then drops the rest)."""
+    async def _stop_flusher(self) -> None:
         with self._lock:
             self._closed = True
         if self._flusher is not None:
@@ -363,6 +363,30 @@ class LogBuffer:
             self._wake.set()
             await self._flusher
             self._flusher = None
+
+    async def close_keeping_last(self, max_bytes: int) -> list[LogRecord]:
+        """Like `close`, but when what is left fits in one batch of at most ``max_bytes`` bytes
+        of messages (and ``max_batch`` lines) it is returned unsent, for the caller to send with
+        the result (``CompleteTaskRunRequest.logs``): every earlier line is sent first.
+
+        Returns:
+            The lines to send with the result (empty when nothing is left, or when it did not
+            fit and `close` sent it).
+        """
+        await self._stop_flusher()
+        with self._lock:
+            fits = len(self._pending) <= self._max_batch and sum(
+                len(r.message.encode("utf-8", errors="replace")) for r in self._pending) <= max_bytes
+            if fits:
+                last = list(self._pending)
+                self._pending.clear()
+                return last
+        await self.close()
+        return []
+
+    async def close(self) -> None:
+        """Stops the flusher and sends what is left (a few attempts, then drops the rest)."""
+        await self._stop_flusher()
         for attempt in range(max(1, self._close_attempts)):
             if await self.flush():
                 return

@@ -14,7 +14,8 @@ Protocol (``protos/kestrel/v1/worker.proto``):
 3. Per task run: a fresh working directory, a `LogBuffer` sending ``LogService.AppendLogs`` with
    the task token, a heartbeat loop (``RecordTaskRunHeartbeat`` every
    ``heartbeat_interval_seconds``), the task's timeout, then exactly one ``CompleteTaskRun`` or
-   ``FailTaskRun`` after the last log line was sent; a ``CompleteTaskRun`` asks for one more task
+   ``FailTaskRun`` after the last log line was sent (a short task's last lines go in the
+   ``CompleteTaskRun`` itself, ``logs``); a ``CompleteTaskRun`` asks for one more task
    run (``max_next_task_runs``, eager dispatch) and starts what it returns. ``cancel_requested`` → the task is stopped
    and failed with reason CANCELLED; NOT_FOUND from a heartbeat or a report → the lease was lost:
    the task is stopped and its result dropped (with a local warning).
@@ -97,6 +98,12 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 REPORT_ATTEMPTS = 5
 """Attempts of short unary calls (ShutdownWorker, AppendLogs) on transient errors."""
 REPORT_GRACE_SECONDS = 30.0
+
+LOGS_WITH_RESULT_MAX_BYTES = 256 * 1024
+"""An attempt's last log lines go with its CompleteTaskRun when they total at most this many
+bytes of text (else they are sent by AppendLogs first)..."""
+LOGS_WITH_RESULT_MAX_OUTPUTS = 1024 * 1024
+"""...and its outputs JSON is at most this long, so the completion stays far below the message limit."""
 """How long past its lease's last known expiry a worker keeps retrying a result report
 (CompleteTaskRun/FailTaskRun) that fails with a transient error. A control plane that was down
 reaps expired leases only once it is back, so a report arriving before that still wins;
@@ -755,6 +762,7 @@ class Worker:
         try:
             buffer.start()
             heartbeat = asyncio.create_task(self._task_heartbeat_loop(run))
+            outcome: _Outcome | None = None
             try:
                 if group is None:
                     outcome, finished = await self._execute(run, ctx)
@@ -762,8 +770,15 @@ class Worker:
                     outcome, finished = await self._execute_in_group(run, ctx, group, workdir)
             finally:
                 heartbeat.cancel()
-                await buffer.close()  # every log line precedes the result
-            await self._report(run, outcome)
+                # Every log line precedes the result: the last ones go with a completion that has
+                # room for them (one AppendLogs call fewer), the rest is sent now.
+                tail: list[LogRecord] = []
+                if (outcome is not None and outcome.success and not outcome.drop
+                        and len(outcome.outputs_json) <= LOGS_WITH_RESULT_MAX_OUTPUTS):
+                    tail = await buffer.close_keeping_last(LOGS_WITH_RESULT_MAX_BYTES)
+                else:
+                    await buffer.close()
+            await self._report(run, outcome, tail)
             run.reported.set()
             if finished is not None and not finished.done():
                 _log.warning("%s ignores cancellation; its slot stays busy until it returns", run)
@@ -870,9 +885,12 @@ class Worker:
                 run.request_stop(_Stop.CANCELLED)
                 return
 
-    async def _report(self, run: _TaskRun, outcome: _Outcome) -> None:
+    async def _report(self, run: _TaskRun, outcome: _Outcome, tail: list[LogRecord] | None = None) -> None:
+        """Report ``outcome``; ``tail``: the attempt's last log lines, sent with a completion
+        (``CompleteTaskRunRequest.logs``) or, if the result becomes a failure, before it."""
         assert self._workers is not None
         token = run.assignment.task_token
+        tail = tail or []
         if outcome.drop:
             return
         method: Callable[..., Awaitable[Any]]
@@ -884,6 +902,7 @@ class Worker:
             request: Any = worker_pb2.CompleteTaskRunRequest(
                 task_token=token, outputs_json=outcome.outputs_json, state=state,
                 working_directory_outputs_json=outcome.group_outputs_json, max_next_task_runs=eager,
+                logs=_log_entries(tail),
             )
             method = self._workers.CompleteTaskRun
         else:
@@ -907,6 +926,9 @@ class Worker:
                 # (Kestra does the same with results over its queue's message limit).
                 message = f"Task outputs are too large to report ({len(outcome.outputs_json)} bytes): {exc.details()}"
                 _log.error("%s: %s", run, message)
+                if tail:
+                    with contextlib.suppress(grpc.aio.AioRpcError):
+                        await self._send_logs(token, tail)  # they were to go with the completion
                 request = worker_pb2.FailTaskRunRequest(
                     task_token=token, error_message=message, reason=FailureReason.TASK_ERROR.value
                 )
@@ -944,15 +966,7 @@ class Worker:
     async def _send_logs(self, token: str, records: list[LogRecord]) -> None:
         """Sends one batch; raises on transient errors so that the buffer keeps it."""
         assert self._logs is not None
-        request = log_pb2.AppendLogsRequest(
-            task_token=token,
-            entries=[
-                log_pb2.LogEntry(
-                    level=_LOG_LEVELS[r.level], message=r.message, timestamp=_timestamp(r.timestamp)
-                )
-                for r in records
-            ],
-        )
+        request = log_pb2.AppendLogsRequest(task_token=token, entries=_log_entries(records))
         try:
             await self._call(self._logs.AppendLogs, request, attempts=2)
         except grpc.aio.AioRpcError as exc:
@@ -967,6 +981,11 @@ class Worker:
 
 
 # ---------------------------------------------------------------------- task invocation helpers
+
+
+def _log_entries(records: Iterable[LogRecord]) -> list[log_pb2.LogEntry]:
+    return [log_pb2.LogEntry(level=_LOG_LEVELS[r.level], message=r.message, timestamp=_timestamp(r.timestamp))
+            for r in records]
 
 
 def _monotonic_deadline(expires_at: datetime | None) -> float:

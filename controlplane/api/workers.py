@@ -7,6 +7,7 @@ import json
 import grpc
 
 from controlplane.api import access, checks, convert
+from controlplane.api.logs import log_lines
 from controlplane.api.status import rpc
 from controlplane.errors import FailedPreconditionError, InvalidArgumentError, ResourceExhaustedError
 from controlplane.model import State
@@ -103,8 +104,9 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
         group_outputs = convert.parse_json_object(request.working_directory_outputs_json, "working_directory_outputs_json")
         if request.max_next_task_runs > 1000:
             raise InvalidArgumentError(f"max_next_task_runs: at most 1000, got {request.max_next_task_runs}")
+        lines = log_lines(request.logs, "logs")
         assignments = await self._dispatch.complete(request.task_token, outputs, state, group_outputs,
-                                                    request.max_next_task_runs)
+                                                    request.max_next_task_runs, lines)
         return worker_pb2.CompleteTaskRunResponse(assignments=_assignments_to_proto(assignments))
 
     @rpc

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -19,6 +19,7 @@ from controlplane.engine.executor import AdvanceFailed, Executor, Lost
 from controlplane.engine.unit import Unit
 from controlplane.errors import ConflictError, FailedPreconditionError, InvalidArgumentError, NotFoundError
 from controlplane.model import State
+from controlplane.service.log_ingest import LogIngest, LogLine
 from controlplane.store import executor_ops as ops
 from controlplane.store import repository as repo
 from controlplane.store import working_directories as wd_store
@@ -33,6 +34,10 @@ Transaction = Callable[..., AbstractAsyncContextManager[Unit]]
 
 WORKER_TOUCH_SECONDS = 1.0
 """A poll records the worker's heartbeat (and re-reads its row) at most this often per replica."""
+
+
+class _LogsOverBudget(Exception):
+    """The log lines sent with a result took the attempt over its log budget."""
 
 
 class Assignment:
@@ -57,12 +62,15 @@ class Dispatcher:
         signer: Task token signer.
         events: This replica's wake-up signals.
         settings: Lease, heartbeat and poll durations (seconds).
+        logs: Stores the log lines a completion carries (without it, they are refused).
     """
 
     def __init__(
-        self, transaction: Transaction, executor: Executor, signer: TaskTokenSigner, events: Events, settings: Settings
+        self, transaction: Transaction, executor: Executor, signer: TaskTokenSigner, events: Events, settings: Settings,
+        *, logs: LogIngest | None = None,
     ) -> None:
         self._tx = transaction
+        self._logs = logs
         self._executor = executor
         self._signer = signer
         self._events = events
@@ -216,7 +224,7 @@ class Dispatcher:
 
     async def complete(
         self, token: str, outputs: dict[str, Any] | None, state: State, group_outputs: dict[str, Any] | None = None,
-        max_next: int = 0,
+        max_next: int = 0, lines: Sequence[LogLine] = (),
     ) -> list[Assignment]:
         """Record success (see :meth:`Executor.complete`); ``group_outputs``: the enclosing
         WorkingDirectory's outputs, sent with its last child (recorded first, so the tasks the
@@ -227,12 +235,20 @@ class Dispatcher:
         queued included: they are never seen, or polled for, by anyone else) and returned. A
         stopped or unknown worker, or a repeat of a recorded result, gets none.
 
+        ``lines``: the attempt's last log lines, stored in the same transaction as the result
+        (one AppendLogs call fewer; a repeat of the result stores nothing). Lines that take the
+        attempt over its log budget fail it instead, as AppendLogs does.
+
         Raises:
-            InvalidArgumentError: ``state`` is not SUCCESS or WARNING, or the token is malformed.
-            NotFoundError: stale token (see :meth:`Executor.complete`).
+            InvalidArgumentError: ``state`` is not SUCCESS or WARNING, the token is malformed, or
+                lines were sent to a dispatcher without a log store.
+            NotFoundError: stale token (see :meth:`Executor.complete`), or the lines went over
+                the attempt's log budget (the attempt failed saying so).
         """
         if state not in (State.SUCCESS, State.WARNING):
             raise InvalidArgumentError(f"state: a completion is SUCCESS or WARNING, not {state}")
+        if lines and self._logs is None:
+            raise InvalidArgumentError("logs: this control plane does not take log lines with a result")
         claims = self._signer.verify(token)
         eager: list[tuple[list[repo.ClaimedTaskRun], dict[str, Any]]] = []
 
@@ -241,15 +257,37 @@ class Dispatcher:
             if group_outputs:
                 await wd_store.record_outputs(unit.conn, claims, group_outputs)
             recorded = await self._executor.complete(unit, claims, outputs, state)
+            if recorded and lines and await self._store_lines(unit, claims, lines):
+                raise _LogsOverBudget
             if max_next > 0 and recorded:
                 eager.append(await self._claim_eagerly(unit, claims.worker_id, max_next))
 
-        await self._record_result(record)
+        try:
+            await self._record_result(record)
+        except _LogsOverBudget:
+            # Rolled back: store the lines alone (up to the budget) and fail the attempt, as a
+            # separate AppendLogs would have.
+            assert self._logs is not None
+            async with self._tx() as unit:
+                await self._store_lines(unit, claims, lines)
+            with contextlib.suppress(NotFoundError):
+                await self.fail(token, self._logs.over_limit_message, "TASK_ERROR", None, log_error=True)
+            raise NotFoundError(f"task run {claims.task_run_id} attempt {claims.attempt}: "
+                                f"{self._logs.over_limit_message}") from None
         faults.hit("result.committed")
         if not eager or not eager[0][0]:
             return []
         faults.hit("claim.committed")
         return self._assign(claims.worker_id, *eager[0])
+
+    async def _store_lines(self, unit: Unit, claims: TaskTokenClaims, lines: Sequence[LogLine]) -> bool:
+        """:meth:`LogIngest.store` for ``claims``' attempt; True when the lines went over its budget."""
+        assert self._logs is not None
+        task_id = claims.task_id  # tokens signed before it was added carry none: look it up
+        if not task_id:
+            row = await repo.get_task_run_row(unit.conn, claims.task_run_id)
+            task_id = row.task_id if row is not None else ""
+        return await self._logs.store(unit, claims, task_id, lines)
 
     async def _claim_eagerly(
         self, unit: Unit, worker_id: str, limit: int

@@ -25,61 +25,62 @@ _sym_db = _symbol_database.Default()
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from kestrel.v1 import common_pb2 as kestrel_dot_v1_dot_common__pb2
+from kestrel.v1 import log_pb2 as kestrel_dot_v1_dot_log__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17kestrel/v1/worker.proto\x12\nkestrel.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17kestrel/v1/common.proto\"\xab\x01\n\x15RegisterWorkerRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12\x0b\n\x03sdk\x18\x03 \x01(\t\x12\x12\n\ntask_types\x18\x04 \x03(\t\x12\x14\n\x0cworker_group\x18\x05 \x01(\t\x12!\n\x06labels\x18\x06 \x03(\x0b\x32\x11.kestrel.v1.Label\x12\x13\n\x0b\x63oncurrency\x18\x07 \x01(\x05\"f\n\x16RegisterWorkerResponse\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\"\n\x1aheartbeat_interval_seconds\x18\x02 \x01(\x01\x12\x15\n\rlease_seconds\x18\x03 \x01(\x01\"U\n\x13PollTaskRunsRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x15\n\rmax_task_runs\x18\x02 \x01(\x05\x12\x14\n\x0cwait_seconds\x18\x03 \x01(\x01\"\xbb\x03\n\x0eTaskAssignment\x12\x12\n\ntask_token\x18\x01 \x01(\t\x12\x13\n\x0btask_run_id\x18\x02 \x01(\t\x12\x14\n\x0c\x65xecution_id\x18\x03 \x01(\t\x12\x11\n\tnamespace\x18\x04 \x01(\t\x12\x0f\n\x07\x66low_id\x18\x05 \x01(\t\x12\x15\n\rflow_revision\x18\x06 \x01(\x05\x12\x0f\n\x07task_id\x18\x07 \x01(\t\x12\x11\n\ttask_type\x18\x08 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\t \x01(\x05\x12\x17\n\x0fproperties_json\x18\n \x01(\t\x12\x17\n\x0fidempotency_key\x18\x0b \x01(\t\x12\x34\n\x10lease_expires_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05value\x18\r \x01(\t\x12,\n\x08ready_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0ftimeout_seconds\x18\x0f \x01(\x01\x12<\n\x11working_directory\x18\x10 \x01(\x0b\x32!.kestrel.v1.WorkingDirectoryGroup\"\x7f\n\x15WorkingDirectoryGroup\x12\n\n\x02id\x18\x01 \x01(\t\x12\x18\n\x10input_files_json\x18\x02 \x01(\t\x12\x1c\n\x14namespace_files_json\x18\x03 \x01(\t\x12\x14\n\x0coutput_files\x18\x04 \x03(\t\x12\x0c\n\x04last\x18\x05 \x01(\x08\"G\n\x14PollTaskRunsResponse\x12/\n\x0b\x61ssignments\x18\x01 \x03(\x0b\x32\x1a.kestrel.v1.TaskAssignment\"3\n\x1dRecordTaskRunHeartbeatRequest\x12\x12\n\ntask_token\x18\x01 \x01(\t\"p\n\x1eRecordTaskRunHeartbeatResponse\x12\x34\n\x10lease_expires_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10\x63\x61ncel_requested\x18\x02 \x01(\x08\"\xa8\x01\n\x16\x43ompleteTaskRunRequest\x12\x12\n\ntask_token\x18\x01 \x01(\t\x12\x14\n\x0coutputs_json\x18\x02 \x01(\t\x12 \n\x05state\x18\x03 \x01(\x0e\x32\x11.kestrel.v1.State\x12&\n\x1eworking_directory_outputs_json\x18\x04 \x01(\t\x12\x1a\n\x12max_next_task_runs\x18\x05 \x01(\r\"J\n\x17\x43ompleteTaskRunResponse\x12/\n\x0b\x61ssignments\x18\x01 \x03(\x0b\x32\x1a.kestrel.v1.TaskAssignment\"\x80\x01\n\x12\x46\x61ilTaskRunRequest\x12\x12\n\ntask_token\x18\x01 \x01(\t\x12\x15\n\rerror_message\x18\x02 \x01(\t\x12)\n\x06reason\x18\x03 \x01(\x0e\x32\x19.kestrel.v1.FailureReason\x12\x14\n\x0coutputs_json\x18\x04 \x01(\t\"\x15\n\x13\x46\x61ilTaskRunResponse\"J\n\x16WorkerHeartbeatRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x1d\n\x15working_directory_ids\x18\x02 \x03(\t\"[\n\x17WorkerHeartbeatResponse\x12\x1b\n\x13\x63\x61ncel_task_run_ids\x18\x01 \x03(\t\x12#\n\x1b\x65nded_working_directory_ids\x18\x02 \x03(\t\"*\n\x15ShutdownWorkerRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\"4\n\x16ShutdownWorkerResponse\x12\x1a\n\x12requeued_task_runs\x18\x01 \x01(\x05\"#\n\x12ListWorkersRequest\x12\r\n\x05state\x18\x01 \x01(\t\"\xad\x02\n\nWorkerInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12\x0b\n\x03sdk\x18\x03 \x01(\t\x12\x12\n\ntask_types\x18\x04 \x03(\t\x12\x14\n\x0cworker_group\x18\x05 \x01(\t\x12!\n\x06labels\x18\x06 \x03(\x0b\x32\x11.kestrel.v1.Label\x12\x13\n\x0b\x63oncurrency\x18\x07 \x01(\x05\x12\r\n\x05state\x18\x08 \x01(\t\x12\x31\n\rregistered_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11last_heartbeat_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11running_task_runs\x18\x0b \x01(\x05\">\n\x13ListWorkersResponse\x12\'\n\x07workers\x18\x01 \x03(\x0b\x32\x16.kestrel.v1.WorkerInfo\"P\n\x12RenderItemsRequest\x12\x12\n\ntask_token\x18\x01 \x01(\t\x12\x12\n\nexpression\x18\x02 \x01(\t\x12\x12\n\nitems_json\x18\x03 \x03(\t\"?\n\x0cRenderedItem\x12\x14\n\nvalue_json\x18\x01 \x01(\tH\x00\x12\x0f\n\x05\x65rror\x18\x02 \x01(\tH\x00\x42\x08\n\x06result\"@\n\x13RenderItemsResponse\x12)\n\x07results\x18\x01 \x03(\x0b\x32\x18.kestrel.v1.RenderedItem*\xac\x01\n\rFailureReason\x12\x1e\n\x1a\x46\x41ILURE_REASON_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x46\x41ILURE_REASON_TASK_ERROR\x10\x01\x12\"\n\x1e\x46\x41ILURE_REASON_WORKER_SHUTDOWN\x10\x02\x12\x1a\n\x16\x46\x41ILURE_REASON_TIMEOUT\x10\x03\x12\x1c\n\x18\x46\x41ILURE_REASON_CANCELLED\x10\x04\x32\xad\x06\n\rWorkerService\x12W\n\x0eRegisterWorker\x12!.kestrel.v1.RegisterWorkerRequest\x1a\".kestrel.v1.RegisterWorkerResponse\x12Q\n\x0cPollTaskRuns\x12\x1f.kestrel.v1.PollTaskRunsRequest\x1a .kestrel.v1.PollTaskRunsResponse\x12o\n\x16RecordTaskRunHeartbeat\x12).kestrel.v1.RecordTaskRunHeartbeatRequest\x1a*.kestrel.v1.RecordTaskRunHeartbeatResponse\x12Z\n\x0f\x43ompleteTaskRun\x12\".kestrel.v1.CompleteTaskRunRequest\x1a#.kestrel.v1.CompleteTaskRunResponse\x12N\n\x0b\x46\x61ilTaskRun\x12\x1e.kestrel.v1.FailTaskRunRequest\x1a\x1f.kestrel.v1.FailTaskRunResponse\x12Z\n\x0fWorkerHeartbeat\x12\".kestrel.v1.WorkerHeartbeatRequest\x1a#.kestrel.v1.WorkerHeartbeatResponse\x12W\n\x0eShutdownWorker\x12!.kestrel.v1.ShutdownWorkerRequest\x1a\".kestrel.v1.ShutdownWorkerResponse\x12N\n\x0bListWorkers\x12\x1e.kestrel.v1.ListWorkersRequest\x1a\x1f.kestrel.v1.ListWorkersResponse\x12N\n\x0bRenderItems\x12\x1e.kestrel.v1.RenderItemsRequest\x1a\x1f.kestrel.v1.RenderItemsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17kestrel/v1/worker.proto\x12\nkestrel.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17kestrel/v1/common.proto\x1a\x14kestrel/v1/log.proto\"\xab\x01\n\x15RegisterWorkerRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12\x0b\n\x03sdk\x18\x03 \x01(\t\x12\x12\n\ntask_types\x18\x04 \x03(\t\x12\x14\n\x0cworker_group\x18\x05 \x01(\t\x12!\n\x06labels\x18\x06 \x03(\x0b\x32\x11.kestrel.v1.Label\x12\x13\n\x0b\x63oncurrency\x18\x07 \x01(\x05\"f\n\x16RegisterWorkerResponse\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\"\n\x1aheartbeat_interval_seconds\x18\x02 \x01(\x01\x12\x15\n\rlease_seconds\x18\x03 \x01(\x01\"U\n\x13PollTaskRunsRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x15\n\rmax_task_runs\x18\x02 \x01(\x05\x12\x14\n\x0cwait_seconds\x18\x03 \x01(\x01\"\xbb\x03\n\x0eTaskAssignment\x12\x12\n\ntask_token\x18\x01 \x01(\t\x12\x13\n\x0btask_run_id\x18\x02 \x01(\t\x12\x14\n\x0c\x65xecution_id\x18\x03 \x01(\t\x12\x11\n\tnamespace\x18\x04 \x01(\t\x12\x0f\n\x07\x66low_id\x18\x05 \x01(\t\x12\x15\n\rflow_revision\x18\x06 \x01(\x05\x12\x0f\n\x07task_id\x18\x07 \x01(\t\x12\x11\n\ttask_type\x18\x08 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\t \x01(\x05\x12\x17\n\x0fproperties_json\x18\n \x01(\t\x12\x17\n\x0fidempotency_key\x18\x0b \x01(\t\x12\x34\n\x10lease_expires_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05value\x18\r \x01(\t\x12,\n\x08ready_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0ftimeout_seconds\x18\x0f \x01(\x01\x12<\n\x11working_directory\x18\x10 \x01(\x0b\x32!.kestrel.v1.WorkingDirectoryGroup\"\x7f\n\x15WorkingDirectoryGroup\x12\n\n\x02id\x18\x01 \x01(\t\x12\x18\n\x10input_files_json\x18\x02 \x01(\t\x12\x1c\n\x14namespace_files_json\x18\x03 \x01(\t\x12\x14\n\x0coutput_files\x18\x04 \x03(\t\x12\x0c\n\x04last\x18\x05 \x01(\x08\"G\n\x14PollTaskRunsResponse\x12/\n\x0b\x61ssignments\x18\x01 \x03(\x0b\x32\x1a.kestrel.v1.TaskAssignment\"3\n\x1dRecordTaskRunHeartbeatRequest\x12\x12\n\ntask_token\x18\x01 \x01(\t\"p\n\x1eRecordTaskRunHeartbeatResponse\x12\x34\n\x10lease_expires_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10\x63\x61ncel_requested\x18\x02 \x01(\x08\"\xcc\x01\n\x16\x43ompleteTaskRunRequest\x12\x12\n\ntask_token\x18\x01 \x01(\t\x12\x14\n\x0coutputs_json\x18\x02 \x01(\t\x12 \n\x05state\x18\x03 \x01(\x0e\x32\x11.kestrel.v1.State\x12&\n\x1eworking_directory_outputs_json\x18\x04 \x01(\t\x12\x1a\n\x12max_next_task_runs\x18\x05 \x01(\r\x12\"\n\x04logs\x18\x06 \x03(\x0b\x32\x14.kestrel.v1.LogEntry\"J\n\x17\x43ompleteTaskRunResponse\x12/\n\x0b\x61ssignments\x18\x01 \x03(\x0b\x32\x1a.kestrel.v1.TaskAssignment\"\x80\x01\n\x12\x46\x61ilTaskRunRequest\x12\x12\n\ntask_token\x18\x01 \x01(\t\x12\x15\n\rerror_message\x18\x02 \x01(\t\x12)\n\x06reason\x18\x03 \x01(\x0e\x32\x19.kestrel.v1.FailureReason\x12\x14\n\x0coutputs_json\x18\x04 \x01(\t\"\x15\n\x13\x46\x61ilTaskRunResponse\"J\n\x16WorkerHeartbeatRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x1d\n\x15working_directory_ids\x18\x02 \x03(\t\"[\n\x17WorkerHeartbeatResponse\x12\x1b\n\x13\x63\x61ncel_task_run_ids\x18\x01 \x03(\t\x12#\n\x1b\x65nded_working_directory_ids\x18\x02 \x03(\t\"*\n\x15ShutdownWorkerRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\"4\n\x16ShutdownWorkerResponse\x12\x1a\n\x12requeued_task_runs\x18\x01 \x01(\x05\"#\n\x12ListWorkersRequest\x12\r\n\x05state\x18\x01 \x01(\t\"\xad\x02\n\nWorkerInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12\x0b\n\x03sdk\x18\x03 \x01(\t\x12\x12\n\ntask_types\x18\x04 \x03(\t\x12\x14\n\x0cworker_group\x18\x05 \x01(\t\x12!\n\x06labels\x18\x06 \x03(\x0b\x32\x11.kestrel.v1.Label\x12\x13\n\x0b\x63oncurrency\x18\x07 \x01(\x05\x12\r\n\x05state\x18\x08 \x01(\t\x12\x31\n\rregistered_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11last_heartbeat_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11running_task_runs\x18\x0b \x01(\x05\">\n\x13ListWorkersResponse\x12\'\n\x07workers\x18\x01 \x03(\x0b\x32\x16.kestrel.v1.WorkerInfo\"P\n\x12RenderItemsRequest\x12\x12\n\ntask_token\x18\x01 \x01(\t\x12\x12\n\nexpression\x18\x02 \x01(\t\x12\x12\n\nitems_json\x18\x03 \x03(\t\"?\n\x0cRenderedItem\x12\x14\n\nvalue_json\x18\x01 \x01(\tH\x00\x12\x0f\n\x05\x65rror\x18\x02 \x01(\tH\x00\x42\x08\n\x06result\"@\n\x13RenderItemsResponse\x12)\n\x07results\x18\x01 \x03(\x0b\x32\x18.kestrel.v1.RenderedItem*\xac\x01\n\rFailureReason\x12\x1e\n\x1a\x46\x41ILURE_REASON_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x46\x41ILURE_REASON_TASK_ERROR\x10\x01\x12\"\n\x1e\x46\x41ILURE_REASON_WORKER_SHUTDOWN\x10\x02\x12\x1a\n\x16\x46\x41ILURE_REASON_TIMEOUT\x10\x03\x12\x1c\n\x18\x46\x41ILURE_REASON_CANCELLED\x10\x04\x32\xad\x06\n\rWorkerService\x12W\n\x0eRegisterWorker\x12!.kestrel.v1.RegisterWorkerRequest\x1a\".kestrel.v1.RegisterWorkerResponse\x12Q\n\x0cPollTaskRuns\x12\x1f.kestrel.v1.PollTaskRunsRequest\x1a .kestrel.v1.PollTaskRunsResponse\x12o\n\x16RecordTaskRunHeartbeat\x12).kestrel.v1.RecordTaskRunHeartbeatRequest\x1a*.kestrel.v1.RecordTaskRunHeartbeatResponse\x12Z\n\x0f\x43ompleteTaskRun\x12\".kestrel.v1.CompleteTaskRunRequest\x1a#.kestrel.v1.CompleteTaskRunResponse\x12N\n\x0b\x46\x61ilTaskRun\x12\x1e.kestrel.v1.FailTaskRunRequest\x1a\x1f.kestrel.v1.FailTaskRunResponse\x12Z\n\x0fWorkerHeartbeat\x12\".kestrel.v1.WorkerHeartbeatRequest\x1a#.kestrel.v1.WorkerHeartbeatResponse\x12W\n\x0eShutdownWorker\x12!.kestrel.v1.ShutdownWorkerRequest\x1a\".kestrel.v1.ShutdownWorkerResponse\x12N\n\x0bListWorkers\x12\x1e.kestrel.v1.ListWorkersRequest\x1a\x1f.kestrel.v1.ListWorkersResponse\x12N\n\x0bRenderItems\x12\x1e.kestrel.v1.RenderItemsRequest\x1a\x1f.kestrel.v1.RenderItemsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'kestrel.v1.worker_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FAILUREREASON']._serialized_start=2564
-  _globals['_FAILUREREASON']._serialized_end=2736
-  _globals['_REGISTERWORKERREQUEST']._serialized_start=98
-  _globals['_REGISTERWORKERREQUEST']._serialized_end=269
-  _globals['_REGISTERWORKERRESPONSE']._serialized_start=271
-  _globals['_REGISTERWORKERRESPONSE']._serialized_end=373
-  _globals['_POLLTASKRUNSREQUEST']._serialized_start=375
-  _globals['_POLLTASKRUNSREQUEST']._serialized_end=460
-  _globals['_TASKASSIGNMENT']._serialized_start=463
-  _globals['_TASKASSIGNMENT']._serialized_end=906
-  _globals['_WORKINGDIRECTORYGROUP']._serialized_start=908
-  _globals['_WORKINGDIRECTORYGROUP']._serialized_end=1035
-  _globals['_POLLTASKRUNSRESPONSE']._serialized_start=1037
-  _globals['_POLLTASKRUNSRESPONSE']._serialized_end=1108
-  _globals['_RECORDTASKRUNHEARTBEATREQUEST']._serialized_start=1110
-  _globals['_RECORDTASKRUNHEARTBEATREQUEST']._serialized_end=1161
-  _globals['_RECORDTASKRUNHEARTBEATRESPONSE']._serialized_start=1163
-  _globals['_RECORDTASKRUNHEARTBEATRESPONSE']._serialized_end=1275
-  _globals['_COMPLETETASKRUNREQUEST']._serialized_start=1278
-  _globals['_COMPLETETASKRUNREQUEST']._serialized_end=1446
-  _globals['_COMPLETETASKRUNRESPONSE']._serialized_start=1448
-  _globals['_COMPLETETASKRUNRESPONSE']._serialized_end=1522
-  _globals['_FAILTASKRUNREQUEST']._serialized_start=1525
-  _globals['_FAILTASKRUNREQUEST']._serialized_end=1653
-  _globals['_FAILTASKRUNRESPONSE']._serialized_start=1655
-  _globals['_FAILTASKRUNRESPONSE']._serialized_end=1676
-  _globals['_WORKERHEARTBEATREQUEST']._serialized_start=1678
-  _globals['_WORKERHEARTBEATREQUEST']._serialized_end=1752
-  _globals['_WORKERHEARTBEATRESPONSE']._serialized_start=1754
-  _globals['_WORKERHEARTBEATRESPONSE']._serialized_end=1845
-  _globals['_SHUTDOWNWORKERREQUEST']._serialized_start=1847
-  _globals['_SHUTDOWNWORKERREQUEST']._serialized_end=1889
-  _globals['_SHUTDOWNWORKERRESPONSE']._serialized_start=1891
-  _globals['_SHUTDOWNWORKERRESPONSE']._serialized_end=1943
-  _globals['_LISTWORKERSREQUEST']._serialized_start=1945
-  _globals['_LISTWORKERSREQUEST']._serialized_end=1980
-  _globals['_WORKERINFO']._serialized_start=1983
-  _globals['_WORKERINFO']._serialized_end=2284
-  _globals['_LISTWORKERSRESPONSE']._serialized_start=2286
-  _globals['_LISTWORKERSRESPONSE']._serialized_end=2348
-  _globals['_RENDERITEMSREQUEST']._serialized_start=2350
-  _globals['_RENDERITEMSREQUEST']._serialized_end=2430
-  _globals['_RENDEREDITEM']._serialized_start=2432
-  _globals['_RENDEREDITEM']._serialized_end=2495
-  _globals['_RENDERITEMSRESPONSE']._serialized_start=2497
-  _globals['_RENDERITEMSRESPONSE']._serialized_end=2561
-  _globals['_WORKERSERVICE']._serialized_start=2739
-  _globals['_WORKERSERVICE']._serialized_end=3552
+  _globals['_FAILUREREASON']._serialized_start=2622
+  _globals['_FAILUREREASON']._serialized_end=2794
+  _globals['_REGISTERWORKERREQUEST']._serialized_start=120
+  _globals['_REGISTERWORKERREQUEST']._serialized_end=291
+  _globals['_REGISTERWORKERRESPONSE']._serialized_start=293
+  _globals['_REGISTERWORKERRESPONSE']._serialized_end=395
+  _globals['_POLLTASKRUNSREQUEST']._serialized_start=397
+  _globals['_POLLTASKRUNSREQUEST']._serialized_end=482
+  _globals['_TASKASSIGNMENT']._serialized_start=485
+  _globals['_TASKASSIGNMENT']._serialized_end=928
+  _globals['_WORKINGDIRECTORYGROUP']._serialized_start=930
+  _globals['_WORKINGDIRECTORYGROUP']._serialized_end=1057
+  _globals['_POLLTASKRUNSRESPONSE']._serialized_start=1059
+  _globals['_POLLTASKRUNSRESPONSE']._serialized_end=1130
+  _globals['_RECORDTASKRUNHEARTBEATREQUEST']._serialized_start=1132
+  _globals['_RECORDTASKRUNHEARTBEATREQUEST']._serialized_end=1183
+  _globals['_RECORDTASKRUNHEARTBEATRESPONSE']._serialized_start=1185
+  _globals['_RECORDTASKRUNHEARTBEATRESPONSE']._serialized_end=1297
+  _globals['_COMPLETETASKRUNREQUEST']._serialized_start=1300
+  _globals['_COMPLETETASKRUNREQUEST']._serialized_end=1504
+  _globals['_COMPLETETASKRUNRESPONSE']._serialized_start=1506
+  _globals['_COMPLETETASKRUNRESPONSE']._serialized_end=1580
+  _globals['_FAILTASKRUNREQUEST']._serialized_start=1583
+  _globals['_FAILTASKRUNREQUEST']._serialized_end=1711
+  _globals['_FAILTASKRUNRESPONSE']._serialized_start=1713
+  _globals['_FAILTASKRUNRESPONSE']._serialized_end=1734
+  _globals['_WORKERHEARTBEATREQUEST']._serialized_start=1736
+  _globals['_WORKERHEARTBEATREQUEST']._serialized_end=1810
+  _globals['_WORKERHEARTBEATRESPONSE']._serialized_start=1812
+  _globals['_WORKERHEARTBEATRESPONSE']._serialized_end=1903
+  _globals['_SHUTDOWNWORKERREQUEST']._serialized_start=1905
+  _globals['_SHUTDOWNWORKERREQUEST']._serialized_end=1947
+  _globals['_SHUTDOWNWORKERRESPONSE']._serialized_start=1949
+  _globals['_SHUTDOWNWORKERRESPONSE']._serialized_end=2001
+  _globals['_LISTWORKERSREQUEST']._serialized_start=2003
+  _globals['_LISTWORKERSREQUEST']._serialized_end=2038
+  _globals['_WORKERINFO']._serialized_start=2041
+  _globals['_WORKERINFO']._serialized_end=2342
+  _globals['_LISTWORKERSRESPONSE']._serialized_start=2344
+  _globals['_LISTWORKERSRESPONSE']._serialized_end=2406
+  _globals['_RENDERITEMSREQUEST']._serialized_start=2408
+  _globals['_RENDERITEMSREQUEST']._serialized_end=2488
+  _globals['_RENDEREDITEM']._serialized_start=2490
+  _globals['_RENDEREDITEM']._serialized_end=2553
+  _globals['_RENDERITEMSRESPONSE']._serialized_start=2555
+  _globals['_RENDERITEMSRESPONSE']._serialized_end=2619
+  _globals['_WORKERSERVICE']._serialized_start=2797
+  _globals['_WORKERSERVICE']._serialized_end=3610
 # @@protoc_insertion_point(module_scope)

@@ -11,6 +11,7 @@ from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from kestrel.v1 import common_pb2 as _common_pb2
+from kestrel.v1 import log_pb2 as _log_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -361,6 +362,7 @@ class CompleteTaskRunRequest(_message.Message):
     STATE_FIELD_NUMBER: _builtins.int
     WORKING_DIRECTORY_OUTPUTS_JSON_FIELD_NUMBER: _builtins.int
     MAX_NEXT_TASK_RUNS_FIELD_NUMBER: _builtins.int
+    LOGS_FIELD_NUMBER: _builtins.int
     task_token: _builtins.str
     outputs_json: _builtins.str
     """JSON object text of the outputs; empty = none."""
@@ -377,6 +379,15 @@ class CompleteTaskRunRequest(_message.Message):
     1000. The worker must have that many free slots once this task run's slot is free. A repeat
     of an already recorded result claims nothing.
     """
+    @_builtins.property
+    def logs(self) -> _containers.RepeatedCompositeFieldContainer[_log_pb2.LogEntry]:
+        """The attempt's last log lines (as AppendLogsRequest.entries: only level, message and
+        timestamp are read; at most 10,000), stored in the transaction that records this result, so
+        a short task needs no AppendLogs call. Lines sent earlier must have been appended first. A
+        repeat of a recorded result stores nothing. Lines that take the attempt over its log limit
+        fail it instead (NOT_FOUND), as AppendLogs does.
+        """
+
     def __init__(
         self,
         *,
@@ -385,10 +396,11 @@ class CompleteTaskRunRequest(_message.Message):
         state: _common_pb2.State.ValueType = ...,
         working_directory_outputs_json: _builtins.str = ...,
         max_next_task_runs: _builtins.int = ...,
+        logs: _abc.Iterable[_log_pb2.LogEntry] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_next_task_runs", b"max_next_task_runs", "outputs_json", b"outputs_json", "state", b"state", "task_token", b"task_token", "working_directory_outputs_json", b"working_directory_outputs_json"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["logs", b"logs", "max_next_task_runs", b"max_next_task_runs", "outputs_json", b"outputs_json", "state", b"state", "task_token", b"task_token", "working_directory_outputs_json", b"working_directory_outputs_json"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -10,7 +10,7 @@ import re
 import grpc
 import pytest
 
-from kestrel.v1 import common_pb2, log_pb2
+from kestrel.v1 import common_pb2, log_pb2, worker_pb2
 from tests.integration.harness import ServerThread, wait_until, worker_process
 from tests.integration.harness import test_settings as make_settings
 from tests.integration.rpc import connect, state_name
@@ -118,5 +118,38 @@ def test_invalid_utf8_sent_raw_by_a_worker_is_stored_and_other_bad_messages_are_
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value
         assert err.value.details().startswith("request: not a valid GetExecutionRequest message"), err.value.details()
         assert stubs.get(execution.id).id == execution.id  # still serving
+    finally:
+        stubs.close()
+
+
+def test_log_lines_sent_with_a_completion_are_stored_once_and_count_against_the_limit(server):
+    """``CompleteTaskRunRequest.logs``: stored with the result (task id and attempt from the
+    token), not again when the result is repeated; lines over the attempt's log limit fail the
+    task run with the limit's message (the completion is NOT_FOUND), as AppendLogs does."""
+    stubs = connect(server.address)
+    try:
+        worker = stubs.register_worker([CUSTOM])
+        stubs.deploy(f"id: tail\nnamespace: tests.limits\ntasks:\n  - id: t\n    type: {CUSTOM}\n"
+                     f"  - id: u\n    type: {CUSTOM}\n")
+        execution = stubs.start("tests.limits", "tail")
+        first = wait_until(lambda: stubs.poll(worker, wait=1), what="assignment")[0]
+        lines = [log_pb2.LogEntry(level=common_pb2.LOG_LEVEL_INFO, message=f"tail {i}") for i in range(3)]
+        done = worker_pb2.CompleteTaskRunRequest(task_token=first.task_token, logs=lines)
+        stubs.workers.CompleteTaskRun(done)
+        stubs.workers.CompleteTaskRun(done)  # a repeat: nothing stored twice
+        stored = [(e.task_id, e.attempt, e.message) for e in stubs.logs_stub_list(execution.id)]
+        assert stored == [("t", 1, "tail 0"), ("t", 1, "tail 1"), ("t", 1, "tail 2")]
+
+        second = wait_until(lambda: stubs.poll(worker, wait=1), what="the second task run")[0]
+        too_much = [log_pb2.LogEntry(level=common_pb2.LOG_LEVEL_INFO, message="z" * 1000) for _ in range(6)]
+        with pytest.raises(grpc.RpcError) as err:
+            stubs.workers.CompleteTaskRun(worker_pb2.CompleteTaskRunRequest(task_token=second.task_token,
+                                                                            logs=too_much))
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND and "KESTREL_MAX_LOG_BYTES_PER_ATTEMPT" in err.value.details()
+        final = stubs.wait(execution.id, timeout=30)
+        u = next(tr for tr in final.task_runs if tr.task_id == "u")
+        assert state_name(u.state.current) == "FAILED" and "Task logs are too large" in u.error
+        kept = [e for e in stubs.logs_stub_list(execution.id) if e.task_id == "u" and e.message.startswith("z")]
+        assert len(kept) == LOG_LIMIT // 1000  # up to the limit, the rest dropped
     finally:
         stubs.close()

@@ -128,6 +128,9 @@ class FakeControlPlane(worker_pb2_grpc.WorkerServiceServicer, log_pb2_grpc.LogSe
         if self.unavailable_completes > 0:
             self.unavailable_completes -= 1
             await context.abort(grpc.StatusCode.UNAVAILABLE, "try again")
+        if request.logs:  # the attempt's last lines, sent with the result
+            self.logs[request.task_token].extend(request.logs)
+            self.events.append(("logs", request.task_token))
         self.completed[request.task_token] = request
         self.events.append(("complete", request.task_token))
         self._touch()
@@ -280,6 +283,9 @@ async def test_complete_with_outputs_and_logs_first(fake) -> None:
     assert json.loads(plane.completed[ret].outputs_json) == {"value": "flow-with-outputs"}
     assert plane.completed[log].outputs_json == ""
     assert plane.messages(log) == [(common_pb2.LOG_LEVEL_WARN, "a"), (common_pb2.LOG_LEVEL_WARN, "b")]
+    # A short task's lines travel with its CompleteTaskRun: no separate AppendLogs call.
+    assert [e.message for e in plane.completed[log].logs] == ["a", "b"]
+    assert plane.events.count(("logs", log)) == 1
 
 
 async def test_many_log_lines_are_batched_and_all_precede_the_result(fake) -> None:
