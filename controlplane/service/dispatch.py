@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
+from sqlalchemy import exc as sa_exc
+
 from controlplane import faults
 from controlplane.config import Settings
 from controlplane.coordination.events import Events
@@ -237,7 +239,8 @@ class Dispatcher:
 
         ``lines``: the attempt's last log lines, stored in the same transaction as the result
         (one AppendLogs call fewer; a repeat of the result stores nothing). Lines that take the
-        attempt over its log budget fail it instead, as AppendLogs does.
+        attempt over its log budget fail it instead, as AppendLogs does. A stale result's lines
+        are still stored (in their own transaction), as AppendLogs keeps a stale attempt's lines.
 
         Raises:
             InvalidArgumentError: ``state`` is not SUCCESS or WARNING, the token is malformed, or
@@ -264,6 +267,15 @@ class Dispatcher:
 
         try:
             await self._record_result(record)
+        except NotFoundError:
+            # A stale result (lease lost meanwhile): its lines are still the attempt's evidence,
+            # kept tagged with its attempt as AppendLogs keeps a stale attempt's lines (the SDK
+            # sends them nowhere else). Over the budget they are cut; nothing is failed.
+            if lines:
+                with contextlib.suppress(NotFoundError, sa_exc.IntegrityError):  # the execution was deleted
+                    async with self._tx() as unit:
+                        await self._store_lines(unit, claims, lines)
+            raise
         except _LogsOverBudget:
             # Rolled back: store the lines alone (up to the budget) and fail the attempt, as a
             # separate AppendLogs would have.

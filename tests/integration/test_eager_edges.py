@@ -1,0 +1,229 @@
+"""Edges of eager dispatch (``CompleteTaskRunRequest.max_next_task_runs``) and of log lines
+sent with a completion (``CompleteTaskRunRequest.logs``), through raw gRPC stubs.
+
+Each test plays the worker itself (it holds the task tokens), in its own worker group, so the
+module's tests do not take each other's task runs.
+"""
+
+from __future__ import annotations
+
+import json
+
+import grpc
+import pytest
+
+from kestrel.v1 import common_pb2, execution_pb2, log_pb2, worker_pb2
+from tests.integration.harness import wait_until
+from tests.integration.rpc import connect, state_name
+
+SLEEP = "io.kestrel.tests.Sleep"
+RETURN = "io.kestra.plugin.core.debug.Return"
+NS = "tests.eager_edges"
+
+
+def _chain(flow_id: str, group: str, extra: str = "") -> str:
+    return f"""
+id: {flow_id}
+namespace: {NS}
+{extra}tasks:
+  - id: first
+    type: {SLEEP}
+    workerGroup: {{key: {group}}}
+    seconds: 0
+  - id: second
+    type: {RETURN}
+    workerGroup: {{key: {group}}}
+    format: "second"
+"""
+
+
+@pytest.fixture(scope="module")
+def stubs(server):
+    s = connect(server.address)
+    s.register_worker([SLEEP])  # make the custom type known
+    yield s
+    s.close()
+
+
+def _complete(stubs, token: str, **kw) -> worker_pb2.CompleteTaskRunResponse:
+    kw.setdefault("state", common_pb2.STATE_SUCCESS)
+    return stubs.workers.CompleteTaskRun(worker_pb2.CompleteTaskRunRequest(task_token=token, **kw), timeout=10)
+
+
+def _line(message: str, level=common_pb2.LOG_LEVEL_INFO) -> log_pb2.LogEntry:
+    return log_pb2.LogEntry(level=level, message=message)
+
+
+def test_eager_claim_takes_only_the_workers_group_and_task_types(stubs):
+    """Queued work of another worker group, or of a type the worker did not register, is never
+    handed out eagerly; the worker's own next task run is."""
+    stubs.deploy(_chain("mine", "eg-mine"))
+    stubs.deploy(_chain("theirs", "eg-theirs"))
+    theirs = stubs.start(NS, "theirs")  # 'first' queued in group eg-theirs
+    only_sleep = stubs.register_worker([SLEEP], worker_group="eg-mine")
+    mine = stubs.start(NS, "mine")
+    a = wait_until(lambda: stubs.poll(only_sleep, wait=1), what="first task run")[0]
+    assert a.execution_id == mine.id
+    # 'second' (a Return) is queued by this result, but the worker does not run Returns; the
+    # queued 'first' of the other group is not its either.
+    assert list(_complete(stubs, a.task_token, outputs_json='{"slept": 0}', max_next_task_runs=10).assignments) == []
+    other = stubs.register_worker([SLEEP, RETURN], worker_group="eg-theirs")
+    got = wait_until(lambda: stubs.poll(other, wait=1), what="the other group's task run")
+    assert [(x.execution_id, x.task_id) for x in got] == [(theirs.id, "first")]
+    returns = stubs.register_worker([RETURN], worker_group="eg-mine")
+    b = wait_until(lambda: stubs.poll(returns, wait=1), what="mine's second")[0]
+    assert (b.execution_id, b.task_id) == (mine.id, "second")
+    _complete(stubs, b.task_token, outputs_json='{"value": "second"}')
+    _complete(stubs, got[0].task_token, outputs_json='{"slept": 0}')
+    c = wait_until(lambda: stubs.poll(other, wait=1), what="theirs' second")[0]
+    _complete(stubs, c.task_token, outputs_json='{"value": "second"}')
+    assert state_name(stubs.wait(mine.id, timeout=30).state.current) == "SUCCESS"
+    assert state_name(stubs.wait(theirs.id, timeout=30).state.current) == "SUCCESS"
+
+
+def test_eager_claim_follows_a_re_registration(stubs):
+    """A worker that re-registers (same id) with other task types or another group gets eager
+    work by its new registration, not by what it registered when it claimed."""
+    stubs.deploy(_chain("rereg", "eg-rereg"))
+    worker = stubs.register_worker([SLEEP, RETURN], worker_group="eg-rereg", worker_id="eg-rereg-w")
+    ex = stubs.start(NS, "rereg")
+    a = wait_until(lambda: stubs.poll(worker, wait=1), what="first")[0]
+    stubs.register_worker([SLEEP], worker_group="eg-rereg", worker_id="eg-rereg-w")
+    assert list(_complete(stubs, a.task_token, outputs_json='{"slept": 0}', max_next_task_runs=1).assignments) == []
+    returns = stubs.register_worker([RETURN], worker_group="eg-rereg")
+    b = wait_until(lambda: stubs.poll(returns, wait=1), what="second")[0]
+    _complete(stubs, b.task_token, outputs_json='{"value": "second"}')
+    assert state_name(stubs.wait(ex.id, timeout=30).state.current) == "SUCCESS"
+
+
+def test_nothing_of_a_killed_execution_is_handed_out_eagerly(stubs):
+    """Kill while a task run is on the worker: its completion (with max_next) gets nothing of
+    the killed execution, and the execution ends KILLED."""
+    stubs.deploy(f"""
+id: killme
+namespace: {NS}
+tasks:
+  - id: par
+    type: io.kestra.plugin.core.flow.Parallel
+    tasks:
+      - id: a
+        type: {SLEEP}
+        workerGroup: {{key: eg-kill}}
+        seconds: 0
+      - id: b
+        type: {SLEEP}
+        workerGroup: {{key: eg-kill}}
+        seconds: 0
+  - id: after
+    type: {SLEEP}
+    workerGroup: {{key: eg-kill}}
+    seconds: 0
+""")
+    worker = stubs.register_worker([SLEEP], worker_group="eg-kill")
+    ex = stubs.start(NS, "killme")
+    held = wait_until(lambda: stubs.poll(worker, wait=1, max_task_runs=1), what="one branch")[0]
+    stubs.executions.KillExecution(execution_pb2.KillExecutionRequest(id=ex.id), timeout=10)
+    resp = _complete(stubs, held.task_token, outputs_json='{"slept": 0}', max_next_task_runs=5)
+    assert list(resp.assignments) == []
+    final = stubs.wait(ex.id, timeout=30)
+    assert state_name(final.state.current) == "KILLED"
+    assert "after" not in {tr.task_id for tr in final.task_runs}
+    assert stubs.poll(worker, wait=0.5) == []
+
+
+@pytest.mark.parametrize(("sent", "shown"), [
+    ("", None), ("{}", {}), ('{"a": null, "b": {"c": [1, null, {"d": null}]}, "e": ""}',
+                            {"a": None, "b": {"c": [1, None, {"d": None}]}, "e": ""}),
+])
+def test_outputs_round_trip_after_the_plain_sql_writes(stubs, sent, shown):
+    """Outputs None, {} and nested JSON nulls come back as sent, and the next task's
+    expression sees them."""
+    flow_id = f"rt-{len(sent)}"
+    stubs.deploy(f"""
+id: {flow_id}
+namespace: {NS}
+tasks:
+  - id: first
+    type: {SLEEP}
+    workerGroup: {{key: eg-rt}}
+    seconds: 0
+  - id: second
+    type: {RETURN}
+    workerGroup: {{key: eg-rt}}
+    format: "{{{{ outputs.first ?? 'none' }}}}"
+outputs:
+  - id: o
+    type: STRING
+    value: "{{{{ outputs.second.value }}}}"
+""")
+    worker = stubs.register_worker([SLEEP, RETURN], worker_group="eg-rt")
+    ex = stubs.start(NS, flow_id)
+    a = wait_until(lambda: stubs.poll(worker, wait=1), what="first")[0]
+    nxt = _complete(stubs, a.task_token, outputs_json=sent, max_next_task_runs=1).assignments
+    assert [x.task_id for x in nxt] == ["second"]
+    rendered = json.loads(nxt[0].properties_json)["format"]
+    _complete(stubs, nxt[0].task_token, outputs_json=json.dumps({"value": rendered}))
+    final = stubs.wait(ex.id, timeout=30)
+    assert state_name(final.state.current) == "SUCCESS", final
+    first = next(tr for tr in final.task_runs if tr.task_id == "first")
+    assert (json.loads(first.outputs_json) if first.outputs_json else None) == shown
+    assert rendered == ("none" if shown is None else shown)
+    assert json.loads(final.outputs_json)["o"] in (rendered, json.dumps(rendered, separators=(",", ":")))
+
+
+def test_log_lines_with_a_completion_are_checked_masked_and_filtered(stubs):
+    """Lines sent with a completion: an unknown level or 10,001 lines refuse the call before
+    anything is recorded; NUL is replaced; SECRET inputs are masked; lines below the task's
+    logLevel are dropped, as AppendLogs does."""
+    stubs.deploy(f"""
+id: logs
+namespace: {NS}
+inputs:
+  - id: password
+    type: SECRET
+tasks:
+  - id: first
+    type: {SLEEP}
+    workerGroup: {{key: eg-logs}}
+    logLevel: WARN
+    seconds: 0
+""")
+    worker = stubs.register_worker([SLEEP], worker_group="eg-logs")
+    ex = stubs.start(NS, "logs", inputs={"password": "hunter2-s3cret"})
+    a = wait_until(lambda: stubs.poll(worker, wait=1), what="first")[0]
+    for bad in ([_line("x", level=99)], [_line("x")] * 10_001):
+        with pytest.raises(grpc.RpcError) as err:
+            _complete(stubs, a.task_token, outputs_json="{}", logs=bad)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "logs" in err.value.details()
+    assert state_name(next(tr for tr in stubs.get(ex.id).task_runs if tr.task_id == "first").state.current) == "RUNNING"
+    _complete(stubs, a.task_token, outputs_json="{}", logs=[
+        _line("dropped info"), _line("warn a\x00b", common_pb2.LOG_LEVEL_WARN),
+        _line("pw=hunter2-s3cret", common_pb2.LOG_LEVEL_ERROR),
+    ])
+    stored = [(e.level, e.message) for e in stubs.logs_stub_list(ex.id) if e.task_id == "first"]
+    assert stored == [(common_pb2.LOG_LEVEL_WARN, "warn a\ufffdb"), (common_pb2.LOG_LEVEL_ERROR, "pw=******")]
+    assert state_name(stubs.wait(ex.id, timeout=30).state.current) == "SUCCESS"
+
+
+def test_log_lines_of_a_stale_completion_are_kept_as_appendlogs_keeps_them(stubs):
+    """A completion whose lease was lost (here: its worker shut down, the task run was handed
+    back) is NOT_FOUND, but its log lines are the attempt's evidence: they are stored tagged
+    with the old attempt, as ``AppendLogs`` stores a stale attempt's lines (the SDK sends them
+    nowhere else)."""
+    stubs.deploy(_chain("stale", "eg-stale"))
+    worker = stubs.register_worker([SLEEP, RETURN], worker_group="eg-stale")
+    ex = stubs.start(NS, "stale")
+    a = wait_until(lambda: stubs.poll(worker, wait=1), what="first")[0]
+    stubs.workers.ShutdownWorker(worker_pb2.ShutdownWorkerRequest(worker_id=worker), timeout=10)
+    with pytest.raises(grpc.RpcError) as err:
+        _complete(stubs, a.task_token, outputs_json='{"slept": 0}', max_next_task_runs=1,
+                  logs=[_line("last words of attempt 1")])
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    stored = [(e.task_id, e.attempt, e.message) for e in stubs.logs_stub_list(ex.id)]
+    assert ("first", 1, "last words of attempt 1") in stored
+    w2 = stubs.register_worker([SLEEP, RETURN], worker_group="eg-stale")
+    b = wait_until(lambda: stubs.poll(w2, wait=1), what="first again")[0]
+    assert (b.task_id, b.attempt) == ("first", 2)
+    nxt = _complete(stubs, b.task_token, outputs_json='{"slept": 0}', max_next_task_runs=1).assignments
+    _complete(stubs, nxt[0].task_token, outputs_json='{"value": "second"}')
+    assert state_name(stubs.wait(ex.id, timeout=30).state.current) == "SUCCESS"
