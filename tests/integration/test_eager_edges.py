@@ -227,3 +227,71 @@ def test_log_lines_of_a_stale_completion_are_kept_as_appendlogs_keeps_them(stubs
     nxt = _complete(stubs, b.task_token, outputs_json='{"slept": 0}', max_next_task_runs=1).assignments
     _complete(stubs, nxt[0].task_token, outputs_json='{"value": "second"}')
     assert state_name(stubs.wait(ex.id, timeout=30).state.current) == "SUCCESS"
+
+
+WD = "io.kestra.plugin.core.flow.WorkingDirectory"
+
+
+def test_eager_dispatch_keeps_a_working_directory_on_its_worker(stubs):
+    """Two directory-keeping workers: the one that ran child 1 gets child 2 eagerly (same
+    directory, marked last); a group whose first child is claimed eagerly is pinned to that
+    worker (the other never gets its children); the group outputs sent with the last child
+    (JSON nulls, nesting) merge into the WorkingDirectory's outputs."""
+    types = [RETURN, WD]
+    stubs.deploy(f"""
+id: wdeager
+namespace: {NS}
+tasks:
+  - id: wd
+    type: {WD}
+    workerGroup: {{key: eg-wd}}
+    tasks:
+      - {{id: r1, type: {RETURN}, format: one}}
+      - {{id: r2, type: {RETURN}, format: two}}
+""")
+    a = stubs.register_worker(types, worker_group="eg-wd")
+    b = stubs.register_worker(types, worker_group="eg-wd")
+    ex1 = stubs.start(NS, "wdeager")
+    [one] = wait_until(lambda: stubs.poll(a, wait=1), what="r1 of ex1")
+    ex2 = stubs.start(NS, "wdeager")  # its r1 is queued: a takes it eagerly below
+    wait_until(lambda: any(tr.task_id == "r1" for tr in stubs.get(ex2.id).task_runs), what="ex2's r1")
+    got = _complete(stubs, one.task_token, outputs_json='{"value": "one"}', max_next_task_runs=5).assignments
+    assert sorted((x.execution_id, x.task_id) for x in got) == sorted([(ex1.id, "r2"), (ex2.id, "r1")])
+    by_ex = {x.execution_id: x for x in got}
+    assert by_ex[ex1.id].working_directory.id == one.working_directory.id and by_ex[ex1.id].working_directory.last
+    assert stubs.poll(b, wait=0.5) == []
+    group_out = '{"n": null, "deep": {"list": [1, null]}, "empty": {}}'
+    more = _complete(stubs, by_ex[ex2.id].task_token, outputs_json='{"value": "one"}', max_next_task_runs=5).assignments
+    assert [(x.execution_id, x.task_id) for x in more] == [(ex2.id, "r2")]  # pinned: for a only
+    assert stubs.poll(b, wait=0.5) == []
+    for last in (by_ex[ex1.id], more[0]):
+        _complete(stubs, last.task_token, outputs_json='{"value": "two"}', working_directory_outputs_json=group_out)
+    for ex in (ex1, ex2):
+        final = stubs.wait(ex.id, timeout=30)
+        assert state_name(final.state.current) == "SUCCESS"
+        wd = next(tr for tr in final.task_runs if tr.task_id == "wd")
+        outs = json.loads(wd.outputs_json)
+        assert {k: outs.get(k, "missing") for k in ("n", "deep", "empty")} == json.loads(group_out), outs
+        assert {att.worker_id for tr in final.task_runs for att in tr.attempts} == {a}
+
+
+def test_a_token_signed_without_the_task_id_still_completes_with_logs_and_eager_work(server, stubs):
+    """Tokens signed before they carried the task id (a worker that survived the upgrade):
+    the lines sent with its completion get the task id from the task run, and eager dispatch
+    works as for a new token."""
+    from controlplane.tokens import TaskTokenClaims
+
+    stubs.deploy(_chain("oldtok", "eg-oldtok"))
+    worker = stubs.register_worker([SLEEP, RETURN], worker_group="eg-oldtok")
+    ex = stubs.start(NS, "oldtok")
+    a = wait_until(lambda: stubs.poll(worker, wait=1), what="first")[0]
+    signer = server.cp.signer
+    c = signer.verify(a.task_token)
+    assert c.task_id == "first"
+    old = signer.sign(TaskTokenClaims(c.execution_id, c.task_run_id, c.attempt, c.lease_epoch, c.worker_id))
+    assert signer.verify(old).task_id == ""
+    nxt = _complete(stubs, old, outputs_json='{"slept": 0}', max_next_task_runs=1, logs=[_line("old token line")])
+    assert [x.task_id for x in nxt.assignments] == ["second"]
+    assert ("first", 1, "old token line") in [(e.task_id, e.attempt, e.message) for e in stubs.logs_stub_list(ex.id)]
+    _complete(stubs, nxt.assignments[0].task_token, outputs_json='{"value": "second"}')
+    assert state_name(stubs.wait(ex.id, timeout=30).state.current) == "SUCCESS"
