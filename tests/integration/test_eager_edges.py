@@ -295,3 +295,39 @@ def test_a_token_signed_without_the_task_id_still_completes_with_logs_and_eager_
     assert ("first", 1, "old token line") in [(e.task_id, e.attempt, e.message) for e in stubs.logs_stub_list(ex.id)]
     _complete(stubs, nxt.assignments[0].task_token, outputs_json='{"value": "second"}')
     assert state_name(stubs.wait(ex.id, timeout=30).state.current) == "SUCCESS"
+
+
+@pytest.fixture(scope="module")
+def small_logs_server(database_url):
+    from tests.integration.harness import ServerThread, test_settings
+
+    srv = ServerThread(test_settings(database_url, max_log_bytes_per_attempt=2000)).start()
+    yield srv
+    srv.stop()
+
+
+def test_lines_over_the_log_limit_fail_the_attempt_and_leak_no_eager_claim(small_logs_server):
+    """A completion whose lines go over the attempt's log limit is NOT_FOUND (the attempt
+    failed): the eager claim made in the rolled-back transaction is undone, so the queued task
+    run it took is still there for the next poll (first attempt, not leased to anyone)."""
+    s = connect(small_logs_server.address)
+    try:
+        s.register_worker([SLEEP])
+        s.deploy(_chain("overlog", "eg-overlog"))
+        worker = s.register_worker([SLEEP, RETURN], worker_group="eg-overlog")
+        first = s.start(NS, "overlog")
+        a = wait_until(lambda: s.poll(worker, wait=1), what="first of the first execution")[0]
+        second = s.start(NS, "overlog")
+        wait_until(lambda: s.get(second.id).task_runs, what="the second execution's first task run")
+        with pytest.raises(grpc.RpcError) as err:
+            _complete(s, a.task_token, outputs_json='{"slept": 0}', max_next_task_runs=5,
+                      logs=[_line("z" * 1000) for _ in range(3)])
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+        assert state_name(s.wait(first.id, timeout=30).state.current) == "FAILED"
+        b = wait_until(lambda: s.poll(worker, wait=1), what="the second execution's task run")[0]
+        assert (b.execution_id, b.task_id, b.attempt) == (second.id, "first", 1)
+        nxt = _complete(s, b.task_token, outputs_json='{"slept": 0}', max_next_task_runs=1).assignments
+        _complete(s, nxt[0].task_token, outputs_json='{"value": "second"}')
+        assert state_name(s.wait(second.id, timeout=30).state.current) == "SUCCESS"
+    finally:
+        s.close()
