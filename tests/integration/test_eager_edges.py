@@ -331,3 +331,36 @@ def test_lines_over_the_log_limit_fail_the_attempt_and_leak_no_eager_claim(small
         assert state_name(s.wait(second.id, timeout=30).state.current) == "SUCCESS"
     finally:
         s.close()
+
+
+def test_a_signed_token_of_an_unknown_execution_is_not_found_with_logs_and_max_next(server, stubs):
+    """A genuine signature over an execution that does not exist (deleted): NOT_FOUND, nothing
+    stored, nothing claimed (not an internal error from the log store)."""
+    from controlplane.tokens import TaskTokenClaims
+
+    worker = stubs.register_worker([SLEEP], worker_group="eg-ghost")
+    token = server.cp.signer.sign(TaskTokenClaims("no-such-execution", "no-such-task-run", 1, 1, worker, "t"))
+    with pytest.raises(grpc.RpcError) as err:
+        _complete(stubs, token, outputs_json="{}", max_next_task_runs=3, logs=[_line("ghost")])
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_a_completion_with_logs_for_an_execution_deleted_meanwhile_is_not_found(server, stubs):
+    """The execution is deleted after a log batch cached its log rules: the completion with
+    lines is NOT_FOUND (the lines cannot be kept), not an internal error."""
+    import sqlalchemy as sa
+
+    stubs.deploy(_chain("gone", "eg-gone"))
+    worker = stubs.register_worker([SLEEP, RETURN], worker_group="eg-gone")
+    ex = stubs.start(NS, "gone")
+    a = wait_until(lambda: stubs.poll(worker, wait=1), what="first")[0]
+    stubs.logs.AppendLogs(log_pb2.AppendLogsRequest(task_token=a.task_token, entries=[_line("early")]), timeout=10)
+
+    async def delete():
+        async with server.cp.transaction() as unit:
+            await unit.conn.execute(sa.text("DELETE FROM executions WHERE id = :id"), {"id": ex.id})
+
+    server.run(delete())
+    with pytest.raises(grpc.RpcError) as err:
+        _complete(stubs, a.task_token, outputs_json='{"slept": 0}', max_next_task_runs=1, logs=[_line("late")])
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
