@@ -31,11 +31,17 @@ def _dead(dbapi_connection: Any) -> bool:
 
 
 def install(engine: AsyncEngine) -> None:
-    """Check every connection on checkout from ``engine``'s pool; a dead one is discarded and
-    another taken (:class:`sqlalchemy.exc.DisconnectionError`, the pool retries up to 3 times,
-    then connects afresh)."""
+    """Check every connection on checkout from ``engine``'s pool; a dead one is replaced by a new
+    connection and every older pooled connection is invalidated
+    (:class:`sqlalchemy.exc.DisconnectionError` with ``invalidate_pool``; the pool reconnects the
+    record, up to 3 times)."""
 
     @event.listens_for(engine.sync_engine.pool, "checkout")
     def _check(dbapi_connection: Any, record: Any, proxy: Any) -> None:  # noqa: ARG001 - event signature
         if _dead(dbapi_connection):
-            raise DisconnectionError("connection found closed by the server; replaced")
+            # One dead connection usually means all of them (Postgres restarted, backends
+            # terminated): invalidate every pooled connection older than now, as SQLAlchemy does
+            # for a disconnect met while executing, so the next checkouts reconnect at once.
+            error = DisconnectionError("connection found closed by the server; replaced")
+            error.invalidate_pool = True
+            raise error

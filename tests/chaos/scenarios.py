@@ -27,6 +27,7 @@ from tests.chaos.stack import (
     wait_registered,
 )
 from worker_sdk.client import KestrelClient
+from worker_sdk.errors import UnavailableError
 
 NAMESPACE = "tests.chaos"
 # Short leases and heartbeats so lost attempts are found in seconds.
@@ -256,8 +257,10 @@ def postgres_and_redis_outage(sizes: Sizes) -> dict[str, Any]:
                             WHERE datname = %s AND pid <> pg_backend_pid()""", (database,)).fetchone()[0]
                     deleted += delete_prefix_keys(REDIS_URL, cp.redis_prefix)
                 states = wait_all_terminal(conn, flow_id, n, sizes.timeout)
-                # The API still answers after the outages (a crash loop would not).
-                client.get_execution(ids[0])
+                # The API still answers after the outages (a crash loop would not). UNAVAILABLE
+                # ("retry later") is the documented answer while connections are being replaced:
+                # a client retries it, as this one does for up to 30 s.
+                _answers_within(client, ids[0], 30.0)
             figures = _check_no_loss_no_duplicate(conn, flow_id, n, states, tasks=2)
             if states.get("SUCCESS", 0) != n:
                 raise ChaosError(f"{flow_id}: not every execution succeeded: {states}")
@@ -281,3 +284,20 @@ SCENARIOS = {
     "network_partition": network_partition,
     "fault_points": fault_points,
 }
+
+
+def _answers_within(client: KestrelClient, execution_id: str, seconds: float) -> None:
+    """GetExecution succeeds within ``seconds``, retrying UNAVAILABLE every 0.5 s.
+
+    Raises:
+        ChaosError: it still answered UNAVAILABLE after ``seconds``.
+    """
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            client.get_execution(execution_id)
+            return
+        except UnavailableError as exc:
+            if time.monotonic() > deadline:
+                raise ChaosError(f"the API still answers UNAVAILABLE {seconds:g} s after the outages: {exc}") from exc
+            time.sleep(0.5)
