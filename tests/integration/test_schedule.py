@@ -162,11 +162,22 @@ def test_missed_schedules_after_a_30_minute_outage(server, client, clock, policy
     assert len(dates) == missed_fired
     if policy == "LAST":
         assert dates == ["2026-02-01T10:30:00Z"]
+    # Each tick's trigger.previous / trigger.next are its cron neighbours, also when several ticks
+    # fire in one pass or earlier ones were skipped.
+    neighbours = {r.trigger["variables"]["date"]: (r.trigger["variables"]["previous"], r.trigger["variables"]["next"])
+                  for r in _executions(server, "tests.schedule", flow_id)}
+    if policy == "ALL":
+        assert neighbours["2026-02-01T10:05:00Z"] == ("2026-02-01T10:04:00Z", "2026-02-01T10:06:00Z")
+        assert neighbours["2026-02-01T10:01:00Z"] == ("2026-02-01T10:00:00Z", "2026-02-01T10:02:00Z")
+    if policy == "LAST":
+        assert neighbours["2026-02-01T10:30:00Z"] == ("2026-02-01T10:29:00Z", "2026-02-01T10:31:00Z")
     # After the outage the schedule goes on normally.
     clock.set(2026, 2, 1, 10, 31, 0)
     _pass(server, s)
     assert len(_dates(server, "tests.schedule", flow_id)) == missed_fired + 1
     assert _dates(server, "tests.schedule", flow_id)[-1] == "2026-02-01T10:31:00Z"
+    last = _executions(server, "tests.schedule", flow_id)[-1].trigger["variables"]
+    assert (last["previous"], last["next"]) == ("2026-02-01T10:30:00Z", "2026-02-01T10:32:00Z")
 
 
 def test_late_maximum_delay_skips_late_ticks_and_records_why(server, client, clock):
