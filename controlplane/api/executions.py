@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from datetime import datetime
 
 import grpc
@@ -33,6 +34,10 @@ def _coerce(flow, raw_inputs):
         raise InputValidationError(
             f"flow {flow.namespace}.{flow.id}: inputs cannot be read: {type(exc).__name__}: {exc}"
         ) from None
+
+
+_WATCH_COALESCE_FROM_SECONDS = 0.003
+"""A WatchExecution read that took longer than this delays the next read as long (see there)."""
 
 
 class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
@@ -187,10 +192,12 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
             last = None
             while True:
                 changed.clear()
+                started = time.monotonic()
                 execution = await self._get(request.id)
                 if mask is None:
                     mask = secrets.execution_masker(execution.inputs).mask
                 message = convert.execution_to_proto(execution, mask, task_run_proto)
+                cost = time.monotonic() - started
                 if message != last:
                     yield execution_pb2.WatchExecutionResponse(execution=message)
                     last = message
@@ -199,3 +206,9 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
                 # Woken by a change on any replica; re-read every 2 s in case a signal was lost.
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(changed.wait(), 2.0)
+                # A read costs more the more task runs the execution has, and a long execution
+                # changes every few ms: wait as long as the last read took (at most 0.25 s), so
+                # a watcher spends at most half its time reading and the changes meanwhile come
+                # in one message. A small execution (a read of ~1 ms) is not held back.
+                if cost > _WATCH_COALESCE_FROM_SECONDS:
+                    await asyncio.sleep(min(cost, 0.25))
