@@ -194,9 +194,14 @@ export class WorkerClient {
    * @param {string} taskToken
    * @param {string} outputsJson JSON object text, '' for none.
    * @param {'STATE_SUCCESS' | 'STATE_WARNING'} [state]
+   * @param {number} [maxNext] eager dispatch: task runs to claim for this worker in the same call
+   *   (`max_next_task_runs`, 0 = none); they come back as `assignments`.
+   * @returns {Promise<{assignments?: object[]}>}
    */
-  completeTaskRun(taskToken, outputsJson, state = 'STATE_SUCCESS') {
-    return this.call(this._workers, 'CompleteTaskRun', { task_token: taskToken, outputs_json: outputsJson, state });
+  completeTaskRun(taskToken, outputsJson, state = 'STATE_SUCCESS', maxNext = 0) {
+    return this.call(this._workers, 'CompleteTaskRun', {
+      task_token: taskToken, outputs_json: outputsJson, state, max_next_task_runs: maxNext,
+    });
   }
 
   /**

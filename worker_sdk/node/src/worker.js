@@ -12,7 +12,9 @@
  * 3. Per task run: a fresh working directory, a {@link LogBuffer} sending `LogService.AppendLogs`
  *    with the task token, a heartbeat loop (`RecordTaskRunHeartbeat` every
  *    `heartbeatIntervalSeconds`, each success extends the lease), the task's timeout, then
- *    exactly one `CompleteTaskRun` or `FailTaskRun` after the last log line was sent.
+ *    exactly one `CompleteTaskRun` or `FailTaskRun` after the last log line was sent; a
+ *    `CompleteTaskRun` asks for one more task run (`max_next_task_runs`, eager dispatch) and
+ *    starts what it returns.
  *    `cancel_requested` → the task's AbortSignal is aborted and the run is failed with reason
  *    CANCELLED; NOT_FOUND from a heartbeat or a report → the lease was lost: the task is aborted
  *    and its result dropped (with a local warning). A report failing with a transient status
@@ -726,12 +728,16 @@ export class Worker {
     if (outcome.drop) return;
     const token = run.assignment.taskToken;
     const deadline = Math.max(run.leaseDeadline, Date.now()) + this.reportGraceSeconds * 1000;
+    // Eager dispatch: this run's slot is about to be free, so ask for one task run in the same
+    // call (none while stopping: a stopping worker takes no new work).
+    const eager = this._stop.done ? 0 : 1;
     const send = outcome.success
-      ? () => this._client.completeTaskRun(token, outcome.outputsJson ?? '', outcome.warning ? 'STATE_WARNING' : 'STATE_SUCCESS')
+      ? () => this._client.completeTaskRun(token, outcome.outputsJson ?? '', outcome.warning ? 'STATE_WARNING' : 'STATE_SUCCESS', eager)
       : () => this._client.failTaskRun(token, outcome.message ?? '', outcome.reason ?? FailureReason.TASK_ERROR, outcome.outputsJson ?? '');
     try {
       try {
-        await this.#callUntil(run, send, deadline);
+        const response = await this.#callUntil(run, send, deadline);
+        for (const message of response?.assignments ?? []) await this.#startOrHandBack(assignmentFromProto(message));
       } catch (exc) {
         if (!(outcome.success && exc.codeName === 'RESOURCE_EXHAUSTED')) throw exc;
         // The outputs exceed the server's message limit: the task run fails instead.
@@ -748,6 +754,25 @@ export class Worker {
       return;
     }
     this.log.debug(`${run} reported: ${outcome.success ? 'success' : outcome.reason}`);
+  }
+
+  /**
+   * Starts a task run handed out eagerly with a completion, or, when the worker began stopping
+   * while the report was in flight (the drain waits only for runs it already knew), hands it
+   * straight back unstarted (FailTaskRun WORKER_SHUTDOWN: re-queued).
+   * @param {Assignment} assignment
+   */
+  async #startOrHandBack(assignment) {
+    if (!this._stop.done) {
+      this.#start(assignment);
+      return;
+    }
+    try {
+      await this.#call(() => this._client.failTaskRun(assignment.taskToken, 'worker stopping: handed back unstarted',
+        FailureReason.WORKER_SHUTDOWN), 2);
+    } catch (exc) { // its lease expires and it is re-dispatched anyway
+      this.log.warn(`could not hand back task run ${assignment.taskRunId} (${exc.codeName ?? exc})`);
+    }
   }
 
   /**

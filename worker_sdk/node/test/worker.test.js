@@ -329,3 +329,23 @@ test('dumpOutputs: Sets, Maps and safe BigInts convert; NaN and Infinity are ref
 test('the constructor refuses a bad concurrency', () => {
   assert.throws(() => new Worker('x:1', { concurrency: 0 }), RangeError);
 });
+
+test('eager dispatch: a completion asks for one task run and runs what comes back', async () => {
+  let release;
+  const gate = new Promise((resolve) => { release = resolve; });
+  await withWorker({}, {
+    'test.Gated': async () => { await gate; return { first: true }; },
+    'test.Task': async () => ({ second: true }),
+  }, async ({ server }) => {
+    server.assign({ task_type: 'test.Gated' });
+    await until(() => server.of('heartbeat').length > 0, 5000, 'the first task run to start');
+    const second = server.assign({ task_type: 'test.Task' }); // queued while every slot is busy
+    release();
+    await until(() => server.of('complete').length === 2, 5000, 'both completions');
+    const [first, next] = server.of('complete');
+    assert.equal(first.max_next_task_runs, 1);
+    assert.deepEqual(server.eager(), [second], 'the second task run came with the first completion');
+    assert.equal(next.task_token, second);
+    assert.deepEqual(JSON.parse(next.outputs_json), { second: true });
+  }, { concurrency: 1 });
+});

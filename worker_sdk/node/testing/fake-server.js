@@ -24,6 +24,7 @@ export async function startFakeServer(script = {}, { port = 0 } = {}) {
   const v1 = loadContract().kestrel.v1;
   const calls = [];
   const queue = [];
+  const eager = []; // tokens handed out by CompleteTaskRun
   const counts = {};
   let tokens = 0;
   const handler = (name, fallback) => async (call, callback) => {
@@ -45,7 +46,12 @@ export async function startFakeServer(script = {}, { port = 0 } = {}) {
       return { assignments: queue.splice(0, req.max_task_runs) };
     }),
     RecordTaskRunHeartbeat: handler('heartbeat', () => ({ cancel_requested: false })),
-    CompleteTaskRun: handler('complete', () => ({})),
+    // Eager dispatch, as the control plane: up to max_next_task_runs queued assignments.
+    CompleteTaskRun: handler('complete', (req) => {
+      const handed = queue.splice(0, req.max_next_task_runs ?? 0);
+      eager.push(...handed.map((a) => a.task_token));
+      return { assignments: handed };
+    }),
     FailTaskRun: handler('fail', () => ({})),
     WorkerHeartbeat: handler('workerHeartbeat', () => ({})),
     ShutdownWorker: handler('shutdown', () => ({ requeued_task_runs: 0 })),
@@ -112,6 +118,8 @@ export async function startFakeServer(script = {}, { port = 0 } = {}) {
     names: () => calls.map((c) => c.name),
     /** Requests of one method. */
     of: (name) => calls.filter((c) => c.name === name).map((c) => c.request),
+    /** Tokens handed out with a CompleteTaskRun response (eager dispatch), in order. */
+    eager: () => [...eager],
     /** Queues one assignment; returns its token. */
     assign(fields = {}) {
       tokens += 1;
