@@ -277,8 +277,24 @@ class Run:
 
         try:
             wait_until(running, timeout=WAIT_SECONDS, what=f"{arg['task']} running")
+            if arg.get("held"):
+                wait_until(lambda: self._heartbeated(ex_id, arg["task"]), timeout=WAIT_SECONDS,
+                           what=f"{arg['task']}: a heartbeat from its worker")
         except AssertionError as exc:
             self.fail(f"{exc}\n{self.describe(self.stubs.get(ex_id))}")
+
+    def _heartbeated(self, execution_id: str, task_id: str) -> bool:
+        """The worker holds the attempt (not just a claim whose response may still be in flight):
+        a heartbeat moved the lease past the one the claim set (claim time + lease)."""
+        async def query() -> bool:
+            async with self.server.cp.transaction() as unit:
+                row = (await unit.conn.exec_driver_sql(
+                    "SELECT tr.lease_expires_at > a.started_at + make_interval(secs => %(lease)s) "
+                    "FROM task_runs tr JOIN task_run_attempts a ON a.task_run_id = tr.id AND a.attempt = tr.attempt "
+                    "WHERE tr.execution_id = %(ex)s AND tr.task_id = %(task)s",
+                    {"lease": self.server.cp.settings.lease_seconds, "ex": execution_id, "task": task_id})).first()
+                return bool(row and row[0])
+        return self.server.run(query())
 
     def do_wait_final(self, arg: dict[str, Any]) -> None:
         name, ex_id = self.execution(arg)
