@@ -7,7 +7,6 @@ import contextlib
 from datetime import UTC
 
 import grpc
-from sqlalchemy import exc as sa_exc
 
 from controlplane.api import access, checks, convert
 from controlplane.api.status import rpc
@@ -52,22 +51,11 @@ class LogServicer(log_pb2_grpc.LogServiceServicer):
     async def AppendLogs(self, request: log_pb2.AppendLogsRequest, context: grpc.aio.ServicerContext):
         claims = self._cp.signer.verify(request.task_token)
         lines = log_lines(request.entries, "entries")
-        try:
-            async with self._cp.transaction() as unit:
-                await access.worker(unit.conn, claims.worker_id)  # a worker token logs only for its own workers
-                task_id = claims.task_id  # tokens signed before it was added carry none: look it up
-                if not task_id:
-                    tr = await repo.get_task_run_row(unit.conn, claims.task_run_id)
-                    if tr is None:
-                        raise NotFoundError(f"task run {claims.task_run_id} not found")
-                    task_id = tr.task_id
-                crossed = await self._cp.log_ingest.store(unit, claims, task_id, lines)
-        except sa_exc.IntegrityError:  # the execution was deleted after its rules were cached
-            raise NotFoundError(f"execution {claims.execution_id} not found (deleted?): its log lines are not kept") from None
+        async with self._cp.transaction() as unit:
+            await access.worker(unit.conn, claims.worker_id)  # a worker token logs only for its own workers
+            crossed = await self._cp.log_ingest.store(unit, claims, lines)
         if crossed:
-            with contextlib.suppress(NotFoundError):  # the attempt had already ended
-                await self._cp.dispatcher.fail(request.task_token, self._cp.log_ingest.over_limit_message,
-                                               "TASK_ERROR", None, log_error=True)
+            await self._cp.dispatcher.fail_over_log_budget(request.task_token)
         return log_pb2.AppendLogsResponse()
 
     def _levels(self, min_level: int) -> list[str]:

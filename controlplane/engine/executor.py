@@ -290,8 +290,7 @@ class Executor:
             if execution.state.is_terminal:
                 await self._on_terminal(unit, execution)
         if more_later or self._for_each_item.again(execution_id):
-            await repo.mark_execution_dirty(conn, execution_id)
-            unit.sweep_soon = True
+            await unit.advance_soon(execution_id)
         else:
             deadline = self._sla_deadline(flow, execution, now)
             if deadline is not None:
@@ -367,8 +366,7 @@ class Executor:
         for child in await ops.running_children(unit.conn, execution.id):
             # Subflow executions: advanced by the sweep, each kills itself (its caller's
             # kill_requested is set), as a kill cascades.
-            await repo.mark_execution_dirty(unit.conn, child)
-            unit.sweep_soon = True
+            await unit.advance_soon(child)
         execution.ended_at = now
         change_state(execution, first.state, now, f"execution {execution.id}")
         return True, True
@@ -594,8 +592,7 @@ class Executor:
                 return await self.advance(unit, execution_id, locked, clear_dirty=clear_dirty, task_runs=task_runs)
         except Exception:
             log.exception("advancing execution %s failed; the executor sweep will retry", execution_id)
-            await repo.mark_execution_dirty(unit.conn, execution_id)
-            unit.sweep_soon = True
+            await unit.advance_soon(execution_id)
             return None
 
     async def fail_execution(self, unit: Unit, execution_id: str, error: str) -> None:
@@ -1125,8 +1122,7 @@ class Executor:
         for child in await ops.running_children(unit.conn, execution_id):
             # Durable intent: the sweep advances each child, which then kills itself (see
             # advance), even if the caller's own kills of the children never happen.
-            await repo.mark_execution_dirty(unit.conn, child)
-            unit.sweep_soon = True
+            await unit.advance_soon(child)
         dequeued = set(await repo.dequeue_execution_task_runs(unit.conn, execution_id))
         for tr in await repo.load_task_runs(unit.conn, execution_id):
             if tr.id in dequeued:  # not started, or awaiting re-dispatch after a lost attempt
@@ -1206,8 +1202,7 @@ class Executor:
                 unit.executions.add(queued)
                 await self.advance_safely(unit, queued)
         if execution.caller_execution_id:
-            await repo.mark_execution_dirty(conn, execution.caller_execution_id)
-            unit.sweep_soon = True
+            await unit.advance_soon(execution.caller_execution_id)
 
     # ------------------------------------------------------------------------------------------
     # pause and resume
@@ -1386,8 +1381,7 @@ class Executor:
         if due is not None and due > now:
             await repo.mark_execution_dirty(conn, child.id, due)  # the executor sweep starts it then
         elif unit.nested_starts >= _MAX_NESTED_STARTS:
-            await repo.mark_execution_dirty(conn, child.id)  # the executor sweep starts it
-            unit.sweep_soon = True
+            await unit.advance_soon(child.id)  # the executor sweep starts it
         else:
             unit.nested_starts += 1
             try:
@@ -1551,8 +1545,7 @@ class Executor:
         change_state(execution, State.RESTARTED, now, f"execution {execution_id}")
         await repo.save_execution_state(conn, execution)
         unit.executions.add(execution_id)
-        await repo.mark_execution_dirty(conn, execution_id)
-        unit.sweep_soon = True
+        await unit.advance_soon(execution_id)
         return execution
 
     async def _restart_children(self, unit: Unit, subflows: list[TaskRun]) -> dict[str, str]:

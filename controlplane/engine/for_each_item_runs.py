@@ -237,8 +237,7 @@ class ForEachItemRuns:
                 finally:
                     unit.nested_starts -= 1
             else:
-                await repo.mark_execution_dirty(conn, child_id)  # the sweep starts it
-                unit.sweep_soon = True
+                await unit.advance_soon(child_id)  # the sweep starts it
         if done + len(started) < total:
             self._again.add(execution.id)  # the sweep creates the next chunk
         fresh = await ops.child_counts(conn, execution.id, [tr.id])

@@ -7,6 +7,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from controlplane.store import repository as repo
+
 
 @dataclass
 class Unit:
@@ -41,3 +43,9 @@ class Unit:
     log_files: list[Any] = field(default_factory=list)
     sweep_soon: bool = False
     savepoints: bool = True
+
+    async def advance_soon(self, execution_id: str) -> None:
+        """Put ``execution_id`` on the executor queue, due now, and wake the executor sweep once
+        this transaction has committed (:attr:`sweep_soon`)."""
+        await repo.mark_execution_dirty(self.conn, execution_id)
+        self.sweep_soon = True

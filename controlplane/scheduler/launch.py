@@ -71,8 +71,7 @@ async def insert(unit: Unit, execution: Execution) -> None:
     it): a tick costs the scheduler a few inserts, so one scheduler keeps up with many
     every-second schedules."""
     await repo.insert_execution(unit.conn, execution, None)
-    await repo.mark_execution_dirty(unit.conn, execution.id)
-    unit.sweep_soon = True
+    await unit.advance_soon(execution.id)
 
 
 async def launch(

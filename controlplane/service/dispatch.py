@@ -11,8 +11,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from sqlalchemy import exc as sa_exc
-
 from controlplane import faults
 from controlplane.config import Settings
 from controlplane.coordination.events import Events
@@ -137,12 +135,11 @@ class Dispatcher:
                 # no round trip, wait for a wake-up.
             else:
                 async with self._tx() as unit:  # the first claim shares its transaction with the heartbeat
-                    worker = await repo.touch_active_worker(unit.conn, worker_id)
+                    worker = await self._touch(unit, worker_id)
                     if worker is None:
                         raise FailedPreconditionError(
                             f"worker '{worker_id}' is not registered (or has shut down); register again"
                         )
-                    self._remember_worker(worker)
                     # Registered before the first claim: work queued while it runs is not missed.
                     waiter = stack.enter_context(self._events.poll_waiter(worker.task_types, worker.worker_group))
                     claimed, groups_ = await self._claim(unit, worker, max_task_runs)
@@ -166,6 +163,14 @@ class Dispatcher:
         if seen is None or time.monotonic() - seen[0] >= WORKER_TOUCH_SECONDS:
             return None
         return seen[1]
+
+    async def _touch(self, unit: Unit, worker_id: str) -> repo.WorkerRow | None:
+        """Record the worker's heartbeat and read its row (remembered for
+        :data:`WORKER_TOUCH_SECONDS`); None when it is not an ACTIVE registered worker."""
+        worker = await repo.touch_active_worker(unit.conn, worker_id)
+        if worker is not None:
+            self._remember_worker(worker)
+        return worker
 
     def _remember_worker(self, worker: repo.WorkerRow) -> None:
         if len(self._touched) > 10_000:
@@ -253,17 +258,18 @@ class Dispatcher:
         if lines and self._logs is None:
             raise InvalidArgumentError("logs: this control plane does not take log lines with a result")
         claims = self._signer.verify(token)
-        eager: list[tuple[list[repo.ClaimedTaskRun], dict[str, Any]]] = []
+        eager: tuple[list[repo.ClaimedTaskRun], dict[str, Any]] = ([], {})
 
         async def record(unit: Unit) -> None:
-            eager.clear()  # run again after a failed advance: claim again
+            nonlocal eager
+            eager = ([], {})  # run again after a failed advance: claim again
             if group_outputs:
                 await wd_store.record_outputs(unit.conn, claims, group_outputs)
             recorded = await self._executor.complete(unit, claims, outputs, state)
-            if recorded and lines and await self._store_lines(unit, claims, lines):
+            if recorded and lines and await self._logs.store(unit, claims, lines):
                 raise _LogsOverBudget
             if max_next > 0 and recorded:
-                eager.append(await self._claim_eagerly(unit, claims.worker_id, max_next))
+                eager = await self._claim_eagerly(unit, claims.worker_id, max_next)
 
         try:
             await self._record_result(record)
@@ -272,46 +278,39 @@ class Dispatcher:
             # kept tagged with its attempt as AppendLogs keeps a stale attempt's lines (the SDK
             # sends them nowhere else). Over the budget they are cut; nothing is failed.
             if lines:
-                with contextlib.suppress(NotFoundError, sa_exc.IntegrityError):  # the execution was deleted
+                with contextlib.suppress(NotFoundError):  # the execution was deleted
                     async with self._tx() as unit:
-                        await self._store_lines(unit, claims, lines)
+                        await self._logs.store(unit, claims, lines)
             raise
         except _LogsOverBudget:
             # Rolled back: store the lines alone (up to the budget) and fail the attempt, as a
             # separate AppendLogs would have.
-            assert self._logs is not None
             async with self._tx() as unit:
-                await self._store_lines(unit, claims, lines)
-            with contextlib.suppress(NotFoundError):
-                await self.fail(token, self._logs.over_limit_message, "TASK_ERROR", None, log_error=True)
+                await self._logs.store(unit, claims, lines)
+            await self.fail_over_log_budget(token)
             raise NotFoundError(f"task run {claims.task_run_id} attempt {claims.attempt}: "
                                 f"{self._logs.over_limit_message}") from None
         faults.hit("result.committed")
-        if not eager or not eager[0][0]:
+        if not eager[0]:
             return []
         faults.hit("claim.committed")
-        return self._assign(claims.worker_id, *eager[0])
+        return self._assign(claims.worker_id, *eager)
 
-    async def _store_lines(self, unit: Unit, claims: TaskTokenClaims, lines: Sequence[LogLine]) -> bool:
-        """:meth:`LogIngest.store` for ``claims``' attempt; True when the lines went over its budget."""
+    async def fail_over_log_budget(self, token: str) -> None:
+        """Fail the attempt of ``token`` because its log lines went over
+        ``Settings.max_log_bytes_per_attempt`` (nothing when it had already ended)."""
         assert self._logs is not None
-        task_id = claims.task_id  # tokens signed before it was added carry none: look it up
-        if not task_id:
-            row = await repo.get_task_run_row(unit.conn, claims.task_run_id)
-            task_id = row.task_id if row is not None else ""
-        return await self._logs.store(unit, claims, task_id, lines)
+        with contextlib.suppress(NotFoundError):
+            await self.fail(token, self._logs.over_limit_message, "TASK_ERROR", None, log_error=True)
 
     async def _claim_eagerly(
         self, unit: Unit, worker_id: str, limit: int
     ) -> tuple[list[repo.ClaimedTaskRun], dict[str, Any]]:
         """Claim for ``worker_id`` inside a result's transaction (see :meth:`complete`); the task
         runs it takes are removed from the unit's wake-ups, so no poll is woken for them."""
-        worker = self._recent_worker(worker_id)
+        worker = self._recent_worker(worker_id) or await self._touch(unit, worker_id)
         if worker is None:
-            worker = await repo.touch_active_worker(unit.conn, worker_id)
-            if worker is None:
-                return [], {}  # stopped, shut down or unknown: no new work
-            self._remember_worker(worker)
+            return [], {}  # stopped, shut down or unknown: no new work
         if not unit.queued and not unit.tasks_queued and self._drained.get(worker_id) == self._events.queued_signals:
             return [], {}  # nothing queued since its last claim found nothing: no round trip
         claimed, groups_ = await self._claim(unit, worker, limit)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from controlplane.api import checks
@@ -64,15 +65,22 @@ class LogIngest:
                 "text, the limit (KESTREL_MAX_LOG_BYTES_PER_ATTEMPT); later lines were dropped and the task run "
                 "failed")
 
-    async def store(self, unit: Unit, claims: TaskTokenClaims, task_id: str, lines: Sequence[LogLine]) -> bool:
+    async def store(self, unit: Unit, claims: TaskTokenClaims, lines: Sequence[LogLine]) -> bool:
         """Store the lines of ``claims``' attempt kept by the task's ``logLevel`` (as Kestra,
         lines below it are dropped), with the execution's SECRET inputs masked, within the
         attempt's byte budget. Returns True when this batch is the one that went over the
         budget (its lines up to the limit are stored; the caller fails the attempt).
 
         Raises:
-            NotFoundError: the execution does not exist (deleted).
+            NotFoundError: the execution does not exist (deleted), or the task run of a token
+                signed without its task id does not.
         """
+        task_id = claims.task_id  # tokens signed before it was added carry none: look it up
+        if not task_id:
+            row = await repo.get_task_run_row(unit.conn, claims.task_run_id)
+            if row is None:
+                raise NotFoundError(f"task run {claims.task_run_id} not found")
+            task_id = row.task_id
         kept_levels, mask = await self._rules_for(unit.conn, claims.execution_id, task_id)
         rows = [
             {"execution_id": claims.execution_id, "task_run_id": claims.task_run_id, "task_id": task_id,
@@ -81,7 +89,11 @@ class LogIngest:
             for line in lines if line.level in kept_levels
         ]
         rows, crossed = await self._within_limit(unit.conn, claims, rows)
-        await repo.append_logs(unit.conn, rows)
+        try:
+            await repo.append_logs(unit.conn, rows)
+        except IntegrityError:  # the execution was deleted after its rules were cached
+            raise NotFoundError(f"execution {claims.execution_id} not found (deleted?): "
+                                "its log lines are not kept") from None
         unit.logs.add(claims.execution_id)
         return crossed
 

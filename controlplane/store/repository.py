@@ -745,12 +745,9 @@ async def finish_attempt(
     await conn.execute(_close_attempt(task_run_id, attempt, state, reason, error))
 
 
-def _close_attempt(
-    task_run_id: str, attempt: int, state: State, reason: str | None, error: str | None, now: datetime | None = None
-):
-    """The UPDATE closing one attempt with ``state`` (its history gets the entry, dated ``now``,
-    default the current time)."""
-    now = now or utcnow()
+def _close_attempt(task_run_id: str, attempt: int, state: State, reason: str | None, error: str | None):
+    """The UPDATE closing one attempt with ``state`` (its history gets the entry, dated now)."""
+    now = utcnow()
     entry = [{"state": state.value, "date": now.isoformat()}]
     return (
         update(t.task_run_attempts)
