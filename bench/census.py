@@ -1,9 +1,10 @@
 """Statement census: SQL statements the control plane sends per completed task run.
 
-Wall-clock figures on a shared machine are noisy; the number of statements (each one a round
-trip to Postgres) is not. This section runs the control plane **in this process** (on its own
-event loop in a thread, as ``tests/integration/harness.py`` does) so that a SQLAlchemy
-``before_cursor_execute`` listener can count every statement, while 2 worker processes run
+Wall-clock figures on a shared machine are noisy; the number of statements and of round trips
+to Postgres is not. This section runs the control plane **in this process** (on its own event
+loop in a thread, as ``tests/integration/harness.py`` does) so that wrappers of psycopg's
+cursor ``execute``, ``commit`` and ``pipeline`` can count every statement, commit and round
+trip (a pipeline of several statements is one), while 2 worker processes run
 executions of the 3-task flow one after another. Background loops (reaper, executor sweep,
 scheduler, heartbeats) run as usual and are counted too.
 """
@@ -20,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from sqlalchemy import event
 
 from bench.env import REDIS_URL, fresh_database, pg_dsn, workers
 from controlplane.config import Settings
@@ -93,25 +93,43 @@ def run_census(executions: int, workdir: Path, results: dict[str, Any], idle_sec
         idle: Counter[str] = Counter()
         target: list[Counter[str] | None] = [None]
 
-        def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        # Counted at psycopg (the control plane sends its hot-path SQL on psycopg directly,
+        # controlplane/store/pipeline.py, and the rest through SQLAlchemy, which calls the same
+        # cursor method): every statement; a BEGIN where psycopg sends one; every COMMIT; and
+        # the round trips, where a pipeline of several statements (and its BEGIN/COMMIT) is one.
+        def count_execute(cursor: Any, statement: Any) -> None:
             c = target[0]
-            if c is not None:
-                c[_shape(statement)] += 1
-
-        def commit(conn: Any) -> None:
-            c = target[0]
-            if c is not None:
+            if c is None:
+                return
+            conn = cursor.connection
+            text = statement.decode() if isinstance(statement, bytes) else str(statement)
+            piped = conn._pipeline is not None
+            if text.strip().upper() == "COMMIT":  # sent in a pipeline (controlplane/store/pipeline.py)
                 c["(commit)"] += 1
-
-        def begin(conn: Any) -> None:
-            c = target[0]
-            if c is not None and not conn.connection.driver_connection.autocommit:  # autocommit: no BEGIN sent
+                if not piped:
+                    c["(round trip)"] += 1
+                return
+            c[_shape(text)] += 1
+            if not conn.autocommit and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
                 c["(begin)"] += 1
+                if not piped:
+                    c["(round trip)"] += 1
+            if not piped:
+                c["(round trip)"] += 1
 
-        assert cp.engine is not None
-        event.listen(cp.engine.sync_engine, "before_cursor_execute", count)
-        event.listen(cp.engine.sync_engine, "commit", commit)
-        event.listen(cp.engine.sync_engine, "begin", begin)
+        def count_commit(conn: Any) -> None:
+            c = target[0]
+            if c is not None and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                c["(commit)"] += 1
+                if conn._pipeline is None:
+                    c["(round trip)"] += 1
+
+        def count_pipeline(conn: Any) -> None:
+            c = target[0]
+            if c is not None and conn._pipeline is None:
+                c["(round trip)"] += 1
+
+        restore = _patch_psycopg(count_execute, count_commit, count_pipeline)
         try:
             with KestrelClient(address, timeout=60) as client, \
                     workers(address, url, 2, 4, None, workdir):
@@ -132,25 +150,60 @@ def run_census(executions: int, workdir: Path, results: dict[str, Any], idle_sec
                     "SELECT count(*) FROM task_runs tr JOIN executions e ON e.id = tr.execution_id "
                     "WHERE e.flow_id = 'census'").fetchone()[0] - 3 * 3
         finally:
+            restore()
             asyncio.run_coroutine_threadsafe(cp.stop(1.0), loop).result(60)
             loop.call_soon_threadsafe(loop.stop)
             thread.join(10)
     scale = wall / idle_seconds
     net = Counter({k: v - idle.get(k, 0) * scale for k, v in shapes.items()})
-    statements = sum(v for k, v in net.items() if k not in ("(commit)", "(begin)"))
+    statements = sum(v for k, v in net.items() if not k.startswith("("))
     results["sql_statements_per_task_run"] = round(statements / task_runs, 2)
     results["sql_commits_per_task_run"] = round(net["(commit)"] / task_runs, 2)
-    # psycopg sends BEGIN as its own round trip before a transaction's first statement.
-    results["sql_round_trips_per_task_run"] = round((statements + net["(commit)"] + net["(begin)"]) / task_runs, 2)
+    results["sql_round_trips_per_task_run"] = round(net["(round trip)"] / task_runs, 2)
     results["census"] = {
         "executions": executions, "task_runs": task_runs, "wall_s": round(wall, 3),
-        "statements_gross": sum(v for k, v in shapes.items() if k not in ("(commit)", "(begin)")), "commits_gross": shapes["(commit)"],
+        "statements_gross": sum(v for k, v in shapes.items() if not k.startswith("(")), "commits_gross": shapes["(commit)"],
         "background_statements_per_s": round(
-            sum(v for k, v in idle.items() if k not in ("(commit)", "(begin)")) / idle_seconds, 1),
+            sum(v for k, v in idle.items() if not k.startswith("(")) / idle_seconds, 1),
         "per_task_run_net": {k: round(v / task_runs, 2) for k, v in net.most_common() if v / task_runs >= 0.01},
         "background_per_s": {k: round(v / idle_seconds, 2) for k, v in idle.most_common()},
-        "definition": "SQL statements (SQLAlchemy before_cursor_execute) and commits of an in-process control "
+        "definition": "SQL statements (psycopg cursor executes), commits and round trips (a pipeline is one) of an in-process control "
                       "plane per task run, executions of the 3-task flow run one at a time with 2 worker "
                       "processes, minus the background rate (idle window with the same workers) pro rata; "
                       "the client's WatchExecution reads are included",
     }
+
+
+def _patch_psycopg(on_execute: Any, on_commit: Any, on_pipeline: Any) -> Any:
+    """Wrap psycopg's async cursor ``execute``, connection ``commit`` and ``pipeline`` with
+    counters (this process only); returns a function that undoes it."""
+    import contextlib
+
+    cursor_execute = psycopg.AsyncCursor.execute
+    commit = psycopg.AsyncConnection.commit
+    pipeline = psycopg.AsyncConnection.pipeline
+
+    async def execute(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+        on_execute(self, query)
+        return await cursor_execute(self, query, *args, **kwargs)
+
+    async def commit_(self: Any) -> None:
+        on_commit(self)
+        await commit(self)
+
+    @contextlib.asynccontextmanager
+    async def pipeline_(self: Any) -> Any:
+        on_pipeline(self)
+        async with pipeline(self) as p:
+            yield p
+
+    psycopg.AsyncCursor.execute = execute  # type: ignore[method-assign]
+    psycopg.AsyncConnection.commit = commit_  # type: ignore[method-assign]
+    psycopg.AsyncConnection.pipeline = pipeline_  # type: ignore[method-assign]
+
+    def restore() -> None:
+        psycopg.AsyncCursor.execute = cursor_execute  # type: ignore[method-assign]
+        psycopg.AsyncConnection.commit = commit  # type: ignore[method-assign]
+        psycopg.AsyncConnection.pipeline = pipeline  # type: ignore[method-assign]
+
+    return restore

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from datetime import datetime
 
@@ -12,6 +13,7 @@ import grpc
 from controlplane import faults, secrets
 from controlplane.api import access, checks, convert
 from controlplane.api.status import rpc
+from controlplane.engine.executor import AdvanceFailed
 from controlplane.errors import (
     FailedPreconditionError,
     InputValidationError,
@@ -19,9 +21,11 @@ from controlplane.errors import (
     NotFoundError,
 )
 from controlplane.flows import coerce_inputs
-from controlplane.model import TaskRun
+from controlplane.model import Execution, TaskRun
 from controlplane.store import repository as repo
 from kestrel.v1 import execution_pb2, execution_pb2_grpc
+
+log = logging.getLogger(__name__)
 
 
 def _coerce(flow, raw_inputs):
@@ -63,20 +67,32 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
         labels = checks.labels(convert.labels_from_proto(request.labels))
         raw_inputs = convert.parse_json_object(request.inputs_json, "inputs_json") or {}
         access.namespace(request.namespace)
-        async with self._cp.transaction() as unit:
-            flow = await self._cp.flows.latest(unit.conn, request.namespace, request.flow_id, request.revision)
-            if flow.disabled:
-                raise FailedPreconditionError(f"flow {flow.namespace}.{flow.id} is disabled: cannot execute a disabled flow")
-            inputs = _coerce(flow, raw_inputs)
-            try:
-                inputs = checks.clean_json(inputs)  # NaN/Infinity cannot be stored (jsonb)
-            except InvalidArgumentError as exc:
-                raise InputValidationError(f"flow {flow.namespace}.{flow.id}: inputs: {exc}") from None
-            execution_id, created = await self._cp.executor.create_execution(
-                unit, flow, inputs, labels, request.request_id or None
-            )
+
+        async def start(savepoints: bool) -> tuple[str, bool, Execution | None]:
+            async with self._cp.transaction() as unit:
+                unit.savepoints = savepoints
+                flow = await self._cp.flows.latest(unit.conn, request.namespace, request.flow_id, request.revision)
+                if flow.disabled:
+                    raise FailedPreconditionError(
+                        f"flow {flow.namespace}.{flow.id} is disabled: cannot execute a disabled flow")
+                inputs = _coerce(flow, raw_inputs)
+                try:
+                    inputs = checks.clean_json(inputs)  # NaN/Infinity cannot be stored (jsonb)
+                except InvalidArgumentError as exc:
+                    raise InputValidationError(f"flow {flow.namespace}.{flow.id}: inputs: {exc}") from None
+                return await self._cp.executor.create_execution(unit, flow, inputs, labels, request.request_id or None)
+
+        # As a worker's result (Dispatcher._record_result): without a savepoint (two round trips
+        # fewer); if the advance fails, the whole start runs again with it in a savepoint, so
+        # the execution is kept and the sweep retries the advance.
+        try:
+            execution_id, created, execution = await start(savepoints=False)
+        except AdvanceFailed as exc:
+            log.warning("%s; starting the execution again with the advance in a savepoint", exc)
+            execution_id, created, execution = await start(savepoints=True)
         faults.hit("start.committed")
-        execution = await self._get(execution_id)
+        if execution is None:  # an earlier start's (request_id), or an advance left to the sweep
+            execution = await self._get(execution_id)
         return execution_pb2.StartExecutionResponse(execution=convert.execution_to_proto(execution), created=created)
 
     @rpc

@@ -133,23 +133,33 @@ class Executor:
 
     async def create_execution(
         self, unit: Unit, flow: Flow, inputs: dict[str, Any], labels: dict[str, str], request_id: str | None
-    ) -> tuple[str, bool]:
+    ) -> tuple[str, bool, Execution | None]:
         """Insert a CREATED execution of ``flow`` and advance it in the same transaction.
 
+        The advance starts from the execution as inserted (no task runs, no executor queue
+        mark): nothing else can see, lock or mark it before this transaction commits, so it is
+        not read back.
+
         Returns:
-            (execution id, created) — ``created`` is False when ``request_id`` was seen before
-            and the earlier execution's id is returned.
+            (execution id, created, execution): ``created`` is False when ``request_id`` was
+            seen before and the earlier execution's id is returned (with None); ``execution``
+            is the execution as advanced (with every task run), None when the advance failed
+            and was left to the sweep (see :meth:`advance_safely`).
+
+        Raises:
+            AdvanceFailed: in a unit without savepoints, the advance failed (see
+                :meth:`advance_safely`).
         """
         execution = new_execution(flow, inputs, labels, repo.utcnow())
         if not await repo.insert_execution(unit.conn, execution, request_id):
             existing = await repo.find_execution_by_request_id(unit.conn, flow.namespace, flow.id, request_id or "")
             assert existing is not None
-            return existing, False
+            return existing, False, None
         unit.executions.add(execution.id)
         faults.hit("start.inserted")
-        await self.advance_safely(unit, execution.id)
+        advanced = await self.advance_safely(unit, execution.id, locked=execution, clear_dirty=False, task_runs=[])
         faults.hit("start.advanced")
-        return execution.id, True
+        return execution.id, True, advanced
 
     async def advance(
         self, unit: Unit, execution_id: str, locked: Execution | None = None, *, clear_dirty: bool = True,
@@ -626,16 +636,15 @@ class Executor:
     async def _lock_with_task_runs(
         self, unit: Unit, claims: TaskTokenClaims
     ) -> tuple[Execution | None, TaskRun | None, list[TaskRun]]:
-        """Lock the execution and read all its task runs (two statements): (execution or None,
-        the task run of ``claims`` or None, every task run).
+        """Lock the execution and read all its task runs (two statements, one round trip):
+        (execution or None, the task run of ``claims`` or None, every task run).
 
         Under the execution lock only a claim changes a task run's attempt or lease epoch, and
         a claim never touches a RUNNING one, so the fence (:func:`holds_lease`) checked on these
         rows holds until the transaction ends without locking the task run row too."""
-        execution = await repo.lock_execution(unit.conn, claims.execution_id)
+        execution, runs = await repo.lock_execution_with_task_runs(unit.conn, claims.execution_id)
         if execution is None:
             return None, None, []
-        runs = await repo.load_task_runs(unit.conn, claims.execution_id)
         return execution, next((r for r in runs if r.id == claims.task_run_id), None), runs
 
     async def complete(self, unit: Unit, claims: TaskTokenClaims, outputs: dict[str, Any] | None, state: State) -> bool:

@@ -183,7 +183,7 @@ class Dispatcher:
         self._drained.pop(worker_id, None)
 
     async def _claim(
-        self, unit: Unit, worker: repo.WorkerRow, limit: int
+        self, unit: Unit, worker: repo.WorkerRow, limit: int, *, last: bool = False
     ) -> tuple[list[repo.ClaimedTaskRun], dict[str, Any]]:
         """Claim for ``worker``; returns the claimed task runs and the WorkingDirectory groups
         they belong to, pinned to this worker.
@@ -192,10 +192,15 @@ class Dispatcher:
         and pinning a group is a separate atomic ``UPDATE ... WHERE workerId IS NULL``. A crash
         between the two leaves the claimed child unpinned and undelivered: its lease expires and
         the group starts again as for any lost worker; no other child of the group is queued
-        meanwhile (a group's children run one after another)."""
+        meanwhile (a group's children run one after another).
+
+        ``last``: nothing else follows in ``unit``'s transaction: the claim carries its
+        ``COMMIT`` (one round trip fewer), and a group's pinning, when there is one, goes in a
+        transaction of its own, as in an autocommit claim."""
         signals = self._events.queued_signals  # read before the claim: a signal during it counts as new
         claimed = await repo.claim_task_runs(
-            unit.conn, worker.id, worker.task_types, worker.worker_group, limit, self._settings.lease_seconds
+            unit.conn, worker.id, worker.task_types, worker.worker_group, limit, self._settings.lease_seconds,
+            commit=last,
         )
         if len(claimed) < limit:
             self._drained[worker.id] = signals  # nothing more for it until the next signal
@@ -313,7 +318,8 @@ class Dispatcher:
             return [], {}  # stopped, shut down or unknown: no new work
         if not unit.queued and not unit.tasks_queued and self._drained.get(worker_id) == self._events.queued_signals:
             return [], {}  # nothing queued since its last claim found nothing: no round trip
-        claimed, groups_ = await self._claim(unit, worker, limit)
+        # The result's transaction ends with this claim (see complete): it carries the COMMIT.
+        claimed, groups_ = await self._claim(unit, worker, limit, last=True)
         for c in claimed:
             key = (c.task_type, worker.worker_group)
             if key in unit.queued:

@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from controlplane import secrets
 from controlplane.model import Attempt, Execution, State, StateHistory, TaskRun
+from controlplane.store import pipeline
 from controlplane.store import tables as t
 
 #: Longest error text or log line stored (characters); longer text is cut with a marker.
@@ -205,32 +206,38 @@ def _execution(row: Any) -> Execution:
 
 async def insert_execution(conn: AsyncConnection, execution: Execution, request_id: str | None) -> bool:
     """Insert an execution; False (and nothing stored) when ``request_id`` was used already."""
-    stmt = (
-        pg_insert(t.executions)
-        .values(
-            id=execution.id,
-            namespace=execution.namespace,
-            flow_id=execution.flow_id,
-            flow_revision=execution.flow_revision,
-            state=execution.state.value,
-            histories=histories_to_json(execution.histories),
-            inputs=execution.inputs,
-            outputs=execution.outputs,
-            labels=execution.labels,
-            parent_id=execution.parent_id,
-            original_id=execution.original_id,
-            trigger=execution.trigger,
-            request_id=request_id,
-            created_at=execution.created_at,
-            attempt_number=execution.attempt_number,
-            original_created_at=execution.original_created_at,
-            caller_execution_id=execution.caller_execution_id,
-            caller_task_run_id=execution.caller_task_run_id,
-        )
-        .on_conflict_do_nothing(constraint="uq_executions_request_id")
-        .returning(t.executions.c.id)
-    )
-    return (await conn.execute(stmt)).first() is not None
+    rows = await pipeline.fetch(conn, _INSERT_EXECUTION_SQL, {
+        "id": execution.id,
+        "namespace": execution.namespace,
+        "flow_id": execution.flow_id,
+        "flow_revision": execution.flow_revision,
+        "state": execution.state.value,
+        "histories": Jsonb(histories_to_json(execution.histories)),
+        "inputs": Jsonb(execution.inputs),
+        "outputs": Jsonb(execution.outputs),
+        "labels": Jsonb(execution.labels),
+        "parent_id": execution.parent_id,
+        "original_id": execution.original_id,
+        "trigger": Jsonb(execution.trigger),
+        "request_id": request_id,
+        "created_at": execution.created_at,
+        "attempt_number": execution.attempt_number,
+        "original_created_at": execution.original_created_at,
+        "caller_execution_id": execution.caller_execution_id,
+        "caller_task_run_id": execution.caller_task_run_id,
+    })
+    return bool(rows)
+
+
+_INSERT_EXECUTION_SQL = """
+INSERT INTO executions (id, namespace, flow_id, flow_revision, state, histories, inputs, outputs, labels, parent_id,
+                        original_id, trigger, request_id, created_at, attempt_number, original_created_at,
+                        caller_execution_id, caller_task_run_id)
+VALUES (%(id)s, %(namespace)s, %(flow_id)s, %(flow_revision)s, %(state)s, %(histories)s, %(inputs)s, %(outputs)s,
+        %(labels)s, %(parent_id)s, %(original_id)s, %(trigger)s, %(request_id)s, %(created_at)s, %(attempt_number)s,
+        %(original_created_at)s, %(caller_execution_id)s, %(caller_task_run_id)s)
+ON CONFLICT ON CONSTRAINT uq_executions_request_id DO NOTHING
+RETURNING id"""
 
 
 async def find_execution_by_request_id(
@@ -248,12 +255,13 @@ async def find_execution_by_request_id(
 async def lock_execution(conn: AsyncConnection, execution_id: str, *, nowait: bool = False) -> Execution | None:
     """Read and row-lock an execution (``FOR UPDATE``) for the rest of the transaction."""
     sql = _LOCK_EXECUTION_NOWAIT_SQL if nowait else _LOCK_EXECUTION_SQL
-    row = (await conn.exec_driver_sql(sql, {"id": execution_id})).first()
-    return _execution(row) if row else None
+    rows = await pipeline.fetch(conn, sql, {"id": execution_id})
+    return _execution(rows[0]) if rows else None
 
 
-# The executor's hot path runs as plain SQL (exec_driver_sql): building and compiling the same
-# statements with SQLAlchemy constructs cost more CPU than the round trip itself (bench/, issue 10).
+# The executor's hot path runs as plain SQL on psycopg (store/pipeline.py: reads with `fetch`,
+# writes `defer`red to the next round trip): building and compiling the same statements with
+# SQLAlchemy constructs cost more CPU than the round trip itself (bench/, issue 10).
 _LOCK_EXECUTION_SQL = "SELECT * FROM executions WHERE id = %(id)s FOR UPDATE"
 _LOCK_EXECUTION_NOWAIT_SQL = _LOCK_EXECUTION_SQL + " NOWAIT"
 
@@ -300,9 +308,10 @@ async def get_execution(conn: AsyncConnection, execution_id: str, with_task_runs
     """An execution with its task runs and attempts (creation order), read in one statement;
     None when unknown."""
     sql = _GET_EXECUTION_WITH_TASK_RUNS_SQL if with_task_runs else _GET_EXECUTION_SQL
-    row = (await conn.exec_driver_sql(sql, {"id": execution_id})).first()
-    if row is None:
+    rows = await pipeline.fetch(conn, sql, {"id": execution_id})
+    if not rows:
         return None
+    row = rows[0]
     execution = _execution(row)
     if with_task_runs:
         execution.task_runs = [_task_run_from_json(values) for values in row.task_runs_json]
@@ -312,7 +321,7 @@ async def get_execution(conn: AsyncConnection, execution_id: str, with_task_runs
 async def save_execution_state(conn: AsyncConnection, execution: Execution) -> None:
     """Write an execution's mutable fields back (state, histories, outputs, labels, error,
     kill request, dates)."""
-    await conn.exec_driver_sql(_SAVE_EXECUTION_SQL, {
+    await pipeline.defer(conn, _SAVE_EXECUTION_SQL, {
         "id": execution.id,
         "state": execution.state.value,
         "histories": Jsonb(histories_to_json(execution.histories)),
@@ -410,7 +419,21 @@ def _attempt_from_json(a: dict[str, Any]) -> Attempt:
 async def load_task_runs(conn: AsyncConnection, execution_id: str) -> list[TaskRun]:
     """Task runs of an execution in creation order, each with its attempts (one statement: the
     attempts of each task run come as a JSON array beside it)."""
-    rows = (await conn.exec_driver_sql(_LOAD_TASK_RUNS_SQL, {"execution_id": execution_id})).all()
+    return _task_runs(await pipeline.fetch(conn, _LOAD_TASK_RUNS_SQL, {"execution_id": execution_id}))
+
+
+async def lock_execution_with_task_runs(conn: AsyncConnection, execution_id: str) -> tuple[Execution | None, list[TaskRun]]:
+    """:func:`lock_execution` then :func:`load_task_runs`, in one round trip (pipelined: the
+    read of the task runs starts once the lock is held, so it sees them as they are then);
+    ``(None, [])`` for an unknown execution."""
+    params = {"id": execution_id, "execution_id": execution_id}
+    locked, runs = await pipeline.fetch_many(conn, [(_LOCK_EXECUTION_SQL, params), (_LOAD_TASK_RUNS_SQL, params)])
+    if not locked:
+        return None, []
+    return _execution(locked[0]), _task_runs(runs)
+
+
+def _task_runs(rows: Iterable[Any]) -> list[TaskRun]:
     runs = []
     for r in rows:
         tr = _task_run(r)
@@ -474,8 +497,8 @@ async def save_task_run_state(conn: AsyncConnection, tr: TaskRun, *, clear_lease
     """Write a task run's state, histories, outputs, error and dates (executor-side changes);
     with ``clear_lease`` also forget its worker and lease (as :func:`clear_lease`), in the same
     statement."""
-    await conn.exec_driver_sql(_SAVE_TASK_RUN_CLEAR_LEASE_SQL if clear_lease else _SAVE_TASK_RUN_SQL,
-                               _state_params(tr))
+    await pipeline.defer(conn, _SAVE_TASK_RUN_CLEAR_LEASE_SQL if clear_lease else _SAVE_TASK_RUN_SQL,
+                         _state_params(tr))
 
 
 _SAVE_TASK_RUN_SQL = """
@@ -507,7 +530,7 @@ async def finish_attempt_and_save(
     ``clear_lease``, in one statement (a worker's successful result); ``now``: the attempt's end
     date (default: the current time)."""
     now = now or utcnow()
-    await conn.exec_driver_sql(_FINISH_ATTEMPT_AND_SAVE_SQL, {
+    await pipeline.defer(conn, _FINISH_ATTEMPT_AND_SAVE_SQL, {
         **_state_params(tr), "attempt": attempt, "attempt_state": attempt_state.value, "now": now,
         "entry": Jsonb([{"state": attempt_state.value, "date": now.isoformat()}]),
     })
@@ -539,7 +562,7 @@ async def insert_and_enqueue_task_run(
     for name in ("histories", "properties", "outputs"):
         values[name] = Jsonb(values[name])
     values["now"] = utcnow()
-    await conn.exec_driver_sql(_INSERT_AND_ENQUEUE_SQL, values)
+    await pipeline.defer(conn, _INSERT_AND_ENQUEUE_SQL, values)
 
 
 _INSERT_AND_ENQUEUE_SQL = """
@@ -592,7 +615,8 @@ class ClaimedTaskRun:
 
 
 async def claim_task_runs(
-    conn: AsyncConnection, worker_id: str, task_types: Sequence[str], worker_group: str, limit: int, lease_seconds: float
+    conn: AsyncConnection, worker_id: str, task_types: Sequence[str], worker_group: str, limit: int, lease_seconds: float,
+    *, commit: bool = False,
 ) -> list[ClaimedTaskRun]:
     """Claim up to ``limit`` queued task runs of ``task_types`` for ``worker_id``.
 
@@ -602,6 +626,9 @@ async def claim_task_runs(
     expiry (``lease_seconds`` from now), inserts the RUNNING attempt rows and returns each task
     run with its execution's namespace, flow id and revision, in queue order. A row of a
     WorkingDirectory group is claimed only as :data:`working_directories.CLAIMABLE_SQL` allows.
+
+    ``commit``: the claim ends the transaction, its ``COMMIT`` sent in the same round trip
+    (:func:`pipeline.fetch`).
     """
     from controlplane.store import working_directories
 
@@ -614,7 +641,7 @@ async def claim_task_runs(
     }
     if keeps_directories:
         params["wd_task_types"] = Jsonb(sorted(set(task_types)))
-    rows = (await conn.exec_driver_sql(_claim_statement(keeps_directories), params)).all()
+    rows = await pipeline.fetch(conn, _claim_statement(keeps_directories), params, commit=commit)
     return [
         ClaimedTaskRun(
             task_run_id=r.id,
