@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from worker_sdk.context import TaskContext, TaskResult
-from worker_sdk.tasks import BUILTIN_TASKS
+from worker_sdk.tasks import BUILTIN_TASKS, INLINE_TASKS
 
 __all__ = [
     "LEGACY_ALIASES",
@@ -79,11 +79,18 @@ class TaskDefinition:
         type: Canonical type name.
         fn: The task function.
         is_async: True when ``fn`` is a coroutine function (run on the event loop, not a thread).
+        inline: A sync ``fn`` that only computes or logs (microseconds, no I/O, no use of
+            ``ctx.working_dir``): the worker calls it on its event loop instead of starting a
+            thread, and does not create a working directory for it (``ctx.working_dir`` is a
+            path that does not exist). Set for the built-ins in
+            `worker_sdk.tasks.INLINE_TASKS` (Log, Return, Echo, OutputValues, Fail): a thread
+            and a directory cost more than such a task (issue 10).
     """
 
     type: str
     fn: TaskFunction
     is_async: bool
+    inline: bool = False
 
 
 class TaskRegistry:
@@ -97,15 +104,19 @@ class TaskRegistry:
         self._tasks: dict[str, TaskDefinition] = {}
         if include_builtins:
             for type_name, fn in BUILTIN_TASKS.items():
-                self.register(type_name, fn)
+                self.register(type_name, fn, inline=type_name in INLINE_TASKS)
 
-    def register(self, type_name: str, fn: TaskFunction, *, replace: bool = False) -> TaskDefinition:
+    def register(
+        self, type_name: str, fn: TaskFunction, *, replace: bool = False, inline: bool = False
+    ) -> TaskDefinition:
         """Registers ``fn`` for ``type_name`` (a legacy alias registers the canonical name).
 
         Args:
             type_name: Kestra type name, e.g. ``my.company.Hello``.
             fn: ``fn(ctx, props)``, sync or async.
             replace: Allow replacing an existing registration (e.g. a built-in).
+            inline: See `TaskDefinition.inline` (ignored for an async ``fn``, which runs on
+                the event loop anyway).
 
         Returns:
             The stored definition.
@@ -125,7 +136,8 @@ class TaskRegistry:
                 f"task type {name!r} is already registered to {_describe(existing.fn)}"
                 " (pass replace=True to override it)"
             )
-        definition = TaskDefinition(name, fn, _is_async(fn))
+        is_async = _is_async(fn)
+        definition = TaskDefinition(name, fn, is_async, inline and not is_async)
         self._tasks[name] = definition
         return definition
 

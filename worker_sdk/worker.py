@@ -737,8 +737,12 @@ class Worker:
         a = run.assignment
         group = a.working_directory
         # A WorkingDirectory's children share the group's directory (opened below, once the
-        # context with its storage client exists); any other attempt gets a fresh one.
-        workdir = Path(tempfile.mkdtemp(prefix=f"kestrel-{_safe(a.task_id)}-"))
+        # context with its storage client exists); an inline built-in (Log, Return…) needs none;
+        # any other attempt gets a fresh one.
+        if group is None and self._inline(a.task_type):
+            workdir = Path(tempfile.gettempdir()) / f"kestrel-inline-{_safe(a.task_run_id)}-not-created"
+        else:
+            workdir = Path(tempfile.mkdtemp(prefix=f"kestrel-{_safe(a.task_id)}-"))
         buffer = LogBuffer(lambda records: self._send_logs(a.task_token, records))
         ctx = TaskContext(
             execution_id=a.execution_id,
@@ -795,6 +799,13 @@ class Worker:
             assert self._slot_freed is not None
             self._slot_freed.set()
             shutil.rmtree(workdir, ignore_errors=True)
+
+    def _inline(self, task_type: str) -> bool:
+        """Whether ``task_type`` is registered as inline (`TaskDefinition.inline`)."""
+        try:
+            return self.registry.get(task_type).inline
+        except UnknownTaskTypeError:
+            return False
 
     async def _execute_in_group(
         self, run: _TaskRun, ctx: TaskContext, group: WorkingDirectoryGroup, own_dir: Path
@@ -1015,11 +1026,21 @@ def _log_sink(buffer: LogBuffer, a: Assignment) -> Callable[[LogRecord], None]:
 def _invoke(
     definition: TaskDefinition, ctx: TaskContext, props: dict[str, Any]
 ) -> tuple[asyncio.Future[Any], asyncio.Future[Any]]:
-    """Starts the task function: a coroutine on the loop, a sync function in a daemon thread of
-    its own. Returns (result, finished): finished is done once the function has really returned."""
+    """Starts the task function: a coroutine on the loop, an inline one (`TaskDefinition.inline`)
+    called right here, any other sync function in a daemon thread of its own. Returns (result,
+    finished): finished is done once the function has really returned."""
     if definition.is_async:
         task = asyncio.ensure_future(definition.fn(ctx, props))  # type: ignore[arg-type]
         return task, task
+    if definition.inline:
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        try:
+            done.set_result(definition.fn(ctx, props))
+        except Exception as exc:
+            done.set_exception(exc)
+        except SystemExit as exc:  # raised by the task itself: a failure, as in a thread
+            done.set_exception(TaskFailure(f"{type(exc).__name__}: {exc}"))
+        return done, done
 
     loop = asyncio.get_running_loop()
     result: asyncio.Future[Any] = loop.create_future()

@@ -205,8 +205,10 @@ def _execution(row: Any) -> Execution:
 
 
 async def insert_execution(conn: AsyncConnection, execution: Execution, request_id: str | None) -> bool:
-    """Insert an execution; False (and nothing stored) when ``request_id`` was used already."""
-    rows = await pipeline.fetch(conn, _INSERT_EXECUTION_SQL, {
+    """Insert an execution; False (and nothing stored) when ``request_id`` was used already.
+    Without a ``request_id`` nothing can conflict: the insert is deferred to the transaction's
+    next round trip (:func:`pipeline.defer`) and True returned."""
+    params = {
         "id": execution.id,
         "namespace": execution.namespace,
         "flow_id": execution.flow_id,
@@ -225,8 +227,11 @@ async def insert_execution(conn: AsyncConnection, execution: Execution, request_
         "original_created_at": execution.original_created_at,
         "caller_execution_id": execution.caller_execution_id,
         "caller_task_run_id": execution.caller_task_run_id,
-    })
-    return bool(rows)
+    }
+    if request_id is None:
+        await pipeline.defer(conn, _INSERT_EXECUTION_SQL, params)
+        return True
+    return bool(await pipeline.fetch(conn, _INSERT_EXECUTION_SQL, params))
 
 
 _INSERT_EXECUTION_SQL = """
@@ -1046,17 +1051,17 @@ async def timed_out_attempts(conn: AsyncConnection, grace_seconds: float, limit:
 
 async def mark_execution_dirty(conn: AsyncConnection, execution_id: str, available_at: datetime | None = None) -> None:
     """Ask the executor to advance ``execution_id`` (at ``available_at``, default now)."""
-    at = available_at or utcnow()
-    stmt = pg_insert(t.executor_queue).values(execution_id=execution_id, available_at=at)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["execution_id"], set_={"available_at": func.least(t.executor_queue.c.available_at, at)}
-    )
-    await conn.execute(stmt)
+    await pipeline.defer(conn, _MARK_DIRTY_SQL, {"id": execution_id, "at": available_at or utcnow()})
+
+
+_MARK_DIRTY_SQL = """
+INSERT INTO executor_queue (execution_id, available_at) VALUES (%(id)s, %(at)s)
+ON CONFLICT (execution_id) DO UPDATE SET available_at = least(executor_queue.available_at, excluded.available_at)"""
 
 
 async def clear_execution_dirty(conn: AsyncConnection, execution_id: str) -> None:
     """The executor is done with ``execution_id`` for now."""
-    await conn.execute(delete(t.executor_queue).where(t.executor_queue.c.execution_id == execution_id))
+    await pipeline.defer(conn, "DELETE FROM executor_queue WHERE execution_id = %(id)s", {"id": execution_id})
 
 
 async def due_dirty_executions(conn: AsyncConnection, limit: int = 50) -> list[str]:

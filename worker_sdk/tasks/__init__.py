@@ -45,4 +45,8 @@ BUILTIN_TASKS: Mapping[str, Callable[..., Any]] = {
 }
 """Canonical type name → task function, for every built-in runnable task."""
 
-__all__ = ["BUILTIN_TASKS"]
+INLINE_TASKS: frozenset[str] = frozenset({log.TYPE, debug.RETURN_TYPE, debug.ECHO_TYPE, output.TYPE, execution.TYPE})
+"""Built-ins that only compute or log: run on the worker's event loop, without a thread or a
+working directory (`worker_sdk.registry.TaskDefinition.inline`)."""
+
+__all__ = ["BUILTIN_TASKS", "INLINE_TASKS"]

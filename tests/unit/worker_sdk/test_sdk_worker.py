@@ -588,3 +588,47 @@ def test_assignment_from_proto() -> None:
     assert a.value is None and a.timeout_seconds is None and a.ready_at is None
     assert a.lease_expires_at is not None and a.lease_expires_at.tzinfo is not None
     assert (a.attempt, a.flow_revision, a.idempotency_key) == (3, 2, "e:tr")
+
+
+async def test_inline_tasks_run_on_the_event_loop_without_a_directory_others_in_a_thread(fake) -> None:
+    """TaskDefinition.inline: no thread, no working directory; any other sync task gets both."""
+    plane, address = fake
+    registry = make_registry()
+    seen: dict[str, tuple[int, bool]] = {}
+
+    def where(name: str) -> Callable[[TaskContext, dict], dict]:
+        def fn(ctx: TaskContext, props: dict) -> dict:
+            seen[name] = (threading.get_ident(), ctx.working_dir.is_dir())
+            return {"ran": name}
+        return fn
+
+    registry.register("test.Inline", where("inline"), inline=True)
+    registry.register("test.Threaded", where("threaded"))
+    worker = new_worker(address, registry=registry)
+    task = await start(worker)
+    inline = plane.assign("test.Inline")
+    threaded = plane.assign("test.Threaded")
+    log = plane.assign("io.kestra.plugin.core.log.Log", {"message": "hi"})
+    await plane.wait_for(lambda: all(plane.reported(t) for t in (inline, threaded, log)))
+    await stop(worker, task)
+    loop_thread = threading.get_ident()
+    assert seen["inline"] == (loop_thread, False)
+    assert seen["threaded"][0] != loop_thread and seen["threaded"][1] is True
+    assert json.loads(plane.completed[inline].outputs_json) == {"ran": "inline"}
+    assert plane.messages(log) == [(common_pb2.LOG_LEVEL_INFO, "hi")]
+
+
+def test_the_pure_builtins_are_inline_and_a_replacement_is_not() -> None:
+    registry = TaskRegistry()
+    assert registry.get("io.kestra.plugin.core.log.Log").inline
+    assert registry.get("io.kestra.plugin.core.debug.Return").inline
+    assert not registry.get("io.kestra.plugin.scripts.shell.Commands").inline
+    assert not registry.get("io.kestra.plugin.core.flow.Sleep").inline
+    registry.register("io.kestra.plugin.core.log.Log", lambda ctx, props: None, replace=True)
+    assert not registry.get("io.kestra.plugin.core.log.Log").inline
+    registry.register("test.Async", _async_task, inline=True)
+    assert not registry.get("test.Async").inline  # a coroutine runs on the loop anyway
+
+
+async def _async_task(ctx: TaskContext, props: dict) -> None:
+    return None
