@@ -115,7 +115,18 @@ class CronSchedule:
         return zone(self.timezone)
 
     def _iter(self, local: datetime) -> croniter:
-        return croniter(self.normalized, local, second_at_beginning=self.with_seconds)
+        """A croniter positioned at ``local``: the schedule's spare one, reset (building one parses
+        the expression, ~6 times the cost of a step: the scheduler computes two dates per
+        schedule per tick, issue 10), or a new one while the spare is in use (a nested call, or
+        another thread). Hand it back with :meth:`_release`."""
+        spare = self.__dict__.pop("_spare", None)
+        if spare is None:
+            return croniter(self.normalized, local, second_at_beginning=self.with_seconds)
+        spare.set_current(local, force=True)
+        return spare
+
+    def _release(self, it: croniter) -> None:
+        self.__dict__["_spare"] = it  # frozen dataclass: a cache, not a field
 
     def next_after(self, instant: datetime) -> datetime | None:
         """The first fire instant strictly after ``instant`` (aware), in UTC; None if none exists."""
@@ -123,15 +134,18 @@ class CronSchedule:
         after = instant.astimezone(UTC)
         local = after.astimezone(tz).replace(tzinfo=None, fold=0)
         it = self._iter(local)
-        for _ in range(_MAX_STEPS):
-            try:
-                candidate = it.get_next(datetime)
-            except CroniterError:
-                return None
-            fired = to_utc_instant(candidate, tz)
-            if fired > after:
-                return fired
-        return None
+        try:
+            for _ in range(_MAX_STEPS):
+                try:
+                    candidate = it.get_next(datetime)
+                except CroniterError:
+                    return None
+                fired = to_utc_instant(candidate, tz)
+                if fired > after:
+                    return fired
+            return None
+        finally:
+            self._release(it)
 
     def previous_before(self, instant: datetime) -> datetime | None:
         """The last fire instant strictly before ``instant`` (aware), in UTC; None if none."""
@@ -143,16 +157,19 @@ class CronSchedule:
         # Near a DST transition a wall-clock time after ``local`` can be an earlier instant (the
         # first pass through a repeated hour): start past the fold and check each candidate.
         it = self._iter(local + timedelta(hours=3) if near_transition else local)
-        for _ in range(_MAX_STEPS):
-            try:
-                candidate = it.get_prev(datetime)
-            except CroniterError:
-                return None
-            fired = to_utc_instant(candidate, tz)
-            if fired < before and (not near_transition
-                                   or self.next_after(fired - timedelta(microseconds=1)) == fired):
-                return fired
-        return None
+        try:
+            for _ in range(_MAX_STEPS):
+                try:
+                    candidate = it.get_prev(datetime)
+                except CroniterError:
+                    return None
+                fired = to_utc_instant(candidate, tz)
+                if fired < before and (not near_transition
+                                       or self.next_after(fired - timedelta(microseconds=1)) == fired):
+                    return fired
+            return None
+        finally:
+            self._release(it)
 
     def upcoming(self, instant: datetime, count: int) -> list[datetime]:
         """The next ``count`` fire instants after ``instant``."""

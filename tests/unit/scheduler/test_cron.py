@@ -88,3 +88,19 @@ def test_bad_expressions_are_refused_with_the_reason(cron, zone, with_seconds, m
 def test_trigger_date_is_shown_in_the_schedule_zone():
     assert local_iso(_utc(2026, 3, 29, 1, 30), "Europe/Paris") == "2026-03-29T03:30:00+02:00"
     assert local_iso(_utc(2026, 3, 29, 1, 30), None) == "2026-03-29T01:30:00Z"
+
+
+def test_one_schedule_reused_in_any_order_gives_the_dates_of_a_fresh_one():
+    """CronSchedule keeps a spare croniter between calls (reset each time, a new one for a
+    nested call such as previous_before's DST check): reusing one schedule object across
+    jumps back and forth, over a DST change, gives what a new object gives."""
+    shared = CronSchedule("30 2 * * *", "Europe/Paris")
+    instants = [datetime(2026, 3, 29, 0, 30, tzinfo=UTC), datetime(2025, 10, 26, 0, 10, tzinfo=UTC),
+                datetime(2026, 3, 28, 23, 59, tzinfo=UTC), datetime(2030, 1, 1, tzinfo=UTC),
+                datetime(2026, 10, 25, 0, 45, tzinfo=UTC), datetime(2026, 3, 29, 0, 30, tzinfo=UTC)]
+    for at in instants:
+        fresh = CronSchedule("30 2 * * *", "Europe/Paris")
+        assert shared.previous_before(at) == fresh.previous_before(at)
+        assert shared.next_after(at) == fresh.next_after(at)
+        assert shared.upcoming(at, 3) == CronSchedule("30 2 * * *", "Europe/Paris").upcoming(at, 3)
+    assert shared == CronSchedule("30 2 * * *", "Europe/Paris")  # the spare is not a field
