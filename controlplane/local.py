@@ -1109,6 +1109,9 @@ async def _serve(stack: LocalStack) -> None:
         done, _ = await asyncio.wait({start, waiter}, return_when=asyncio.FIRST_COMPLETED)
         if start in done:
             start.result()  # raises if the start failed (the stack has cleaned up)
+            from controlplane.server import freeze_startup_objects
+
+            freeze_startup_objects()
             stack.banner()
             await waiter
         else:

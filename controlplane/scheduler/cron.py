@@ -34,6 +34,8 @@ NICKNAMES = {
 }
 
 # Safety stop for a walk that finds no instant (an impossible date such as 30 February).
+#: Remembered dates per schedule before the memo starts again (CronSchedule.next_after).
+_MEMO_SIZE = 512
 _MAX_STEPS = 100_000
 
 
@@ -128,8 +130,33 @@ class CronSchedule:
     def _release(self, it: croniter) -> None:
         self.__dict__["_spare"] = it  # frozen dataclass: a cache, not a field
 
+    def _memo(self) -> dict[tuple[str, datetime], datetime | None]:
+        memo = self.__dict__.get("_dates")
+        if memo is None or len(memo) > _MEMO_SIZE:
+            memo = self.__dict__["_dates"] = {}
+        return memo
+
+    def remember(self, fire: datetime, following: datetime | None) -> None:
+        """Record that ``following`` is :meth:`next_after` of the fire instant ``fire``, so that
+        :meth:`previous_before` of ``following`` is ``fire`` without a computation (the
+        scheduler knows both when it moves a schedule on; ``fire`` must be a fire instant)."""
+        if following is not None:
+            memo = self._memo()
+            memo[("next", fire)] = following
+            memo[("previous", following)] = fire
+
     def next_after(self, instant: datetime) -> datetime | None:
-        """The first fire instant strictly after ``instant`` (aware), in UTC; None if none exists."""
+        """The first fire instant strictly after ``instant`` (aware), in UTC; None if none exists.
+        Results are remembered (a few hundred per schedule): the scheduler asks for the same
+        dates again (warm-up after a pass, then the pass itself)."""
+        memo = self._memo()
+        key = ("next", instant)
+        if key in memo:
+            return memo[key]
+        memo[key] = found = self._next_after(instant)
+        return found
+
+    def _next_after(self, instant: datetime) -> datetime | None:
         tz = self.tz
         after = instant.astimezone(UTC)
         local = after.astimezone(tz).replace(tzinfo=None, fold=0)
@@ -148,7 +175,16 @@ class CronSchedule:
             self._release(it)
 
     def previous_before(self, instant: datetime) -> datetime | None:
-        """The last fire instant strictly before ``instant`` (aware), in UTC; None if none."""
+        """The last fire instant strictly before ``instant`` (aware), in UTC; None if none.
+        Remembered as :meth:`next_after`."""
+        memo = self._memo()
+        key = ("previous", instant)
+        if key in memo:
+            return memo[key]
+        memo[key] = found = self._previous_before(instant)
+        return found
+
+    def _previous_before(self, instant: datetime) -> datetime | None:
         tz = self.tz
         before = instant.astimezone(UTC)
         local = before.astimezone(tz).replace(tzinfo=None)

@@ -76,6 +76,12 @@ class TriggerDef:
         later = [d for d in self.dates if d > instant]
         return min(later) if later else None
 
+    def remember(self, fire: datetime, following: datetime) -> None:
+        """``following`` is the fire instant after the fire instant ``fire``
+        (:meth:`CronSchedule.remember`; nothing to remember for a list of dates)."""
+        if self.cron is not None:
+            self.cron.remember(fire, following)
+
     def previous_before(self, instant: datetime) -> datetime | None:
         """The schedule's last fire instant before ``instant``."""
         if self.cron is not None:

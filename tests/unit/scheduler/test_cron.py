@@ -104,3 +104,15 @@ def test_one_schedule_reused_in_any_order_gives_the_dates_of_a_fresh_one():
         assert shared.next_after(at) == fresh.next_after(at)
         assert shared.upcoming(at, 3) == CronSchedule("30 2 * * *", "Europe/Paris").upcoming(at, 3)
     assert shared == CronSchedule("30 2 * * *", "Europe/Paris")  # the spare is not a field
+
+
+def test_remembered_neighbours_are_the_computed_ones():
+    """The scheduler records (tick, next) when it moves a schedule on; previous_before(next)
+    then answers from that record, and it is what the computation gives."""
+    recorded = CronSchedule("*/15 * * * *", "America/New_York")
+    tick = datetime(2026, 11, 1, 5, 45, tzinfo=UTC)  # 01:45 EDT, just before the clocks go back
+    following = recorded.next_after(tick)
+    recorded.remember(tick, following)
+    assert recorded.previous_before(following) == tick
+    assert CronSchedule("*/15 * * * *", "America/New_York").previous_before(following) == tick
+    assert recorded.next_after(tick) == following == CronSchedule("*/15 * * * *", "America/New_York").next_after(tick)
