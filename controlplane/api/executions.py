@@ -9,6 +9,7 @@ import time
 from datetime import datetime
 
 import grpc
+from sqlalchemy.exc import DataError, IntegrityError
 
 from controlplane import faults, secrets
 from controlplane.api import access, checks, convert
@@ -87,11 +88,13 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
         # the execution is kept and the sweep retries the advance.
         try:
             execution_id, created, execution = await start(savepoints=False)
-        except AdvanceFailed as exc:
+        except (AdvanceFailed, IntegrityError, DataError) as exc:  # see Dispatcher._record_result
             log.warning("%s; starting the execution again with the advance in a savepoint", exc)
             execution_id, created, execution = await start(savepoints=True)
         faults.hit("start.committed")
-        if execution is None:  # an earlier start's (request_id), or an advance left to the sweep
+        # Read back: an earlier start's (request_id), an advance left to the sweep, or attempts
+        # the control plane started (a Subflow's) that the in-memory task runs do not list.
+        if execution is None or any(tr.attempt != len(tr.attempts) for tr in execution.task_runs):
             execution = await self._get(execution_id)
         return execution_pb2.StartExecutionResponse(execution=convert.execution_to_proto(execution), created=created)
 

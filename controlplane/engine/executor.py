@@ -67,6 +67,7 @@ from controlplane.model import (
 from controlplane.model.state import can_transition
 from controlplane.service.log_files import LogFileRequest
 from controlplane.store import executor_ops as ops
+from controlplane.store import pipeline
 from controlplane.store import repository as repo
 from controlplane.store import working_directories as wd_store
 from controlplane.store.ids import new_id
@@ -599,7 +600,11 @@ class Executor:
                 raise AdvanceFailed(f"advancing execution {execution_id} failed: {exc}") from exc
         try:
             async with unit.conn.begin_nested():
-                return await self.advance(unit, execution_id, locked, clear_dirty=clear_dirty, task_runs=task_runs)
+                advanced = await self.advance(unit, execution_id, locked, clear_dirty=clear_dirty, task_runs=task_runs)
+                # The advance's deferred writes fail here, inside the savepoint, if they fail
+                # (sent by the RELEASE, a failure would leave the whole transaction aborted).
+                await pipeline.flush(unit.conn)
+                return advanced
         except Exception:
             log.exception("advancing execution %s failed; the executor sweep will retry", execution_id)
             await unit.advance_soon(execution_id)

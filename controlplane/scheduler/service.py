@@ -230,13 +230,10 @@ class Scheduler:
         Returns:
             Executions created.
         """
-        if self._last_sync is None:
-            await self.sync_once()  # first pass: the trigger rows exist before they are read
-        # Due ticks first: the pass starts at a tick's date, so whatever runs before the fires
-        # makes them late (issue 10). The sync after them sees a flow change at most one
-        # interval later, as it would with the sync first.
-        created = await self.schedules_once(standby=standby)
+        # The sync first: a flow deleted or changed before a tick must not fire it (the sync
+        # costs the fires of that tick a few ms, issue 10).
         await self.sync_once(force=False)
+        created = await self.schedules_once(standby=standby)
         created += await self.flow_triggers_once(standby=standby)
         return created
 

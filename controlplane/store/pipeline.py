@@ -135,7 +135,7 @@ async def _flush(raw: psycopg.AsyncConnection, writes: Sequence[tuple[str, Param
 def _flush_before(conn: Any, commit: bool) -> None:
     """Send ``conn``'s deferred writes now, inside SQLAlchemy's greenlet, before the statement it
     is about to send or, with ``commit``, together with the ``COMMIT``."""
-    raw = getattr(conn.connection, "driver_connection", None)
+    raw = _raw_of(conn)
     writes = _pending.pop(raw, None) if raw is not None else None
     if writes:
         try:
@@ -145,10 +145,34 @@ def _flush_before(conn: Any, commit: bool) -> None:
                                       dialect=conn.dialect) from exc
 
 
+def _raw_of(conn: Any) -> Any:
+    """The psycopg connection of a sync SQLAlchemy ``Connection``, or None when it has none
+    (``Connection.connection`` would raise on an invalidated one, e.g. a statement cancelled
+    mid-way: a rollback hook must not replace the error it is rolling back for)."""
+    return getattr(getattr(conn, "_dbapi_connection", None), "driver_connection", None)
+
+
 def _drop(conn: Any) -> None:
-    raw = getattr(getattr(conn, "connection", None), "driver_connection", None)
+    raw = _raw_of(conn)
     if raw is not None:
         _pending.pop(raw, None)
+
+
+async def flush(conn: AsyncConnection) -> None:
+    """Send ``conn``'s deferred writes now (one round trip; nothing when there are none), so
+    that their errors are raised here: at the end of a savepoint, whose release would otherwise
+    send them and leave the transaction aborted when one fails.
+
+    Raises:
+        sqlalchemy.exc.DBAPIError: a deferred write failed.
+    """
+    raw = driver_connection(conn)
+    writes = _pending.pop(raw, None)
+    if writes:
+        try:
+            await _flush(raw, writes, commit=False)
+        except psycopg.Error as exc:
+            raise _wrapped(conn, writes[-1][0], writes[-1][1], exc) from exc
 
 
 def _wrapped(conn: AsyncConnection, sql: str, params: Params, exc: psycopg.Error) -> DBAPIError:

@@ -145,3 +145,35 @@ async def test_a_read_pipelined_after_a_lock_sees_what_the_lock_holder_committed
         assert [r.v for r in read] == [5]
     finally:
         await holder.close()
+
+
+@pytest.mark.asyncio
+async def test_a_cancelled_statement_ends_in_cancellation_not_in_a_rollback_error(engine: AsyncEngine) -> None:
+    """The rollback hook must not raise on the invalidated connection a cancelled statement
+    leaves (SQLAlchemy's Connection.connection would): the caller sees CancelledError."""
+    async def slow() -> None:
+        async with engine.begin() as conn:
+            await pipeline.defer(conn, INSERT, {"id": 1, "v": 1})
+            await conn.exec_driver_sql("SELECT pg_sleep(5)")
+
+    task = asyncio.create_task(slow())
+    await asyncio.sleep(0.5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await stored(engine) == []
+
+
+@pytest.mark.asyncio
+async def test_a_failing_write_flushed_inside_a_savepoint_rolls_back_only_the_savepoint(engine: AsyncEngine) -> None:
+    """As Executor.advance_safely does: flush at the end of the savepoint, so a deferred write
+    that fails is undone with it and the outer transaction keeps the rest."""
+    async with engine.begin() as conn:
+        await pipeline.defer(conn, INSERT, {"id": 1, "v": 1})
+        with pytest.raises(IntegrityError):
+            async with conn.begin_nested():
+                await pipeline.defer(conn, INSERT, {"id": 2, "v": 2})
+                await pipeline.defer(conn, INSERT, {"id": 2, "v": 3})
+                await pipeline.flush(conn)
+        await pipeline.defer(conn, INSERT, {"id": 3, "v": 3})
+    assert await stored(engine) == [(1, 1), (3, 3)]
