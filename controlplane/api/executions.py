@@ -9,12 +9,11 @@ import time
 from datetime import datetime
 
 import grpc
-from sqlalchemy.exc import DataError, IntegrityError
 
 from controlplane import faults, secrets
 from controlplane.api import access, checks, convert
 from controlplane.api.status import rpc
-from controlplane.engine.executor import AdvanceFailed
+from controlplane.engine.executor import RUN_AGAIN_WITH_SAVEPOINTS
 from controlplane.errors import (
     FailedPreconditionError,
     InputValidationError,
@@ -88,7 +87,7 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
         # the execution is kept and the sweep retries the advance.
         try:
             execution_id, created, execution = await start(savepoints=False)
-        except (AdvanceFailed, IntegrityError, DataError) as exc:  # see Dispatcher._record_result
+        except RUN_AGAIN_WITH_SAVEPOINTS as exc:
             log.warning("%s; starting the execution again with the advance in a savepoint", exc)
             execution_id, created, execution = await start(savepoints=True)
         faults.hit("start.committed")

@@ -15,6 +15,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy.exc import DataError, IntegrityError
+
 from controlplane import faults
 from controlplane.engine import groups
 from controlplane.engine import retry as retry_rules
@@ -93,6 +95,13 @@ FlowLoader = Callable[[Any, str, str, int], Awaitable[Flow]]
 class AdvanceFailed(Exception):
     """An advance failed in a transaction without savepoints (``Unit.savepoints`` False): roll
     the transaction back and run it again with savepoints. The cause is ``__cause__``."""
+
+
+#: What makes a transaction without savepoints run again with them: :class:`AdvanceFailed`,
+#: or the error of a write the advance deferred (store/pipeline.py), raised by the statement or
+#: COMMIT that sent it after the advance returned (inside a savepoint it fails within the
+#: advance's own, and the rest of the transaction is kept).
+RUN_AGAIN_WITH_SAVEPOINTS = (AdvanceFailed, IntegrityError, DataError)
 
 
 @dataclass(frozen=True)

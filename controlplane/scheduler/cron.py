@@ -15,6 +15,8 @@ shifted times of a gap, or the second pass through a repeated hour) is skipped.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -116,73 +118,62 @@ class CronSchedule:
         """The schedule's zone."""
         return zone(self.timezone)
 
-    def _iter(self, local: datetime) -> croniter:
-        """A croniter positioned at ``local``: the schedule's spare one, reset (building one parses
-        the expression, ~6 times the cost of a step: the scheduler computes two dates per
-        schedule per tick, issue 10), or a new one while the spare is in use (a nested call, or
-        another thread). Hand it back with :meth:`_release`."""
-        spare = self.__dict__.pop("_spare", None)
-        if spare is None:
-            return croniter(self.normalized, local, second_at_beginning=self.with_seconds)
-        spare.set_current(local, force=True)
-        return spare
+    def _candidates(self, local: datetime, forward: bool) -> Iterator[datetime]:
+        """Fire instants (UTC) from the wall-clock time ``local`` on, forward or backward, at most
+        :data:`_MAX_STEPS`. It steps the schedule's spare croniter, reset to ``local`` (building
+        one parses the expression, ~6 times the cost of a step: the scheduler computes two dates
+        per schedule per tick, issue 10), or a new one while the spare is in use (a nested call,
+        or another thread); the spare is handed back when the iteration is closed."""
+        it = self.__dict__.pop("_spare", None)
+        if it is None:
+            it = croniter(self.normalized, local, second_at_beginning=self.with_seconds)
+        else:
+            it.set_current(local, force=True)
+        step = it.get_next if forward else it.get_prev
+        try:
+            for _ in range(_MAX_STEPS):
+                try:
+                    yield to_utc_instant(step(datetime), self.tz)
+                except CroniterError:
+                    return
+        finally:
+            self.__dict__["_spare"] = it  # frozen dataclass: a cache, not a field
 
-    def _release(self, it: croniter) -> None:
-        self.__dict__["_spare"] = it  # frozen dataclass: a cache, not a field
-
-    def _memo(self) -> dict[tuple[str, datetime], datetime | None]:
+    def _remembered(self, kind: str, instant: datetime,
+                    compute: Callable[[datetime], datetime | None]) -> datetime | None:
+        """``compute(instant)``, remembered (a few hundred dates per schedule: the scheduler asks
+        for the same ones again, ahead of a tick and then at it)."""
         memo = self.__dict__.get("_dates")
         if memo is None or len(memo) > _MEMO_SIZE:
             memo = self.__dict__["_dates"] = {}
-        return memo
+        key = (kind, instant)
+        if key not in memo:
+            memo[key] = compute(instant)
+        return memo[key]
 
     def remember(self, fire: datetime, following: datetime | None) -> None:
         """Record that ``following`` is :meth:`next_after` of the fire instant ``fire``, so that
         :meth:`previous_before` of ``following`` is ``fire`` without a computation (the
         scheduler knows both when it moves a schedule on; ``fire`` must be a fire instant)."""
         if following is not None:
-            memo = self._memo()
-            memo[("next", fire)] = following
-            memo[("previous", following)] = fire
+            self._remembered("next", fire, lambda _: following)
+            self._remembered("previous", following, lambda _: fire)
 
     def next_after(self, instant: datetime) -> datetime | None:
-        """The first fire instant strictly after ``instant`` (aware), in UTC; None if none exists.
-        Results are remembered (a few hundred per schedule): the scheduler asks for the same
-        dates again (warm-up after a pass, then the pass itself)."""
-        memo = self._memo()
-        key = ("next", instant)
-        if key in memo:
-            return memo[key]
-        memo[key] = found = self._next_after(instant)
-        return found
+        """The first fire instant strictly after ``instant`` (aware), in UTC; None if none exists
+        (remembered)."""
+        return self._remembered("next", instant, self._next_after)
 
     def _next_after(self, instant: datetime) -> datetime | None:
-        tz = self.tz
         after = instant.astimezone(UTC)
-        local = after.astimezone(tz).replace(tzinfo=None, fold=0)
-        it = self._iter(local)
-        try:
-            for _ in range(_MAX_STEPS):
-                try:
-                    candidate = it.get_next(datetime)
-                except CroniterError:
-                    return None
-                fired = to_utc_instant(candidate, tz)
-                if fired > after:
-                    return fired
-            return None
-        finally:
-            self._release(it)
+        local = after.astimezone(self.tz).replace(tzinfo=None, fold=0)
+        with contextlib.closing(self._candidates(local, forward=True)) as candidates:
+            return next((fired for fired in candidates if fired > after), None)
 
     def previous_before(self, instant: datetime) -> datetime | None:
-        """The last fire instant strictly before ``instant`` (aware), in UTC; None if none.
-        Remembered as :meth:`next_after`."""
-        memo = self._memo()
-        key = ("previous", instant)
-        if key in memo:
-            return memo[key]
-        memo[key] = found = self._previous_before(instant)
-        return found
+        """The last fire instant strictly before ``instant`` (aware), in UTC; None if none
+        (remembered)."""
+        return self._remembered("previous", instant, self._previous_before)
 
     def _previous_before(self, instant: datetime) -> datetime | None:
         tz = self.tz
@@ -192,20 +183,10 @@ class CronSchedule:
             before + timedelta(hours=3)).astimezone(tz).utcoffset()
         # Near a DST transition a wall-clock time after ``local`` can be an earlier instant (the
         # first pass through a repeated hour): start past the fold and check each candidate.
-        it = self._iter(local + timedelta(hours=3) if near_transition else local)
-        try:
-            for _ in range(_MAX_STEPS):
-                try:
-                    candidate = it.get_prev(datetime)
-                except CroniterError:
-                    return None
-                fired = to_utc_instant(candidate, tz)
-                if fired < before and (not near_transition
-                                       or self.next_after(fired - timedelta(microseconds=1)) == fired):
-                    return fired
-            return None
-        finally:
-            self._release(it)
+        start = local + timedelta(hours=3) if near_transition else local
+        with contextlib.closing(self._candidates(start, forward=False)) as candidates:
+            return next((fired for fired in candidates if fired < before and (
+                not near_transition or self.next_after(fired - timedelta(microseconds=1)) == fired)), None)
 
     def upcoming(self, instant: datetime, count: int) -> list[datetime]:
         """The next ``count`` fire instants after ``instant``."""

@@ -11,13 +11,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from sqlalchemy.exc import DataError, IntegrityError
-
 from controlplane import faults
 from controlplane.config import Settings
 from controlplane.coordination.events import Events
 from controlplane.engine import groups
-from controlplane.engine.executor import AdvanceFailed, Executor, Lost
+from controlplane.engine.executor import RUN_AGAIN_WITH_SAVEPOINTS, Executor, Lost
 from controlplane.engine.unit import Unit
 from controlplane.errors import ConflictError, FailedPreconditionError, InvalidArgumentError, NotFoundError
 from controlplane.model import State
@@ -345,10 +343,7 @@ class Dispatcher:
             async with self._tx() as unit:
                 unit.savepoints = False
                 await record(unit)
-        except (AdvanceFailed, IntegrityError, DataError) as exc:
-            # DataError/IntegrityError: a write deferred by the advance failed when the
-            # transaction's last round trip sent it (store/pipeline.py); with savepoints it
-            # fails inside the advance's own, and the result is kept.
+        except RUN_AGAIN_WITH_SAVEPOINTS as exc:
             log.warning("%s; recording the result again with the advance in a savepoint", exc)
             async with self._tx() as unit:
                 await record(unit)

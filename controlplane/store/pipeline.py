@@ -83,28 +83,18 @@ async def fetch_many(
         sqlalchemy.exc.DBAPIError: as :func:`fetch`.
     """
     raw = driver_connection(conn)
-    writes = _pending.pop(raw, None)
+    writes = _pending.pop(raw, None) or []
     commit = commit and not raw.autocommit
-    cursors = []
+    begins = not raw.autocommit and raw.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
     try:
-        if writes or commit or len(statements) > 1 or (
-                not raw.autocommit and raw.info.transaction_status == psycopg.pq.TransactionStatus.IDLE):
-            async with raw.pipeline():
-                for sql, params in writes or ():
-                    await raw.execute(sql, params)
-                for sql, params in statements:
-                    cursor = raw.cursor(row_factory=namedtuple_row)
-                    await cursor.execute(sql, params)
-                    cursors.append(cursor)
-                if commit:
-                    await raw.execute("COMMIT")  # in the pipeline (commit() would sync it on its own)
+        if writes or commit or begins or len(statements) > 1:
+            cursors = await _send(raw, writes, statements, commit)
         else:
-            cursor = raw.cursor(row_factory=namedtuple_row)
-            await cursor.execute(*statements[0])
-            cursors.append(cursor)
+            cursors = [raw.cursor(row_factory=namedtuple_row)]
+            await cursors[0].execute(*statements[0])
         return [await c.fetchall() if c.description is not None else [] for c in cursors]
     except psycopg.Error as exc:
-        raise _wrapped(conn, statements[-1][0], statements[-1][1], exc) from exc
+        raise _error(raw, conn.dialect, statements[-1], exc) from exc
 
 
 async def defer(conn: AsyncConnection, sql: str, params: Params = None) -> None:
@@ -122,42 +112,6 @@ async def defer(conn: AsyncConnection, sql: str, params: Params = None) -> None:
     _pending.setdefault(raw, []).append((sql, params))
 
 
-async def _flush(raw: psycopg.AsyncConnection, writes: Sequence[tuple[str, Params]], commit: bool) -> None:
-    async with raw.pipeline():
-        for sql, params in writes:
-            await raw.execute(sql, params)
-        if commit:
-            # In the pipeline (commit() would sync it on its own); SQLAlchemy's own commit then
-            # finds the transaction ended and sends nothing.
-            await raw.execute("COMMIT")
-
-
-def _flush_before(conn: Any, commit: bool) -> None:
-    """Send ``conn``'s deferred writes now, inside SQLAlchemy's greenlet, before the statement it
-    is about to send or, with ``commit``, together with the ``COMMIT``."""
-    raw = _raw_of(conn)
-    writes = _pending.pop(raw, None) if raw is not None else None
-    if writes:
-        try:
-            await_only(_flush(raw, writes, commit))
-        except psycopg.Error as exc:
-            raise DBAPIError.instance(writes[-1][0], writes[-1][1], exc, psycopg.Error,
-                                      dialect=conn.dialect) from exc
-
-
-def _raw_of(conn: Any) -> Any:
-    """The psycopg connection of a sync SQLAlchemy ``Connection``, or None when it has none
-    (``Connection.connection`` would raise on an invalidated one, e.g. a statement cancelled
-    mid-way: a rollback hook must not replace the error it is rolling back for)."""
-    return getattr(getattr(conn, "_dbapi_connection", None), "driver_connection", None)
-
-
-def _drop(conn: Any) -> None:
-    raw = _raw_of(conn)
-    if raw is not None:
-        _pending.pop(raw, None)
-
-
 async def flush(conn: AsyncConnection) -> None:
     """Send ``conn``'s deferred writes now (one round trip; nothing when there are none), so
     that their errors are raised here: at the end of a savepoint, whose release would otherwise
@@ -167,18 +121,56 @@ async def flush(conn: AsyncConnection) -> None:
         sqlalchemy.exc.DBAPIError: a deferred write failed.
     """
     raw = driver_connection(conn)
-    writes = _pending.pop(raw, None)
-    if writes:
+    if writes := _pending.pop(raw, None):
         try:
-            await _flush(raw, writes, commit=False)
+            await _send(raw, writes)
         except psycopg.Error as exc:
-            raise _wrapped(conn, writes[-1][0], writes[-1][1], exc) from exc
+            raise _error(raw, conn.dialect, writes[-1], exc) from exc
 
 
-def _wrapped(conn: AsyncConnection, sql: str, params: Params, exc: psycopg.Error) -> DBAPIError:
-    raw = driver_connection(conn)
-    return DBAPIError.instance(sql, params, exc, psycopg.Error, dialect=conn.dialect,
+async def _send(
+    raw: psycopg.AsyncConnection, writes: Sequence[tuple[str, Params]],
+    statements: Sequence[tuple[str, Params]] = (), commit: bool = False,
+) -> list[psycopg.AsyncCursor[Any]]:
+    """One pipeline: ``writes``, then ``statements`` (their cursors are returned), then the
+    ``COMMIT`` when asked (sent in the pipeline: ``commit()`` would sync it on its own;
+    SQLAlchemy's own commit then finds the transaction ended and sends nothing)."""
+    cursors = []
+    async with raw.pipeline():
+        for sql, params in writes:
+            await raw.execute(sql, params)
+        for sql, params in statements:
+            cursor = raw.cursor(row_factory=namedtuple_row)
+            await cursor.execute(sql, params)
+            cursors.append(cursor)
+        if commit:
+            await raw.execute("COMMIT")
+    return cursors
+
+
+def _error(raw: psycopg.AsyncConnection, dialect: Any, statement: tuple[str, Params],
+           exc: psycopg.Error) -> DBAPIError:
+    """``exc`` as SQLAlchemy would have raised it for ``statement`` (its class by psycopg's)."""
+    return DBAPIError.instance(statement[0], statement[1], exc, psycopg.Error, dialect=dialect,
                                connection_invalidated=bool(raw.closed or raw.broken))
+
+
+def _flush_before(conn: Any, commit: bool) -> None:
+    """Send ``conn``'s deferred writes now, inside SQLAlchemy's greenlet, before the statement it
+    is about to send or, with ``commit``, together with the ``COMMIT``."""
+    raw = _raw_of(conn)
+    if raw is not None and (writes := _pending.pop(raw, None)):
+        try:
+            await_only(_send(raw, writes, commit=commit))
+        except psycopg.Error as exc:
+            raise _error(raw, conn.dialect, writes[-1], exc) from exc
+
+
+def _raw_of(conn: Any) -> Any:
+    """The psycopg connection of a sync SQLAlchemy ``Connection``, or None when it has none
+    (``Connection.connection`` would raise on an invalidated one, e.g. a statement cancelled
+    mid-way: a rollback hook must not replace the error it is rolling back for)."""
+    return getattr(getattr(conn, "_dbapi_connection", None), "driver_connection", None)
 
 
 @event.listens_for(Engine, "before_cursor_execute")
@@ -193,7 +185,9 @@ def _before_commit(conn: Any) -> None:
 
 @event.listens_for(Engine, "rollback")
 def _on_rollback(conn: Any) -> None:
-    _drop(conn)
+    raw = _raw_of(conn)
+    if raw is not None:
+        _pending.pop(raw, None)
 
 
 @event.listens_for(Pool, "checkin")
