@@ -105,6 +105,23 @@ RUN_AGAIN_WITH_SAVEPOINTS = (AdvanceFailed, IntegrityError, DataError)
 
 
 @dataclass(frozen=True)
+class Completed:
+    """What :meth:`Executor.complete` recorded, for the rest of the result's transaction (its
+    log lines, :class:`controlplane.service.log_ingest.LogIngest`) so it need not read again.
+
+    Attributes:
+        execution: The execution as locked and advanced in this transaction.
+        flow: Its flow revision.
+        log_bytes: UTF-8 bytes of log text stored for the completed attempt before this
+            result, as read under the execution lock.
+    """
+
+    execution: Execution
+    flow: Flow
+    log_bytes: int
+
+
+@dataclass(frozen=True)
 class Lost:
     """Why an attempt was lost (not ended by the task itself)."""
 
@@ -661,10 +678,12 @@ class Executor:
             return None, None, []
         return execution, next((r for r in runs if r.id == claims.task_run_id), None), runs
 
-    async def complete(self, unit: Unit, claims: TaskTokenClaims, outputs: dict[str, Any] | None, state: State) -> bool:
+    async def complete(
+        self, unit: Unit, claims: TaskTokenClaims, outputs: dict[str, Any] | None, state: State
+    ) -> Completed | None:
         """Record a successful attempt and advance the execution (one read of the task runs
-        serves both: the advance works on them as recorded here). Returns True when recorded
-        now, False for a repeat of a completion already recorded.
+        serves both: the advance works on them as recorded here). Returns what was recorded
+        now (:class:`Completed`), None for a repeat of a completion already recorded.
 
         Kestra's ``warningOnRetry``: a task run whose retry policy sets it and that succeeds
         after more than one attempt ends WARNING (then ``allowWarning`` applies as usual).
@@ -677,7 +696,7 @@ class Executor:
         if execution is None or tr is None or not holds_lease(tr, claims):
             if (tr is not None and (tr.attempt, tr.lease_epoch) == (claims.attempt, claims.lease_epoch)
                     and tr.state in (State.SUCCESS, State.WARNING)):
-                return False  # the same completion reported again (a retried call): already recorded
+                return None  # the same completion reported again (a retried call): already recorded
             raise NotFoundError(f"task run {claims.task_run_id} attempt {claims.attempt}: lease is no longer held")
         flow = await self._load_flow(unit.conn, execution.namespace, execution.flow_id, execution.flow_revision)
         task = flow.find_task(tr.task_id)
@@ -693,15 +712,17 @@ class Executor:
         change_state(tr, final, now, f"task run {tr.id} ({tr.task_id})")
         await repo.finish_attempt_and_save(unit.conn, tr, claims.attempt, attempt_state, now)
         tr.worker_id = None
+        log_bytes = 0
         for attempt in tr.attempts:
             if attempt.number == claims.attempt:  # as recorded: the advance reads attempts too
                 attempt.state, attempt.ended_at = attempt_state, now
                 attempt.histories.append(StateHistory(attempt_state, now))
+                log_bytes = attempt.log_bytes
         unit.executions.add(execution.id)
         faults.hit("result.attempt_recorded")
         await self._advance_after_result(unit, execution, now, runs)
         faults.hit("result.advanced")
-        return True
+        return Completed(execution, flow, log_bytes)
 
     async def fail(
         self,

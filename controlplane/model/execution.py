@@ -26,6 +26,7 @@ class Attempt:
     reason: str | None = None
     error: str | None = None
     log_file: str | None = None  # internal-storage URI of its log lines (task ``logToFile``)
+    log_bytes: int = 0  # UTF-8 bytes of log text stored for it so far, as read (the log budget)
 
 
 @dataclass

@@ -271,7 +271,7 @@ class Dispatcher:
             if group_outputs:
                 await wd_store.record_outputs(unit.conn, claims, group_outputs)
             recorded = await self._executor.complete(unit, claims, outputs, state)
-            if recorded and lines and await self._logs.store(unit, claims, lines):
+            if recorded and lines and await self._logs.store(unit, claims, lines, recorded):
                 raise _LogsOverBudget
             if max_next > 0 and recorded:
                 eager = await self._claim_eagerly(unit, claims.worker_id, max_next)

@@ -8,7 +8,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -20,6 +20,9 @@ from controlplane.errors import NotFoundError
 from controlplane.secrets import execution_masker
 from controlplane.store import repository as repo
 from controlplane.tokens import TaskTokenClaims
+
+if TYPE_CHECKING:
+    from controlplane.engine.executor import Completed
 
 _ALL_LEVELS = frozenset(LEVELS)
 _RULES_CACHE_SIZE = 4096
@@ -65,11 +68,20 @@ class LogIngest:
                 "text, the limit (KESTREL_MAX_LOG_BYTES_PER_ATTEMPT); later lines were dropped and the task run "
                 "failed")
 
-    async def store(self, unit: Unit, claims: TaskTokenClaims, lines: Sequence[LogLine]) -> bool:
+    async def store(
+        self, unit: Unit, claims: TaskTokenClaims, lines: Sequence[LogLine], recorded: Completed | None = None
+    ) -> bool:
         """Store the lines of ``claims``' attempt kept by the task's ``logLevel`` (as Kestra,
         lines below it are dropped), with the execution's SECRET inputs masked, within the
         attempt's byte budget. Returns True when this batch is the one that went over the
         budget (its lines up to the limit are stored; the caller fails the attempt).
+
+        ``recorded``: the attempt's result was just recorded in ``unit``'s transaction (the
+        lines came with it): its execution, flow and stored log volume, read under the
+        execution's lock, serve here instead of a read of each, and lines that fit the budget
+        go with the transaction's next round trip (no round trip of their own). An SDK sends an
+        attempt's last lines once its earlier ones are stored, so the volume read is current;
+        a batch sent concurrently could take it over the budget by that batch's size unnoticed.
 
         Raises:
             NotFoundError: the execution does not exist (deleted), or the task run of a token
@@ -81,7 +93,17 @@ class LogIngest:
             if row is None:
                 raise NotFoundError(f"task run {claims.task_run_id} not found")
             task_id = row.task_id
-        kept_levels, mask = await self._rules_for(unit.conn, claims.execution_id, task_id)
+        kept_levels, mask = await self._rules_for(unit.conn, claims.execution_id, task_id, recorded)
+        if recorded is not None:
+            kept = [(line.level, mask(checks.clean_text(line.message[:MAX_MESSAGE])), line.timestamp)
+                    for line in lines if line.level in kept_levels]
+            limit = self.max_bytes_per_attempt
+            size = sum(len(message.encode("utf-8", "surrogatepass")) for _, message, _ in kept) if limit > 0 else 0
+            if recorded.log_bytes + size <= limit or limit <= 0:
+                await repo.defer_attempt_logs(unit.conn, claims.execution_id, claims.task_run_id, task_id,
+                                              claims.attempt, kept, size)
+                unit.logs.add(claims.execution_id)
+                return False
         rows = [
             {"execution_id": claims.execution_id, "task_run_id": claims.task_run_id, "task_id": task_id,
              "attempt": claims.attempt, "level": line.level,
@@ -118,12 +140,18 @@ class LogIngest:
             used += size
         return kept, True
 
-    async def _rules_for(self, conn, execution_id: str, task_id: str) -> tuple[frozenset[str], Callable[[str], str]]:
+    async def _rules_for(
+        self, conn, execution_id: str, task_id: str, recorded: Completed | None = None
+    ) -> tuple[frozenset[str], Callable[[str], str]]:
         """What to keep and hide in ``task_id``'s lines: the levels stored (all, or from the
         task's ``logLevel`` up) and a function masking the execution's decrypted SECRET inputs
-        (the same masker the API uses: env secrets + this execution's SECRET inputs)."""
+        (the same masker the API uses: env secrets + this execution's SECRET inputs).
+        ``recorded``: the execution and flow are those (not read)."""
         cached = self._rules.get(execution_id)
-        if cached is None:
+        if cached is None and recorded is not None:
+            cached = (recorded.flow, execution_masker(recorded.execution.inputs).mask)
+            self._remember(execution_id, cached)
+        elif cached is None:
             execution = await repo.get_execution(conn, execution_id, with_task_runs=False)
             if execution is None:
                 raise NotFoundError(f"execution {execution_id} not found (deleted?): its log lines are not kept")
@@ -132,9 +160,7 @@ class LogIngest:
             except NotFoundError:
                 return _ALL_LEVELS, _unchanged
             cached = (flow, execution_masker(execution.inputs).mask)
-            self._rules[execution_id] = cached
-            if len(self._rules) > _RULES_CACHE_SIZE:
-                self._rules.popitem(last=False)
+            self._remember(execution_id, cached)
         else:
             self._rules.move_to_end(execution_id)
         flow, mask = cached
@@ -144,3 +170,8 @@ class LogIngest:
             minimum = None
         kept = frozenset(LEVELS[LEVELS.index(minimum):]) if minimum in LEVELS else _ALL_LEVELS
         return kept, mask
+
+    def _remember(self, execution_id: str, rules: tuple[Any, Callable[[str], str]]) -> None:
+        self._rules[execution_id] = rules
+        if len(self._rules) > _RULES_CACHE_SIZE:
+            self._rules.popitem(last=False)

@@ -418,6 +418,7 @@ def _attempt_from_json(a: dict[str, Any]) -> Attempt:
         reason=a["reason"],
         error=a["error"],
         log_file=a.get("log_file"),
+        log_bytes=a.get("log_bytes") or 0,
     )
 
 
@@ -873,6 +874,7 @@ def _attempt(a: Any) -> Attempt:
         reason=a.reason,
         error=a.error,
         log_file=a.log_file,
+        log_bytes=getattr(a, "log_bytes", 0) or 0,
     )
 
 
@@ -1262,6 +1264,36 @@ async def known_task_types(conn: AsyncConnection) -> set[str]:
 
 # ---------------------------------------------------------------------------------------------
 # logs
+
+
+_INSERT_ATTEMPT_LOGS_SQL = """
+INSERT INTO logs (execution_id, task_run_id, task_id, attempt, level, message, "timestamp")
+SELECT %(execution_id)s, %(task_run_id)s, %(task_id)s, %(attempt)s, l.level, l.message, l.ts
+FROM unnest(%(levels)s::text[], %(messages)s::text[], %(timestamps)s::timestamptz[]) WITH ORDINALITY AS l(level, message, ts, n)
+ORDER BY l.n"""
+_ADD_ATTEMPT_LOG_BYTES_SQL = """
+UPDATE task_run_attempts SET log_bytes = log_bytes + %(count)s WHERE task_run_id = %(task_run_id)s AND attempt = %(attempt)s"""
+
+
+async def defer_attempt_logs(
+    conn: AsyncConnection, execution_id: str, task_run_id: str, task_id: str, attempt: int,
+    lines: Sequence[tuple[str, str, datetime]], log_bytes: int,
+) -> None:
+    """Queue (:func:`pipeline.defer`: no round trip of their own) the insert of one attempt's log
+    lines, ``(level, message, timestamp)`` in order, and the addition of ``log_bytes`` (UTF-8
+    bytes; 0: none) to its stored log volume. For a transaction that holds the execution's lock
+    (a worker's result), where the execution cannot be deleted meanwhile; :func:`append_logs`
+    otherwise."""
+    if lines:
+        await pipeline.defer(conn, _INSERT_ATTEMPT_LOGS_SQL, {
+            "execution_id": execution_id, "task_run_id": task_run_id, "task_id": task_id, "attempt": attempt,
+            "levels": [level for level, _, _ in lines],
+            "messages": [storable_text(message) for _, message, _ in lines],
+            "timestamps": [timestamp for _, _, timestamp in lines],
+        })
+    if log_bytes:
+        await pipeline.defer(conn, _ADD_ATTEMPT_LOG_BYTES_SQL,
+                             {"count": log_bytes, "task_run_id": task_run_id, "attempt": attempt})
 
 
 async def append_logs(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:

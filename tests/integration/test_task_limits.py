@@ -122,6 +122,46 @@ def test_invalid_utf8_sent_raw_by_a_worker_is_stored_and_other_bad_messages_are_
         stubs.close()
 
 
+def test_a_completions_lines_count_with_the_lines_the_attempt_sent_before(server, database_url):
+    """The lines stored by AppendLogs and those sent with the completion share one budget: the
+    completion's lines are counted on top of what the attempt already stored (read under the
+    execution's lock with the result), both when they fit (every line kept, the volume recorded)
+    and when only the sum goes over (the attempt fails, as if all had come by AppendLogs)."""
+    import psycopg
+
+    stubs = connect(server.address)
+    try:
+        worker = stubs.register_worker([CUSTOM])
+        stubs.deploy(f"id: shared\nnamespace: tests.limits\ntasks:\n  - id: t\n    type: {CUSTOM}\n"
+                     f"  - id: u\n    type: {CUSTOM}\n")
+        execution = stubs.start("tests.limits", "shared")
+
+        def line(text: str) -> log_pb2.LogEntry:
+            return log_pb2.LogEntry(level=common_pb2.LOG_LEVEL_INFO, message=text)
+
+        first = wait_until(lambda: stubs.poll(worker, wait=1), what="assignment")[0]
+        stubs.logs.AppendLogs(log_pb2.AppendLogsRequest(task_token=first.task_token, entries=[line("a" * 1500)]))
+        stubs.workers.CompleteTaskRun(worker_pb2.CompleteTaskRunRequest(
+            task_token=first.task_token, logs=[line("b" * 1500), line("c" * 10)]))
+        assert [(e.task_id, len(e.message)) for e in stubs.logs_stub_list(execution.id)] == [
+            ("t", 1500), ("t", 1500), ("t", 10)]
+        with psycopg.connect(database_url.replace("+psycopg", "")) as conn:
+            stored = conn.execute("SELECT log_bytes FROM task_run_attempts a JOIN task_runs tr ON tr.id = a.task_run_id "
+                                  "WHERE tr.execution_id = %s AND tr.task_id = 't'", (execution.id,)).fetchone()
+        assert stored == (3010,)
+
+        second = wait_until(lambda: stubs.poll(worker, wait=1), what="the second task run")[0]
+        stubs.logs.AppendLogs(log_pb2.AppendLogsRequest(task_token=second.task_token, entries=[line("d" * 3000)]))
+        with pytest.raises(grpc.RpcError) as err:  # 1,500 bytes fit alone, not after the 3,000
+            stubs.workers.CompleteTaskRun(worker_pb2.CompleteTaskRunRequest(
+                task_token=second.task_token, logs=[line("e" * 1500)]))
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND and "KESTREL_MAX_LOG_BYTES_PER_ATTEMPT" in err.value.details()
+        u = next(tr for tr in stubs.wait(execution.id, timeout=30).task_runs if tr.task_id == "u")
+        assert state_name(u.state.current) == "FAILED" and "Task logs are too large" in u.error
+    finally:
+        stubs.close()
+
+
 def test_log_lines_sent_with_a_completion_are_stored_once_and_count_against_the_limit(server):
     """``CompleteTaskRunRequest.logs``: stored with the result (task id and attempt from the
     token), not again when the result is repeated; lines over the attempt's log limit fail the
