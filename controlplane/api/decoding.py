@@ -81,15 +81,32 @@ _LENIENT: dict[str, Callable[[bytes], Any]] = {"/kestrel.v1.LogService/AppendLog
 
 
 class DecodeInterceptor(grpc.aio.ServerInterceptor):
-    """Turns undecodable unary requests into INVALID_ARGUMENT (see the module docstring)."""
+    """Turns undecodable unary requests into INVALID_ARGUMENT (see the module docstring).
+
+    The wrapped handler of a method is built once and reused while the handler under it is the
+    same object (grpc looks a method's handler up in a table: every call of it gets the same)."""
+
+    def __init__(self) -> None:
+        self._wrapped: dict[str, tuple[Any, Any]] = {}
 
     async def intercept_service(self, continuation, handler_call_details):  # noqa: D102 - grpc API
         handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        known = self._wrapped.get(method)
+        if known is not None and known[0] is handler:
+            return known[1]
+        wrapped = self._wrap(handler, method)
+        if handler is not None and len(self._wrapped) < 1000:  # methods of the services served
+            self._wrapped[method] = (handler, wrapped)
+        return wrapped
+
+    @staticmethod
+    def _wrap(handler, method: str):
         if handler is None or handler.request_streaming or handler.request_deserializer is None:
             return handler
         strict = handler.request_deserializer
-        lenient = _LENIENT.get(handler_call_details.method)
-        name = handler_call_details.method.rsplit("/", 1)[-1] + "Request"
+        lenient = _LENIENT.get(method)
+        name = method.rsplit("/", 1)[-1] + "Request"
 
         def deserialize(data: bytes) -> Any:
             try:

@@ -142,7 +142,7 @@ class FlowRegistry:
         Raises:
             NotFoundError: unknown or deleted flow (message names namespace and id).
         """
-        row = await repo.get_flow(conn, namespace, flow_id, revision)
-        if row is None or row.deleted:
+        found = await repo.flow_revision(conn, namespace, flow_id, revision)
+        if found is None or found[1]:
             raise NotFoundError(f"flow {namespace}.{flow_id} not found" + (f" at revision {revision}" if revision else ""))
-        return await self.load(conn, namespace, flow_id, row.revision)
+        return await self.load(conn, namespace, flow_id, found[0])
