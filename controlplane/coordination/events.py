@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
@@ -21,6 +22,10 @@ from collections.abc import Iterable, Iterator, Sequence
 import redis.asyncio as aioredis
 
 log = logging.getLogger(__name__)
+
+OTHERS_RECHECK_SECONDS = 1.0
+"""How often a replica asks Redis whether anyone else listens to its signals (``PUBSUB
+NUMSUB``); while no one does, it publishes nothing."""
 
 
 class PollWaiter:
@@ -131,6 +136,11 @@ class RedisEvents:
     transaction has committed. Each replica tags its messages with its own origin id and ignores
     them when they come back, so a signal wakes this replica's waiters once, not twice.
 
+    A replica alone on its channels (Redis counts no subscriber but its own, checked every
+    :data:`OTHERS_RECHECK_SECONDS`) publishes nothing: a single control plane sends and reads
+    back no message per transaction. A replica that joins is heard from within that period;
+    until then its polls and watchers wake on their own timeouts, as for a lost message.
+
     Args:
         redis: A redis.asyncio client.
         prefix: Key/channel prefix (``Settings.redis_prefix``).
@@ -147,6 +157,9 @@ class RedisEvents:
         self._sender: asyncio.Task[None] | None = None
         self._outbox: list[tuple[str, str]] = []
         self._outbox_ready: asyncio.Event | None = None
+        self._subscribed = False  # our own subscription is confirmed (Redis counts it)
+        self._others = True  # someone else listens (as last checked; True until checked)
+        self._others_checked = float("-inf")  # time.monotonic() of that check
 
     async def announce(
         self, tasks_queued: bool, changed: Iterable[str] = (), logs: Iterable[str] = (),
@@ -211,6 +224,8 @@ class RedisEvents:
             if not batch:
                 continue
             try:
+                if not await self._others_listen():
+                    continue
                 async with self._redis.pipeline(transaction=False) as pipe:
                     for channel, data in dict.fromkeys(batch):  # same signal twice: once
                         pipe.publish(channel, data)
@@ -220,12 +235,26 @@ class RedisEvents:
             except Exception as exc:  # Redis down: the local replica was still woken
                 log.warning("redis publish failed: %s", exc)
 
+    async def _others_listen(self) -> bool:
+        """Whether a subscriber other than this replica's listener is on either channel (asked
+        of Redis at most every :data:`OTHERS_RECHECK_SECONDS`; raises as Redis does)."""
+        now = time.monotonic()
+        if now - self._others_checked >= OTHERS_RECHECK_SECONDS:
+            counts = await self._redis.pubsub_numsub(self._tasks_channel, self._exec_channel)
+            mine = 1 if self._subscribed else 0
+            self._others = any(count > mine for _, count in counts)
+            self._others_checked = now
+        return self._others
+
     async def _listen(self) -> None:
         while True:
             try:
                 async with self._redis.pubsub() as pubsub:
                     await pubsub.subscribe(self._tasks_channel, self._exec_channel)
                     async for message in pubsub.listen():
+                        if message.get("type") == "subscribe":
+                            # Counted by Redis from now on; check who else listens afresh.
+                            self._subscribed, self._others_checked = True, float("-inf")
                         if message.get("type") != "message":
                             continue
                         channel = message["channel"]
@@ -246,5 +275,6 @@ class RedisEvents:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # reconnect after Redis trouble
+                self._subscribed = False
                 log.warning("redis subscription lost (%s); retrying in 1 s", exc)
                 await asyncio.sleep(1.0)

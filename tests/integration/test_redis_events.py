@@ -1,0 +1,64 @@
+"""Wake-ups between replicas over the real Redis (controlplane/coordination/events.py): a
+replica alone on its channels publishes nothing, and starts publishing once another replica
+listens, so that replica's watchers and polls are woken by the first one's changes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import redis.asyncio as aioredis
+
+from controlplane.coordination.events import OTHERS_RECHECK_SECONDS, Events, RedisEvents
+from tests.conftest import REDIS_URL
+
+
+async def _until(predicate, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await predicate():
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+def test_a_lone_replica_publishes_nothing_until_another_listens_then_wakes_it():
+    async def scenario():
+        redis = aioredis.from_url(REDIS_URL)
+        prefix = f"kestrel-test-{uuid.uuid4().hex}"
+        a = RedisEvents(redis, prefix, Events())
+        a.start()
+        b_local = Events()
+        b = RedisEvents(redis, prefix, b_local)
+        try:
+            # Alone: once its own subscription is counted, it sees no one else.
+            alone = await _until(lambda: _negated(a._others_listen()), timeout=5)
+            b.start()
+            with b_local.watch_execution("ex-1") as changed:
+                # The second replica subscribes: within the recheck period the first one
+                # publishes again and the second one's watcher wakes.
+                woken = False
+                deadline = time.monotonic() + OTHERS_RECHECK_SECONDS + 5
+                while not woken and time.monotonic() < deadline:
+                    await a.announce(False, ["ex-1"])
+                    try:
+                        await asyncio.wait_for(changed.wait(), 0.2)
+                        woken = True
+                    except TimeoutError:
+                        pass
+            both = await a._others_listen() and await b._others_listen()
+            return alone, woken, both
+        finally:
+            await a.stop()
+            await b.stop()
+            await redis.aclose()
+
+    alone, woken, both = asyncio.run(scenario())
+    assert alone, "a replica alone on its channels still counted another listener"
+    assert woken, "the second replica's watcher was never woken by the first replica's change"
+    assert both, "two replicas did not see each other"
+
+
+async def _negated(awaitable) -> bool:
+    return not await awaitable
