@@ -739,7 +739,8 @@ class Worker:
         # A WorkingDirectory's children share the group's directory (opened below, once the
         # context with its storage client exists); an inline built-in (Log, Return…) needs none;
         # any other attempt gets a fresh one.
-        if group is None and self._inline(a.task_type):
+        inline = group is None and self._inline(a.task_type)
+        if inline:
             workdir = Path(tempfile.gettempdir()) / f"kestrel-inline-{_safe(a.task_run_id)}-not-created"
         else:
             workdir = Path(tempfile.mkdtemp(prefix=f"kestrel-{_safe(a.task_id)}-"))
@@ -798,7 +799,8 @@ class Worker:
             self._in_use -= 1
             assert self._slot_freed is not None
             self._slot_freed.set()
-            shutil.rmtree(workdir, ignore_errors=True)
+            if not inline:
+                shutil.rmtree(workdir, ignore_errors=True)
 
     def _inline(self, task_type: str) -> bool:
         """Whether ``task_type`` is registered as inline (`TaskDefinition.inline`)."""
