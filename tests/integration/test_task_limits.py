@@ -122,6 +122,14 @@ def test_invalid_utf8_sent_raw_by_a_worker_is_stored_and_other_bad_messages_are_
         stubs.close()
 
 
+def _start_two_custom_tasks(stubs, flow_id: str):
+    """A worker of CUSTOM and a started execution of a flow of two CUSTOM tasks, ``t`` then ``u``."""
+    worker = stubs.register_worker([CUSTOM])
+    stubs.deploy(f"id: {flow_id}\nnamespace: tests.limits\ntasks:\n  - id: t\n    type: {CUSTOM}\n"
+                 f"  - id: u\n    type: {CUSTOM}\n")
+    return worker, stubs.start("tests.limits", flow_id)
+
+
 def test_a_completions_lines_count_with_the_lines_the_attempt_sent_before(server, database_url):
     """The lines stored by AppendLogs and those sent with the completion share one budget: the
     completion's lines are counted on top of what the attempt already stored (read under the
@@ -131,10 +139,7 @@ def test_a_completions_lines_count_with_the_lines_the_attempt_sent_before(server
 
     stubs = connect(server.address)
     try:
-        worker = stubs.register_worker([CUSTOM])
-        stubs.deploy(f"id: shared\nnamespace: tests.limits\ntasks:\n  - id: t\n    type: {CUSTOM}\n"
-                     f"  - id: u\n    type: {CUSTOM}\n")
-        execution = stubs.start("tests.limits", "shared")
+        worker, execution = _start_two_custom_tasks(stubs, "shared")
 
         def line(text: str) -> log_pb2.LogEntry:
             return log_pb2.LogEntry(level=common_pb2.LOG_LEVEL_INFO, message=text)
@@ -168,10 +173,7 @@ def test_log_lines_sent_with_a_completion_are_stored_once_and_count_against_the_
     task run with the limit's message (the completion is NOT_FOUND), as AppendLogs does."""
     stubs = connect(server.address)
     try:
-        worker = stubs.register_worker([CUSTOM])
-        stubs.deploy(f"id: tail\nnamespace: tests.limits\ntasks:\n  - id: t\n    type: {CUSTOM}\n"
-                     f"  - id: u\n    type: {CUSTOM}\n")
-        execution = stubs.start("tests.limits", "tail")
+        worker, execution = _start_two_custom_tasks(stubs, "tail")
         first = wait_until(lambda: stubs.poll(worker, wait=1), what="assignment")[0]
         lines = [log_pb2.LogEntry(level=common_pb2.LOG_LEVEL_INFO, message=f"tail {i}") for i in range(3)]
         done = worker_pb2.CompleteTaskRunRequest(task_token=first.task_token, logs=lines)
