@@ -403,12 +403,12 @@ def server_local(
     ] = 8501,
     metrics_port: Annotated[
         int | None,
-        typer.Option("--metrics-port", help="Port of the Prometheus /metrics endpoint [default: none].",
+        typer.Option("--metrics-port", help="Port of the Prometheus /metrics endpoint \\[default: none].",
                      min=0, max=65535),
     ] = None,
     auth: Annotated[
         bool, typer.Option("--auth/--no-auth", help="Require API tokens; the admin token is kept in "
-                           "<data dir>/admin.token and given to the local workers and dashboard [default: off].")
+                           "<data dir>/admin.token and given to the local workers and dashboard \\[default: off].")
     ] = False,
 ) -> None:
     """Run everything on this machine: embedded Postgres and Redis, the control plane, workers
@@ -437,7 +437,7 @@ def server_standalone(
         typer.Option(
             "--database-url",
             metavar="URL",
-            help="SQLAlchemy URL of Postgres [default: $KESTREL_DATABASE_URL or the built-in default].",
+            help="SQLAlchemy URL of Postgres \\[default: $KESTREL_DATABASE_URL or the built-in default].",
         ),
     ] = None,
     redis_url: Annotated[
@@ -445,24 +445,24 @@ def server_standalone(
         typer.Option(
             "--redis-url",
             metavar="URL",
-            help="Redis URL [default: $KESTREL_REDIS_URL or the built-in default].",
+            help="Redis URL \\[default: $KESTREL_REDIS_URL or the built-in default].",
         ),
     ] = None,
     port: Annotated[
-        int | None, typer.Option(help="gRPC port [default: $KESTREL_PORT or 6570].", min=0, max=65535)
+        int | None, typer.Option(help="gRPC port \\[default: $KESTREL_PORT or 6570].", min=0, max=65535)
     ] = None,
     host: Annotated[
-        str | None, typer.Option(help="Interface to bind [default: $KESTREL_HOST or 127.0.0.1].")
+        str | None, typer.Option(help="Interface to bind \\[default: $KESTREL_HOST or 127.0.0.1].")
     ] = None,
     http_port: Annotated[
         int | None,
-        typer.Option("--http-port", help="HTTP port for Webhook triggers [default: $KESTREL_HTTP_PORT, else none].",
+        typer.Option("--http-port", help="HTTP port for Webhook triggers \\[default: $KESTREL_HTTP_PORT, else none].",
                      min=0, max=65535),
     ] = None,
     metrics_port: Annotated[
         int | None,
         typer.Option("--metrics-port", help="Port of the Prometheus /metrics endpoint "
-                     "[default: $KESTREL_METRICS_PORT, else none].", min=0, max=65535),
+                     "\\[default: $KESTREL_METRICS_PORT, else none].", min=0, max=65535),
     ] = None,
     no_auth: Annotated[
         bool,
@@ -503,7 +503,7 @@ def db_migrate(
         typer.Option(
             "--database-url",
             metavar="URL",
-            help="SQLAlchemy URL of Postgres [default: $KESTREL_DATABASE_URL or the built-in default].",
+            help="SQLAlchemy URL of Postgres \\[default: $KESTREL_DATABASE_URL or the built-in default].",
         ),
     ] = None,
 ) -> None:
@@ -541,7 +541,7 @@ def worker(
     ] = None,
     token: Annotated[
         str | None, typer.Option("--token", show_default=False,
-                                 help="API token of the worker [default: kestrel --token, else $KESTREL_TOKEN].")
+                                 help="API token of the worker \\[default: kestrel --token, else $KESTREL_TOKEN].")
     ] = None,
     tls_ca: Annotated[Path | None, typer.Option("--tls-ca", metavar="PEM", help="CA of the server certificate.")] = None,
     tls_cert: Annotated[
@@ -1491,7 +1491,7 @@ if __name__ == "__main__":  # pragma: no cover
 DatabaseUrlOption = Annotated[
     str | None,
     typer.Option("--database-url", metavar="URL",
-                 help="SQLAlchemy URL of Postgres [default: $KESTREL_DATABASE_URL or the built-in default]."),
+                 help="SQLAlchemy URL of Postgres \\[default: $KESTREL_DATABASE_URL or the built-in default]."),
 ]
 
 
@@ -1555,10 +1555,10 @@ def token_create(
     role: Annotated[RoleName, typer.Option("--role", help="admin: everything; client: the API within --namespace; "
                                            "worker: the worker protocol.")] = RoleName.client,
     namespace: Annotated[str, typer.Option("--namespace", help="Scope: this namespace and its children "
-                                           "[default: every namespace].")] = "",
+                                           "\\[default: every namespace].")] = "",
     expires_in: Annotated[
         str | None, typer.Option("--expires-in", metavar="DURATION", help="Lifetime: 90s, 15m, 12h, 30d, 2w or "
-                                 "P30D [default: no expiry].")
+                                 "P30D \\[default: no expiry].")
     ] = None,
     name: Annotated[str, typer.Option("--name", help="A label shown by `token ls`.")] = "",
     database_url: DatabaseUrlOption = None,

@@ -973,8 +973,9 @@ class LocalStack:
             self.console.print("In another shell, try:")
             self.console.print(
                 Text(
-                    f"  kestrel execution run {example.namespace} {example.flow_id} --input user=Ada "
-                    f"--wait{server_flag}",
+                    f"  kestrel execution run {example.namespace} {example.flow_id} "
+                    # the bundled hello-inputs example declares `user`; another flow may declare none
+                    f"{'--input user=Ada ' if example.flow_id == 'hello-inputs' else ''}--wait{server_flag}",
                     style="cyan",
                 )
             )

@@ -98,16 +98,16 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 REPORT_ATTEMPTS = 5
 """Attempts of short unary calls (ShutdownWorker, AppendLogs) on transient errors."""
 REPORT_GRACE_SECONDS = 30.0
+"""How long past its lease's last known expiry a worker keeps retrying a result report
+(CompleteTaskRun/FailTaskRun) that fails with a transient error. A control plane that was down
+reaps expired leases only once it is back, so a report arriving before that still wins;
+after it, the report is refused with NOT_FOUND and the worker stops trying."""
 
 LOGS_WITH_RESULT_MAX_BYTES = 256 * 1024
 """An attempt's last log lines go with its CompleteTaskRun when they total at most this many
 bytes of text (else they are sent by AppendLogs first)..."""
 LOGS_WITH_RESULT_MAX_OUTPUTS = 1024 * 1024
 """...and its outputs JSON is at most this long, so the completion stays far below the message limit."""
-"""How long past its lease's last known expiry a worker keeps retrying a result report
-(CompleteTaskRun/FailTaskRun) that fails with a transient error. A control plane that was down
-reaps expired leases only once it is back, so a report arriving before that still wins;
-after it, the report is refused with NOT_FOUND and the worker stops trying."""
 MAX_LOG_MESSAGE_CHARS = 256 * 1024
 """Longer log messages are cut (with a marker) so that every AppendLogs call stays small."""
 BACKOFF_BASE_SECONDS = 0.5
