@@ -120,18 +120,23 @@ class LogIngest:
         return crossed
 
     async def _within_limit(self, conn, claims, rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], bool]:
-        """The rows that fit in the attempt's budget and whether this batch went over it (then
-        the rest is dropped, and every later batch of the attempt too)."""
+        """The rows that fit in the attempt's budget and whether the attempt is over it (this
+        batch went over, or an earlier one did: then the rest is dropped, and every later batch
+        of the attempt too). Over is reported again for a later batch, so that the attempt
+        fails even when the failure after the batch that went over never happened (a crash
+        between the two, or a completion repeated in between); failing an ended attempt does
+        nothing."""
         limit = self.max_bytes_per_attempt
         if limit <= 0 or not rows:
             return rows, False
         sizes = [len(row["message"].encode("utf-8", "surrogatepass")) for row in rows]
-        total = await repo.add_attempt_log_bytes(conn, claims.task_run_id, claims.attempt, sum(sizes))
+        total = await repo.add_attempt_log_bytes(conn, claims.execution_id, claims.task_run_id, claims.attempt,
+                                                 sum(sizes))
         if total is None or total <= limit:
             return rows, False
         before = total - sum(sizes)
         if before > limit:
-            return [], False  # already over: the attempt was failed by an earlier batch
+            return [], True  # already over: the attempt fails (if an earlier batch's failure did not happen)
         kept, used = [], before
         for row, size in zip(rows, sizes, strict=True):
             if used + size > limit:

@@ -758,16 +758,26 @@ async def lock_running_task_run(
     return _task_run(row) if row else None
 
 
-async def add_attempt_log_bytes(conn: AsyncConnection, task_run_id: str, attempt: int, count: int) -> int | None:
+_KEY_SHARE_EXECUTION_SQL = "SELECT 1 FROM executions WHERE id = %(execution_id)s FOR KEY SHARE"
+_ADD_LOG_BYTES_RETURNING_SQL = """
+UPDATE task_run_attempts SET log_bytes = log_bytes + %(count)s WHERE task_run_id = %(task_run_id)s AND attempt = %(attempt)s
+RETURNING log_bytes"""
+
+
+async def add_attempt_log_bytes(
+    conn: AsyncConnection, execution_id: str, task_run_id: str, attempt: int, count: int
+) -> int | None:
     """Add ``count`` bytes to an attempt's stored log volume; returns the new total, or None
-    when the attempt has no row (nothing is counted)."""
-    a = t.task_run_attempts
-    return (
-        await conn.execute(
-            update(a).where(a.c.task_run_id == task_run_id, a.c.attempt == attempt)
-            .values(log_bytes=a.c.log_bytes + count).returning(a.c.log_bytes)
-        )
-    ).scalar_one_or_none()
+    when the attempt has no row (nothing is counted).
+
+    The execution's row is share-locked first (``FOR KEY SHARE``, the lock the log rows'
+    foreign key takes anyway), in the same round trip: a worker's result locks the execution
+    and then updates the attempt, so taking them in the other order deadlocked with it."""
+    _, rows = await pipeline.fetch_many(conn, [
+        (_KEY_SHARE_EXECUTION_SQL, {"execution_id": execution_id}),
+        (_ADD_LOG_BYTES_RETURNING_SQL, {"count": count, "task_run_id": task_run_id, "attempt": attempt}),
+    ])
+    return rows[0].log_bytes if rows else None
 
 
 async def get_task_run_row(conn: AsyncConnection, task_run_id: str) -> Any:

@@ -195,3 +195,89 @@ def test_log_lines_sent_with_a_completion_are_stored_once_and_count_against_the_
         assert len(kept) == LOG_LIMIT // 1000  # up to the limit, the rest dropped
     finally:
         stubs.close()
+
+
+def _attempt_of(database_url: str, execution_id: str, task_id: str) -> tuple[int, str]:
+    import psycopg
+
+    with psycopg.connect(database_url.replace("+psycopg", "")) as conn:
+        return conn.execute(
+            "SELECT a.log_bytes, tr.state FROM task_run_attempts a JOIN task_runs tr ON tr.id = a.task_run_id "
+            "WHERE tr.execution_id = %s AND tr.task_id = %s", (execution_id, task_id)).fetchone()
+
+
+def test_an_attempt_already_over_its_log_budget_fails_at_its_next_batch_or_result(server, database_url):
+    """An attempt whose stored log volume is already over the budget (the batch that went over
+    was stored, but the failure after it never happened: a crash between the two, or the same
+    completion repeated in between) fails at its next AppendLogs or at its completion, instead of
+    ending SUCCESS."""
+    import psycopg
+
+    stubs = connect(server.address)
+    try:
+        worker, execution = _start_two_custom_tasks(stubs, "already-over")
+        first = wait_until(lambda: stubs.poll(worker, wait=1), what="assignment")[0]
+        with psycopg.connect(database_url.replace("+psycopg", ""), autocommit=True) as conn:
+            conn.execute("UPDATE task_run_attempts SET log_bytes = %s WHERE task_run_id = %s",
+                         (LOG_LIMIT + 1, first.task_run_id))
+        line = log_pb2.LogEntry(level=common_pb2.LOG_LEVEL_INFO, message="one more")
+        with pytest.raises(grpc.RpcError) as err:
+            stubs.workers.CompleteTaskRun(worker_pb2.CompleteTaskRunRequest(task_token=first.task_token, logs=[line]))
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND and "KESTREL_MAX_LOG_BYTES_PER_ATTEMPT" in err.value.details()
+        t = next(tr for tr in stubs.wait(execution.id, timeout=30).task_runs if tr.task_id == "t")
+        assert state_name(t.state.current) == "FAILED" and "Task logs are too large" in t.error
+
+        worker, execution = _start_two_custom_tasks(stubs, "already-over-append")
+        first = wait_until(lambda: stubs.poll(worker, wait=1), what="assignment")[0]
+        with psycopg.connect(database_url.replace("+psycopg", ""), autocommit=True) as conn:
+            conn.execute("UPDATE task_run_attempts SET log_bytes = %s WHERE task_run_id = %s",
+                         (LOG_LIMIT + 1, first.task_run_id))
+        stubs.logs.AppendLogs(log_pb2.AppendLogsRequest(task_token=first.task_token, entries=[line]))
+        assert _attempt_of(database_url, execution.id, "t")[1] == "FAILED"
+    finally:
+        stubs.close()
+
+
+def test_append_logs_takes_the_execution_lock_before_the_attempt_row(server, database_url):
+    """A result locks its execution, then updates its attempt; AppendLogs for the same attempt
+    takes the execution's (share) lock first too, so the two cannot deadlock: with the execution
+    locked by another transaction, a waiting AppendLogs holds no lock on the attempt row (that
+    transaction's attempt update goes through), and it is stored once the lock is released."""
+    import threading
+
+    import psycopg
+
+    stubs = connect(server.address)
+    try:
+        worker, execution = _start_two_custom_tasks(stubs, "lock-order")
+        first = wait_until(lambda: stubs.poll(worker, wait=1), what="assignment")[0]
+        dsn = database_url.replace("+psycopg", "")
+        outcome: list[object] = []
+        with psycopg.connect(dsn) as holder:
+            holder.execute("SET lock_timeout = '5s'")
+            holder.execute("SELECT 1 FROM executions WHERE id = %s FOR UPDATE", (execution.id,))
+
+            def append() -> None:
+                try:
+                    stubs.logs.AppendLogs(log_pb2.AppendLogsRequest(task_token=first.task_token, entries=[
+                        log_pb2.LogEntry(level=common_pb2.LOG_LEVEL_INFO, message="while locked")]), timeout=30)
+                    outcome.append("ok")
+                except grpc.RpcError as exc:
+                    outcome.append(exc.code())
+
+            thread = threading.Thread(target=append)
+            thread.start()
+            with psycopg.connect(dsn, autocommit=True) as watch:
+                wait_until(lambda: watch.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock' AND pid <> %s", (holder.info.backend_pid,)).fetchone()[0] > 0,
+                    what="AppendLogs waiting for the execution's lock")
+            # What a result does next under its execution lock: without the lock order this
+            # waited for AppendLogs' attempt-row lock (deadlock, or the 5 s lock timeout).
+            holder.execute("UPDATE task_run_attempts SET state = state WHERE task_run_id = %s", (first.task_run_id,))
+            holder.commit()
+        thread.join(30)
+        assert outcome == ["ok"]
+        assert [e.message for e in stubs.logs_stub_list(execution.id)] == ["while locked"]
+    finally:
+        stubs.close()
