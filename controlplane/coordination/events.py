@@ -27,6 +27,10 @@ OTHERS_RECHECK_SECONDS = 1.0
 """How often a replica asks Redis whether anyone else listens to its signals (``PUBSUB
 NUMSUB``); while no one does, it publishes nothing."""
 
+_HELLO = "h"
+"""Kind of the execution-channel message a replica sends once subscribed, so that the others
+know at once that someone listens (it wakes nothing)."""
+
 
 class PollWaiter:
     """One long poll of this replica, registered for the whole poll (claims included) so a
@@ -138,8 +142,10 @@ class RedisEvents:
 
     A replica alone on its channels (Redis counts no subscriber but its own, checked every
     :data:`OTHERS_RECHECK_SECONDS`) publishes nothing: a single control plane sends and reads
-    back no message per transaction. A replica that joins is heard from within that period;
-    until then its polls and watchers wake on their own timeouts, as for a lost message.
+    back no message per transaction. A replica that subscribes says hello on the channel, and a
+    message from another replica makes one publish again at once; a hello lost (Redis
+    trouble) leaves the others publishing from their next check, within that period, while the
+    newcomer's polls and watchers wake on their own timeouts, as for a lost message.
 
     Args:
         redis: A redis.asyncio client.
@@ -240,8 +246,9 @@ class RedisEvents:
         of Redis at most every :data:`OTHERS_RECHECK_SECONDS`; raises as Redis does)."""
         now = time.monotonic()
         if now - self._others_checked >= OTHERS_RECHECK_SECONDS:
-            counts = await self._redis.pubsub_numsub(self._tasks_channel, self._exec_channel)
+            # Read before asking: our subscription confirmed meanwhile errs towards publishing.
             mine = 1 if self._subscribed else 0
+            counts = await self._redis.pubsub_numsub(self._tasks_channel, self._exec_channel)
             self._others = any(count > mine for _, count in counts)
             self._others_checked = now
         return self._others
@@ -253,8 +260,12 @@ class RedisEvents:
                     await pubsub.subscribe(self._tasks_channel, self._exec_channel)
                     async for message in pubsub.listen():
                         if message.get("type") == "subscribe":
-                            # Counted by Redis from now on; check who else listens afresh.
-                            self._subscribed, self._others_checked = True, float("-inf")
+                            # Counted by Redis from now on; check who else listens afresh, and
+                            # say hello: a replica that thought itself alone publishes again
+                            # at once instead of at its next check.
+                            if not self._subscribed:
+                                self._send(self._exec_channel, f"{self._origin} {_HELLO} -")
+                                self._subscribed, self._others_checked = True, float("-inf")
                         if message.get("type") != "message":
                             continue
                         channel = message["channel"]
@@ -264,10 +275,13 @@ class RedisEvents:
                         origin, _, rest = data.partition(" ")
                         if origin == self._origin:
                             continue  # this replica's own signal: its waiters were woken already
+                        self._others, self._others_checked = True, time.monotonic()  # someone else is here
                         if channel == self._tasks_channel:
                             await self._local.tasks_queued()
                         else:
                             kind, _, execution_id = rest.partition(" ")
+                            if kind == _HELLO:
+                                continue
                             if kind == "l":
                                 self._local.logs_appended(execution_id)
                             else:

@@ -62,3 +62,47 @@ def test_a_lone_replica_publishes_nothing_until_another_listens_then_wakes_it():
 
 async def _negated(awaitable) -> bool:
     return not await awaitable
+
+
+def test_a_replica_that_joins_says_hello_so_the_lone_one_publishes_again_at_once(monkeypatch):
+    """With the periodic check pushed out of reach, only the newcomer's hello can tell a replica
+    that believed itself alone that someone listens again: its next change must wake the
+    newcomer's watcher."""
+    import controlplane.coordination.events as events
+
+    monkeypatch.setattr(events, "OTHERS_RECHECK_SECONDS", 3600.0)
+
+    async def scenario():
+        redis = aioredis.from_url(REDIS_URL)
+        prefix = f"kestrel-test-{uuid.uuid4().hex}"
+        a = RedisEvents(redis, prefix, Events())
+        a.start()
+        b_local = Events()
+        b = RedisEvents(redis, prefix, b_local)
+        try:
+            subscribed = await _until(lambda: _true(a._subscribed), timeout=5)
+            alone = await _until(lambda: _negated(a._others_listen()), timeout=5)
+            b.start()
+            with b_local.watch_execution("ex-2") as changed:
+                woken = False
+                deadline = time.monotonic() + 10
+                while not woken and time.monotonic() < deadline:
+                    await a.announce(False, ["ex-2"])
+                    try:
+                        await asyncio.wait_for(changed.wait(), 0.2)
+                        woken = True
+                    except TimeoutError:
+                        pass
+            return subscribed and alone, woken
+        finally:
+            await a.stop()
+            await b.stop()
+            await redis.aclose()
+
+    alone, woken = asyncio.run(scenario())
+    assert alone
+    assert woken, "the lone replica never heard of the newcomer (no hello)"
+
+
+async def _true(value) -> bool:
+    return bool(value)
