@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 from sqlalchemy.exc import OperationalError
 
 from controlplane import errors, secrets
@@ -26,6 +27,9 @@ _CODES: list[tuple[type[BaseException], grpc.StatusCode]] = [
     (errors.ExpressionError, grpc.StatusCode.INVALID_ARGUMENT),
     (IllegalTransitionError, grpc.StatusCode.FAILED_PRECONDITION),
     (OperationalError, grpc.StatusCode.UNAVAILABLE),
+    # A message of a client stream that is not valid protobuf (unary requests are decoded
+    # before the handler: controlplane/api/decoding.py).
+    (DecodeError, grpc.StatusCode.INVALID_ARGUMENT),
 ]
 
 

@@ -117,6 +117,11 @@ def test_invalid_utf8_sent_raw_by_a_worker_is_stored_and_other_bad_messages_are_
             get(b"\x0a\x02\xff\xfe", timeout=10)  # id = invalid UTF-8
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value
         assert err.value.details().startswith("request: not a valid GetExecutionRequest message"), err.value.details()
+        upload = stubs.channel.stream_unary("/kestrel.v1.StorageService/UploadFile",
+                                            request_serializer=lambda b: b, response_deserializer=lambda b: b)
+        with pytest.raises(grpc.RpcError) as err:  # a client stream's message: decoded in the handler
+            upload(iter([b"\x0a\x02\xff\xfe"]), timeout=10)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value
         assert stubs.get(execution.id).id == execution.id  # still serving
     finally:
         stubs.close()
