@@ -163,6 +163,7 @@ class RedisEvents:
         self._sender: asyncio.Task[None] | None = None
         self._outbox: list[tuple[str, str]] = []
         self._outbox_ready: asyncio.Event | None = None
+        self._stopping = False
         self._subscribed = False  # our own subscription is confirmed (Redis counts it)
         self._others = True  # someone else listens (as last checked; True until checked)
         self._others_checked = float("-inf")  # time.monotonic() of that check
@@ -214,17 +215,28 @@ class RedisEvents:
         self._sender = asyncio.create_task(self._send_loop(), name="redis-events-sender")
 
     async def stop(self) -> None:
-        """Stop relaying (signals not yet sent are dropped: waiters wake on their timeouts)."""
+        """Stop relaying (signals not yet sent are dropped: waiters wake on their timeouts).
+
+        Both loops also end on a flag: redis-py's asyncio client can swallow a cancellation
+        that lands inside one of its calls, and the loop would then wait on."""
+        self._stopping = True
+        if self._outbox_ready is not None:
+            self._outbox_ready.set()
         for task in (self._task, self._sender):
             if task:
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+                done, _ = await asyncio.wait({task}, timeout=5.0)
+                if not done:
+                    log.warning("redis events: %s did not stop within 5 s; left behind", task.get_name())
+                elif not task.cancelled():
+                    task.exception()  # retrieved: an error of a stopped loop is not reported
 
     async def _send_loop(self) -> None:
         assert self._outbox_ready is not None
-        while True:
+        while not self._stopping:
             await self._outbox_ready.wait()
+            if self._stopping:
+                return
             self._outbox_ready.clear()
             batch, self._outbox = self._outbox, []
             if not batch:
@@ -254,11 +266,13 @@ class RedisEvents:
         return self._others
 
     async def _listen(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 async with self._redis.pubsub() as pubsub:
                     await pubsub.subscribe(self._tasks_channel, self._exec_channel)
                     async for message in pubsub.listen():
+                        if self._stopping:
+                            return
                         if message.get("type") == "subscribe":
                             # Counted by Redis from now on; check who else listens afresh, and
                             # say hello: a replica that thought itself alone publishes again
@@ -269,9 +283,10 @@ class RedisEvents:
                         if message.get("type") != "message":
                             continue
                         channel = message["channel"]
-                        channel = channel.decode() if isinstance(channel, bytes) else channel
+                        channel = channel.decode("utf-8", "replace") if isinstance(channel, bytes) else channel
                         data = message["data"]
-                        data = data.decode() if isinstance(data, bytes) else str(data)
+                        # Not ours if it is not UTF-8 text; kept as such, it only wakes in vain.
+                        data = data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data)
                         origin, _, rest = data.partition(" ")
                         if origin == self._origin:
                             continue  # this replica's own signal: its waiters were woken already

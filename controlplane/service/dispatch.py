@@ -271,6 +271,8 @@ class Dispatcher:
             if group_outputs:
                 await wd_store.record_outputs(unit.conn, claims, group_outputs)
             recorded = await self._executor.complete(unit, claims, outputs, state)
+            if recorded and self._logs is not None and self._logs.over_budget(recorded):
+                raise _LogsOverBudget
             if recorded and lines and await self._logs.store(unit, claims, lines, recorded):
                 raise _LogsOverBudget
             if max_next > 0 and recorded:
@@ -290,8 +292,10 @@ class Dispatcher:
         except _LogsOverBudget:
             # Rolled back: store the lines alone (up to the budget) and fail the attempt, as a
             # separate AppendLogs would have.
-            async with self._tx() as unit:
-                await self._logs.store(unit, claims, lines)
+            assert self._logs is not None
+            if lines:
+                async with self._tx() as unit:
+                    await self._logs.store(unit, claims, lines)
             await self.fail_over_log_budget(token)
             raise NotFoundError(f"task run {claims.task_run_id} attempt {claims.attempt}: "
                                 f"{self._logs.over_limit_message}") from None

@@ -68,6 +68,13 @@ class LogIngest:
                 "text, the limit (KESTREL_MAX_LOG_BYTES_PER_ATTEMPT); later lines were dropped and the task run "
                 "failed")
 
+    def over_budget(self, recorded: Completed) -> bool:
+        """Whether the attempt of a result just recorded had already stored more log text than
+        its budget (the batch that went over was stored but the attempt was not failed: a crash
+        between the two, or the same result repeated in between): then it fails, even when the
+        result carries no lines."""
+        return 0 < self.max_bytes_per_attempt < recorded.log_bytes
+
     async def store(
         self, unit: Unit, claims: TaskTokenClaims, lines: Sequence[LogLine], recorded: Completed | None = None
     ) -> bool:

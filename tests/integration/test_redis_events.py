@@ -106,3 +106,29 @@ def test_a_replica_that_joins_says_hello_so_the_lone_one_publishes_again_at_once
 
 async def _true(value) -> bool:
     return bool(value)
+
+
+def test_a_message_that_is_not_utf8_keeps_the_subscription():
+    """Bytes that are not UTF-8 on a wake-up channel (not a replica's message) are read and
+    ignored: the listener keeps its subscription instead of dropping it for a second."""
+
+    async def scenario():
+        redis = aioredis.from_url(REDIS_URL)
+        prefix = f"kestrel-test-{uuid.uuid4().hex}"
+        b = RedisEvents(redis, prefix, Events())
+        b.start()
+        try:
+            await _until(lambda: _true(b._subscribed), timeout=5)
+            await redis.publish(f"{prefix}:wake:execution", b"\xff\xfe garbage")
+            await redis.publish(f"{prefix}:wake:tasks", b"\xff")
+            kept = True
+            deadline = time.monotonic() + 0.5
+            while time.monotonic() < deadline:
+                kept = kept and b._subscribed
+                await asyncio.sleep(0.01)
+            return kept
+        finally:
+            await b.stop()
+            await redis.aclose()
+
+    assert asyncio.run(scenario()), "the subscription was dropped after a message that is not UTF-8"

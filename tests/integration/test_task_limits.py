@@ -214,8 +214,8 @@ def _attempt_of(database_url: str, execution_id: str, task_id: str) -> tuple[int
 def test_an_attempt_already_over_its_log_budget_fails_at_its_next_batch_or_result(server, database_url):
     """An attempt whose stored log volume is already over the budget (the batch that went over
     was stored, but the failure after it never happened: a crash between the two, or the same
-    completion repeated in between) fails at its next AppendLogs or at its completion, instead of
-    ending SUCCESS."""
+    completion repeated in between) fails at its next AppendLogs or at its completion, with or
+    without lines, instead of ending SUCCESS."""
     import psycopg
 
     stubs = connect(server.address)
@@ -238,6 +238,17 @@ def test_an_attempt_already_over_its_log_budget_fails_at_its_next_batch_or_resul
             conn.execute("UPDATE task_run_attempts SET log_bytes = %s WHERE task_run_id = %s",
                          (LOG_LIMIT + 1, first.task_run_id))
         stubs.logs.AppendLogs(log_pb2.AppendLogsRequest(task_token=first.task_token, entries=[line]))
+        assert _attempt_of(database_url, execution.id, "t")[1] == "FAILED"
+
+        # A result without lines: its attempt fails all the same.
+        worker, execution = _start_two_custom_tasks(stubs, "already-over-quiet")
+        first = wait_until(lambda: stubs.poll(worker, wait=1), what="assignment")[0]
+        with psycopg.connect(database_url.replace("+psycopg", ""), autocommit=True) as conn:
+            conn.execute("UPDATE task_run_attempts SET log_bytes = %s WHERE task_run_id = %s",
+                         (LOG_LIMIT + 1, first.task_run_id))
+        with pytest.raises(grpc.RpcError) as err:
+            stubs.workers.CompleteTaskRun(worker_pb2.CompleteTaskRunRequest(task_token=first.task_token))
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND and "KESTREL_MAX_LOG_BYTES_PER_ATTEMPT" in err.value.details()
         assert _attempt_of(database_url, execution.id, "t")[1] == "FAILED"
     finally:
         stubs.close()
