@@ -271,9 +271,7 @@ class Dispatcher:
             if group_outputs:
                 await wd_store.record_outputs(unit.conn, claims, group_outputs)
             recorded = await self._executor.complete(unit, claims, outputs, state)
-            if recorded and self._logs is not None and self._logs.over_budget(recorded):
-                raise _LogsOverBudget
-            if recorded and lines and await self._logs.store(unit, claims, lines, recorded):
+            if recorded and self._logs is not None and await self._logs.store(unit, claims, lines, recorded):
                 raise _LogsOverBudget
             if max_next > 0 and recorded:
                 eager = await self._claim_eagerly(unit, claims.worker_id, max_next)

@@ -68,13 +68,6 @@ class LogIngest:
                 "text, the limit (KESTREL_MAX_LOG_BYTES_PER_ATTEMPT); later lines were dropped and the task run "
                 "failed")
 
-    def over_budget(self, recorded: Completed) -> bool:
-        """Whether the attempt of a result just recorded had already stored more log text than
-        its budget (the batch that went over was stored but the attempt was not failed: a crash
-        between the two, or the same result repeated in between): then it fails, even when the
-        result carries no lines."""
-        return 0 < self.max_bytes_per_attempt < recorded.log_bytes
-
     async def store(
         self, unit: Unit, claims: TaskTokenClaims, lines: Sequence[LogLine], recorded: Completed | None = None
     ) -> bool:
@@ -84,16 +77,24 @@ class LogIngest:
         budget (its lines up to the limit are stored; the caller fails the attempt).
 
         ``recorded``: the attempt's result was just recorded in ``unit``'s transaction (the
-        lines came with it): its execution, flow and stored log volume, read under the
-        execution's lock, serve here instead of a read of each, and lines that fit the budget
-        go with the transaction's next round trip (no round trip of their own). An SDK sends an
-        attempt's last lines once its earlier ones are stored, so the volume read is current;
-        a batch sent concurrently could take it over the budget by that batch's size unnoticed.
+        lines, possibly none, came with it): its execution, flow and stored log volume, read
+        under the execution's lock, serve here instead of a read of each, and lines that fit the
+        budget go with the transaction's next round trip (no round trip of their own). An SDK
+        sends an attempt's last lines once its earlier ones are stored, so the volume read is
+        current; a batch sent concurrently could take it over the budget by that batch's size
+        unnoticed. An attempt already over its budget (the batch that went over was stored but
+        the attempt was not failed: a crash between the two, or the same result repeated in
+        between) is reported over, with or without lines, so that it fails.
 
         Raises:
             NotFoundError: the execution does not exist (deleted), or the task run of a token
                 signed without its task id does not.
         """
+        limit = self.max_bytes_per_attempt
+        if recorded is not None and 0 < limit < recorded.log_bytes:
+            return True  # already over (see above): the attempt fails
+        if recorded is not None and not lines:
+            return False
         task_id = claims.task_id  # tokens signed before it was added carry none: look it up
         if not task_id:
             row = await repo.get_task_run_row(unit.conn, claims.task_run_id)
@@ -101,10 +102,9 @@ class LogIngest:
                 raise NotFoundError(f"task run {claims.task_run_id} not found")
             task_id = row.task_id
         kept_levels, mask = await self._rules_for(unit.conn, claims.execution_id, task_id, recorded)
+        kept = [(line.level, mask(checks.clean_text(line.message[:MAX_MESSAGE])), line.timestamp)
+                for line in lines if line.level in kept_levels]
         if recorded is not None:
-            kept = [(line.level, mask(checks.clean_text(line.message[:MAX_MESSAGE])), line.timestamp)
-                    for line in lines if line.level in kept_levels]
-            limit = self.max_bytes_per_attempt
             size = sum(len(message.encode("utf-8", "surrogatepass")) for _, message, _ in kept) if limit > 0 else 0
             if recorded.log_bytes + size <= limit or limit <= 0:
                 await repo.defer_attempt_logs(unit.conn, claims.execution_id, claims.task_run_id, task_id,
@@ -113,9 +113,8 @@ class LogIngest:
                 return False
         rows = [
             {"execution_id": claims.execution_id, "task_run_id": claims.task_run_id, "task_id": task_id,
-             "attempt": claims.attempt, "level": line.level,
-             "message": mask(checks.clean_text(line.message[:MAX_MESSAGE])), "timestamp": line.timestamp}
-            for line in lines if line.level in kept_levels
+             "attempt": claims.attempt, "level": level, "message": message, "timestamp": timestamp}
+            for level, message, timestamp in kept
         ]
         rows, crossed = await self._within_limit(unit.conn, claims, rows)
         try:

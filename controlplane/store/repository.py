@@ -759,9 +759,8 @@ async def lock_running_task_run(
 
 
 _KEY_SHARE_EXECUTION_SQL = "SELECT 1 FROM executions WHERE id = %(execution_id)s FOR KEY SHARE"
-_ADD_LOG_BYTES_RETURNING_SQL = """
-UPDATE task_run_attempts SET log_bytes = log_bytes + %(count)s WHERE task_run_id = %(task_run_id)s AND attempt = %(attempt)s
-RETURNING log_bytes"""
+_ADD_ATTEMPT_LOG_BYTES_SQL = """
+UPDATE task_run_attempts SET log_bytes = log_bytes + %(count)s WHERE task_run_id = %(task_run_id)s AND attempt = %(attempt)s"""
 
 
 async def add_attempt_log_bytes(
@@ -775,7 +774,8 @@ async def add_attempt_log_bytes(
     and then updates the attempt, so taking them in the other order deadlocked with it."""
     _, rows = await pipeline.fetch_many(conn, [
         (_KEY_SHARE_EXECUTION_SQL, {"execution_id": execution_id}),
-        (_ADD_LOG_BYTES_RETURNING_SQL, {"count": count, "task_run_id": task_run_id, "attempt": attempt}),
+        (_ADD_ATTEMPT_LOG_BYTES_SQL + " RETURNING log_bytes",
+         {"count": count, "task_run_id": task_run_id, "attempt": attempt}),
     ])
     return rows[0].log_bytes if rows else None
 
@@ -901,7 +901,7 @@ def _attempt(a: Any) -> Attempt:
         reason=a.reason,
         error=a.error,
         log_file=a.log_file,
-        log_bytes=getattr(a, "log_bytes", 0) or 0,
+        log_bytes=a.log_bytes,
     )
 
 
@@ -1298,8 +1298,6 @@ INSERT INTO logs (execution_id, task_run_id, task_id, attempt, level, message, "
 SELECT %(execution_id)s, %(task_run_id)s, %(task_id)s, %(attempt)s, l.level, l.message, l.ts
 FROM unnest(%(levels)s::text[], %(messages)s::text[], %(timestamps)s::timestamptz[]) WITH ORDINALITY AS l(level, message, ts, n)
 ORDER BY l.n"""
-_ADD_ATTEMPT_LOG_BYTES_SQL = """
-UPDATE task_run_attempts SET log_bytes = log_bytes + %(count)s WHERE task_run_id = %(task_run_id)s AND attempt = %(attempt)s"""
 
 
 async def defer_attempt_logs(

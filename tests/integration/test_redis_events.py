@@ -5,6 +5,7 @@ listens, so that replica's watchers and polls are woken by the first one's chang
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 
@@ -25,39 +26,52 @@ async def _until(predicate, timeout: float) -> bool:
 
 def test_a_lone_replica_publishes_nothing_until_another_listens_then_wakes_it():
     async def scenario():
-        redis = aioredis.from_url(REDIS_URL)
-        prefix = f"kestrel-test-{uuid.uuid4().hex}"
-        a = RedisEvents(redis, prefix, Events())
-        a.start()
-        b_local = Events()
-        b = RedisEvents(redis, prefix, b_local)
-        try:
+        async with _two_replicas() as (a, b, b_local):
             # Alone: once its own subscription is counted, it sees no one else.
             alone = await _until(lambda: _negated(a._others_listen()), timeout=5)
             b.start()
-            with b_local.watch_execution("ex-1") as changed:
-                # The second replica subscribes: within the recheck period the first one
-                # publishes again and the second one's watcher wakes.
-                woken = False
-                deadline = time.monotonic() + OTHERS_RECHECK_SECONDS + 5
-                while not woken and time.monotonic() < deadline:
-                    await a.announce(False, ["ex-1"])
-                    try:
-                        await asyncio.wait_for(changed.wait(), 0.2)
-                        woken = True
-                    except TimeoutError:
-                        pass
+            # The second replica subscribes: within the recheck period the first one publishes
+            # again and the second one's watcher wakes.
+            woken = await _announce_until_woken(a, b_local, "ex-1", OTHERS_RECHECK_SECONDS + 5)
             both = await a._others_listen() and await b._others_listen()
             return alone, woken, both
-        finally:
-            await a.stop()
-            await b.stop()
-            await redis.aclose()
 
     alone, woken, both = asyncio.run(scenario())
     assert alone, "a replica alone on its channels still counted another listener"
     assert woken, "the second replica's watcher was never woken by the first replica's change"
     assert both, "two replicas did not see each other"
+
+
+@contextlib.asynccontextmanager
+async def _two_replicas():
+    """(a, b, b's local Events) on one fresh prefix of the real Redis: ``a`` started, ``b`` not."""
+    redis = aioredis.from_url(REDIS_URL)
+    prefix = f"kestrel-test-{uuid.uuid4().hex}"
+    a = RedisEvents(redis, prefix, Events())
+    a.start()
+    b_local = Events()
+    b = RedisEvents(redis, prefix, b_local)
+    try:
+        yield a, b, b_local
+    finally:
+        await a.stop()
+        await b.stop()
+        await redis.aclose()
+
+
+async def _announce_until_woken(a: RedisEvents, b_local: Events, execution_id: str, seconds: float) -> bool:
+    """Announce a change of ``execution_id`` on ``a`` every 0.2 s until a watcher of it on
+    ``b_local`` wakes (True) or ``seconds`` pass (False)."""
+    with b_local.watch_execution(execution_id) as changed:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            await a.announce(False, [execution_id])
+            try:
+                await asyncio.wait_for(changed.wait(), 0.2)
+                return True
+            except TimeoutError:
+                pass
+    return False
 
 
 async def _negated(awaitable) -> bool:
@@ -73,31 +87,12 @@ def test_a_replica_that_joins_says_hello_so_the_lone_one_publishes_again_at_once
     monkeypatch.setattr(events, "OTHERS_RECHECK_SECONDS", 3600.0)
 
     async def scenario():
-        redis = aioredis.from_url(REDIS_URL)
-        prefix = f"kestrel-test-{uuid.uuid4().hex}"
-        a = RedisEvents(redis, prefix, Events())
-        a.start()
-        b_local = Events()
-        b = RedisEvents(redis, prefix, b_local)
-        try:
+        async with _two_replicas() as (a, b, b_local):
             subscribed = await _until(lambda: _true(a._subscribed), timeout=5)
             alone = await _until(lambda: _negated(a._others_listen()), timeout=5)
             b.start()
-            with b_local.watch_execution("ex-2") as changed:
-                woken = False
-                deadline = time.monotonic() + 10
-                while not woken and time.monotonic() < deadline:
-                    await a.announce(False, ["ex-2"])
-                    try:
-                        await asyncio.wait_for(changed.wait(), 0.2)
-                        woken = True
-                    except TimeoutError:
-                        pass
+            woken = await _announce_until_woken(a, b_local, "ex-2", 10)
             return subscribed and alone, woken
-        finally:
-            await a.stop()
-            await b.stop()
-            await redis.aclose()
 
     alone, woken = asyncio.run(scenario())
     assert alone
