@@ -84,6 +84,7 @@ tasks:
       - id: write
         type: io.kestra.plugin.scripts.shell.Commands
         commands:
+          - sleep 1
           - echo "written by write" > note.txt
       - id: read
         type: io.kestra.plugin.scripts.python.Script
@@ -110,7 +111,9 @@ def _worker_ids(execution, task_ids) -> set[str]:
 def test_children_share_one_directory_on_one_worker(stack, tmp_path):
     client = stack.client
     flow = client.deploy_flow(SHARED).flow
-    # Several at once, so that without affinity some child would land on the other worker.
+    # Six at once, each holding a slot of its worker for a second in `write`: a worker runs at most
+    # 4 task runs at once, so both workers take groups, and without affinity some child would land
+    # on the other worker.
     started = [client.start_execution(flow.namespace, flow.id) for _ in range(6)]
     finals = [client.wait_execution(e.id, timeout=120) for e in started]
     used = set()
