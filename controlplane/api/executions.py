@@ -91,9 +91,7 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
             log.warning("%s; starting the execution again with the advance in a savepoint", exc)
             execution_id, created, execution = await start(savepoints=True)
         faults.hit("start.committed")
-        # Read back: an earlier start's (request_id), an advance left to the sweep, or attempts
-        # the control plane started (a Subflow's) that the in-memory task runs do not list.
-        if execution is None or any(tr.attempt != len(tr.attempts) for tr in execution.task_runs):
+        if execution is None:  # an earlier start's (request_id), or an advance left to the sweep
             execution = await self._get(execution_id)
         return execution_pb2.StartExecutionResponse(execution=convert.execution_to_proto(execution), created=created)
 

@@ -863,6 +863,7 @@ class Executor:
         now = repo.utcnow()
         attempt = await repo.record_unstarted_attempt(conn, tr.id, error)
         tr.attempt = attempt.number
+        tr.attempts.append(attempt)
         tr.started_at = tr.started_at or now
         if tr.state is not State.RUNNING:
             change_state(tr, State.RUNNING, now, f"task run {tr.id} ({tr.task_id})")
@@ -963,6 +964,7 @@ class Executor:
         await repo.unpark(conn, tr.id)
         attempt = await repo.record_unstarted_attempt(conn, tr.id, error)
         tr.attempt = attempt.number
+        tr.attempts.append(attempt)
         tr.started_at = tr.started_at or now
         change_state(tr, State.RUNNING, now, f"task run {tr.id} ({tr.task_id})")
         tr.error = error
@@ -1414,7 +1416,9 @@ class Executor:
             await self._log_error(unit, tr, error or "")
             return
         await repo.insert_execution(conn, child, None)
-        tr.attempt = await ops.start_attempt(conn, tr.id, now)
+        attempt = await ops.start_attempt(conn, tr.id, now)
+        tr.attempt = attempt.number
+        tr.attempts.append(attempt)
         tr.outputs = {"executionId": child.id}
         await repo.save_task_run_state(conn, tr)
         due = subflow_rules.scheduled_for(child.trigger)
@@ -1575,7 +1579,9 @@ class Executor:
                 change_state(tr, State.RUNNING, now, what)
                 tr.outputs, tr.error, tr.ended_at = {"executionId": in_place[tr.id]}, None, None
                 await ops.reset_for_restart(conn, tr)
-                tr.attempt = await ops.start_attempt(conn, tr.id, now)
+                attempt = await ops.start_attempt(conn, tr.id, now)
+                tr.attempt = attempt.number
+                tr.attempts.append(attempt)
                 await repo.save_task_run_state(conn, tr)
             elif tr.id in failed_ids:
                 change_state(tr, State.RESTARTED, now, what)

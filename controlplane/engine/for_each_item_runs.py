@@ -226,7 +226,9 @@ class ForEachItemRuns:
         if not tr.attempt:
             from controlplane.store import executor_ops
 
-            tr.attempt = await executor_ops.start_attempt(conn, tr.id, now)
+            attempt = await executor_ops.start_attempt(conn, tr.id, now)
+            tr.attempt = attempt.number
+            tr.attempts.append(attempt)
         await executor._log(unit, tr, "INFO", f"subflow executions {done + 1} to {done + len(started)} of {total} "
                                               f"({namespace}.{flow_id}) created")
         for index, child_id in enumerate(started):

@@ -14,7 +14,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from controlplane.engine.view import ChildExecution
-from controlplane.model import State, TaskRun
+from controlplane.model import Attempt, State, TaskRun
 from controlplane.store import repository as repo
 from controlplane.store import tables as t
 
@@ -116,20 +116,21 @@ async def kill_requested(conn: AsyncConnection, execution_id: str) -> bool:
     return bool((await conn.execute(q)).scalar_one_or_none())
 
 
-async def start_attempt(conn: AsyncConnection, task_run_id: str, now: Any) -> int:
+async def start_attempt(conn: AsyncConnection, task_run_id: str, now: Any) -> Attempt:
     """Record a new RUNNING attempt of a task run run by the control plane (a Subflow's child
-    execution); returns its number."""
+    execution); returns it as recorded."""
     number = (
         await conn.execute(
             update(t.task_runs).where(t.task_runs.c.id == task_run_id)
             .values(attempt=t.task_runs.c.attempt + 1).returning(t.task_runs.c.attempt)
         )
     ).scalar_one()
+    histories = [{"state": State.RUNNING.value, "date": now.isoformat()}]
     await conn.execute(insert(t.task_run_attempts).values(
-        task_run_id=task_run_id, attempt=number, state=State.RUNNING.value,
-        histories=[{"state": State.RUNNING.value, "date": now.isoformat()}], started_at=now,
+        task_run_id=task_run_id, attempt=number, state=State.RUNNING.value, histories=histories, started_at=now,
     ))
-    return int(number)
+    return Attempt(number=int(number), state=State.RUNNING, histories=repo.histories_from_json(histories),
+                   started_at=now)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -348,3 +348,23 @@ tasks:
     deepest = [e for e in chain if not json.loads(stubs.get(e.id).task_runs[0].outputs_json or "{}")]
     assert len(deepest) == 1
     assert "nest deeper than 50" in stubs.get(deepest[0].id).task_runs[0].error
+
+
+def test_the_start_answer_lists_the_attempt_of_a_subflow_started_with_the_execution(stubs):
+    """StartExecution answers with the execution as its first advance left it, the attempt of a
+    Subflow that advance started (no worker makes it) included, as GetExecution lists it."""
+    stubs.deploy("""
+id: start-answer
+namespace: tests.subflow
+tasks:
+  - id: sub
+    type: io.kestra.plugin.core.flow.Subflow
+    namespace: tests.subflow
+    flowId: slow
+""")
+    ex = stubs.start("tests.subflow", "start-answer")
+    try:
+        for execution in (ex, stubs.get(ex.id)):
+            assert [state_name(a.state.current) for a in _run(execution, "sub").attempts] == ["RUNNING"], execution
+    finally:
+        stubs.executions.KillExecution(execution_pb2.KillExecutionRequest(id=ex.id), timeout=10)
