@@ -139,13 +139,18 @@ class CronSchedule:
         finally:
             self.__dict__["_spare"] = it  # frozen dataclass: a cache, not a field
 
-    def _remembered(self, kind: str, instant: datetime,
-                    compute: Callable[[datetime], datetime | None]) -> datetime | None:
-        """``compute(instant)``, remembered (a few hundred dates per schedule: the scheduler asks
-        for the same ones again, ahead of a tick and then at it)."""
+    def _memo(self) -> dict[tuple[str, datetime], datetime | None]:
+        """Dates computed so far, by ``(kind, instant)`` (a few hundred per schedule: the
+        scheduler asks for the same ones again, ahead of a tick and then at it)."""
         memo = self.__dict__.get("_dates")
         if memo is None or len(memo) > _MEMO_SIZE:
-            memo = self.__dict__["_dates"] = {}
+            memo = self.__dict__["_dates"] = {}  # frozen dataclass: a cache, not a field
+        return memo
+
+    def _remembered(self, kind: str, instant: datetime,
+                    compute: Callable[[datetime], datetime | None]) -> datetime | None:
+        """``compute(instant)``, remembered (:meth:`_memo`)."""
+        memo = self._memo()
         key = (kind, instant)
         if key not in memo:
             memo[key] = compute(instant)
@@ -156,8 +161,9 @@ class CronSchedule:
         :meth:`previous_before` of ``following`` is ``fire`` without a computation (the
         scheduler knows both when it moves a schedule on; ``fire`` must be a fire instant)."""
         if following is not None:
-            self._remembered("next", fire, lambda _: following)
-            self._remembered("previous", following, lambda _: fire)
+            memo = self._memo()
+            memo[("next", fire)] = following
+            memo[("previous", following)] = fire
 
     def next_after(self, instant: datetime) -> datetime | None:
         """The first fire instant strictly after ``instant`` (aware), in UTC; None if none exists

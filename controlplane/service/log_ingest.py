@@ -91,10 +91,11 @@ class LogIngest:
                 signed without its task id does not.
         """
         limit = self.max_bytes_per_attempt
-        if recorded is not None and 0 < limit < recorded.log_bytes:
-            return True  # already over (see above): the attempt fails
-        if recorded is not None and not lines:
-            return False
+        if recorded is not None:
+            if 0 < limit < recorded.log_bytes:
+                return True  # already over (see above): the attempt fails
+            if not lines:
+                return False
         task_id = claims.task_id  # tokens signed before it was added carry none: look it up
         if not task_id:
             row = await repo.get_task_run_row(unit.conn, claims.task_run_id)
@@ -106,7 +107,7 @@ class LogIngest:
                 for line in lines if line.level in kept_levels]
         if recorded is not None:
             size = sum(len(message.encode("utf-8", "surrogatepass")) for _, message, _ in kept) if limit > 0 else 0
-            if recorded.log_bytes + size <= limit or limit <= 0:
+            if limit <= 0 or recorded.log_bytes + size <= limit:
                 await repo.defer_attempt_logs(unit.conn, claims.execution_id, claims.task_run_id, task_id,
                                               claims.attempt, kept, size)
                 unit.logs.add(claims.execution_id)

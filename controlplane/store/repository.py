@@ -100,20 +100,15 @@ async def get_flow(conn: AsyncConnection, namespace: str, flow_id: str, revision
     return _flow_row(row) if row else None
 
 
-_FLOW_REVISION_SQL = """SELECT revision, deleted FROM flows WHERE namespace = %(namespace)s AND flow_id = %(flow_id)s
-ORDER BY revision DESC LIMIT 1"""
-_GIVEN_FLOW_REVISION_SQL = """SELECT revision, deleted FROM flows WHERE namespace = %(namespace)s AND flow_id = %(flow_id)s
-AND revision = %(revision)s"""
+_FLOW_REVISION_SQL = "SELECT revision, deleted FROM flows WHERE namespace = %(namespace)s AND flow_id = %(flow_id)s"
 
 
 async def flow_revision(conn: AsyncConnection, namespace: str, flow_id: str, revision: int = 0) -> tuple[int, bool] | None:
     """(revision, deleted) of a flow's latest revision (of ``revision`` when given), None when
     absent: what :func:`get_flow` says of it without the source (plain SQL: every start reads it)."""
-    if revision:
-        rows = await pipeline.fetch(conn, _GIVEN_FLOW_REVISION_SQL,
-                                    {"namespace": namespace, "flow_id": flow_id, "revision": revision})
-    else:
-        rows = await pipeline.fetch(conn, _FLOW_REVISION_SQL, {"namespace": namespace, "flow_id": flow_id})
+    rows = await pipeline.fetch(
+        conn, _FLOW_REVISION_SQL + (" AND revision = %(revision)s" if revision else " ORDER BY revision DESC LIMIT 1"),
+        {"namespace": namespace, "flow_id": flow_id, "revision": revision})
     return (rows[0].revision, rows[0].deleted) if rows else None
 
 

@@ -234,6 +234,18 @@ def test_revisions_and_expected_revision(stubs):
     assert [f.revision for f in revs] == [1, 2]
 
 
+def test_an_execution_starts_at_the_latest_or_a_given_revision(stubs):
+    src = "id: start-revs\nnamespace: tests.exec\ntasks:\n  - id: a\n    type: io.kestra.plugin.core.log.Log\n    message: v1\n"
+    stubs.deploy(src)
+    stubs.deploy(src.replace("v1", "v2"))
+    latest = stubs.start("tests.exec", "start-revs")
+    first = stubs.start("tests.exec", "start-revs", revision=1)
+    assert (latest.flow_revision, first.flow_revision) == (2, 1)
+    code, details = _status(stubs.executions.StartExecution, execution_pb2.StartExecutionRequest(
+        namespace="tests.exec", flow_id="start-revs", revision=3))
+    assert code == grpc.StatusCode.NOT_FOUND and "tests.exec.start-revs not found at revision 3" in details
+
+
 def test_parsed_but_not_applied_properties_are_warned_about(stubs):
     src = """
 id: warned
