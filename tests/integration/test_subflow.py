@@ -72,6 +72,16 @@ tasks:
     seconds: 30
 """
 
+WAITS_ON_SLOW = """
+id: waits-on-slow
+namespace: tests.subflow
+tasks:
+  - id: sub
+    type: io.kestra.plugin.core.flow.Subflow
+    namespace: tests.subflow
+    flowId: slow
+"""
+
 
 def _deploys(stubs, source: str) -> bool:
     try:
@@ -254,16 +264,8 @@ tasks:
 
 
 def test_killing_the_parent_kills_the_child(stubs):
-    stubs.deploy("""
-id: kill-parent
-namespace: tests.subflow
-tasks:
-  - id: sub
-    type: io.kestra.plugin.core.flow.Subflow
-    namespace: tests.subflow
-    flowId: slow
-""")
-    ex = stubs.start("tests.subflow", "kill-parent")
+    stubs.deploy(WAITS_ON_SLOW)
+    ex = stubs.start("tests.subflow", "waits-on-slow")
     running = wait_until(lambda: _child_running(stubs, ex.id), timeout=20, what="the child running its task")
     stubs.executions.KillExecution(execution_pb2.KillExecutionRequest(id=ex.id), timeout=10)
     final = stubs.wait(ex.id, timeout=20)
@@ -353,16 +355,8 @@ tasks:
 def test_the_start_answer_lists_the_attempt_of_a_subflow_started_with_the_execution(stubs):
     """StartExecution answers with the execution as its first advance left it, the attempt of a
     Subflow that advance started (no worker makes it) included, as GetExecution lists it."""
-    stubs.deploy("""
-id: start-answer
-namespace: tests.subflow
-tasks:
-  - id: sub
-    type: io.kestra.plugin.core.flow.Subflow
-    namespace: tests.subflow
-    flowId: slow
-""")
-    ex = stubs.start("tests.subflow", "start-answer")
+    stubs.deploy(WAITS_ON_SLOW)
+    ex = stubs.start("tests.subflow", "waits-on-slow")
     try:
         for execution in (ex, stubs.get(ex.id)):
             assert [state_name(a.state.current) for a in _run(execution, "sub").attempts] == ["RUNNING"], execution
